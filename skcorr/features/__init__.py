@@ -1,0 +1,12 @@
+"""Feature transformers: convnet columns and dense SIFT, with one output convention."""
+
+from ._base import FeatureMap, FeatureTransformer, keypoint_samples, split_keypoint_samples
+from ._conv import ConvColumnExtractor
+
+__all__ = [
+    "ConvColumnExtractor",
+    "FeatureMap",
+    "FeatureTransformer",
+    "keypoint_samples",
+    "split_keypoint_samples",
+]

@@ -1,0 +1,303 @@
+"""What every feature transformer shares: feature maps, keypoint samples, three modes.
+
+Data conventions
+----------------
+* **Images** follow :mod:`skcorr._image` (``(H, W, 3)`` uint8 arrays or file paths).
+* **Keypoint samples** (``mode="keypoints"``): a 2-D object array with one row per
+  keypoint, ``[image, x, y]``, built by :func:`keypoint_samples`. Rows of the same image
+  share the same image object (or path), so the image's features are computed once
+  however many of its keypoints are asked for, and the array can be indexed, split and
+  cross-validated like any other ``X``.
+* **Dense features** (``mode="dense"``): one :class:`FeatureMap` per image, holding the
+  grid of columns and the pixel coordinates of their receptive-field centres.
+* **Global features** (``mode="global"``): one row per image.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils._param_validation import StrOptions
+from sklearn.utils.validation import check_is_fitted
+
+from .._image import as_rgb, check_images, image_size
+
+__all__ = ["FeatureMap", "keypoint_samples", "split_keypoint_samples"]
+
+
+@dataclass
+class FeatureMap:
+    """Dense features of one image on a regular grid of receptive-field centres.
+
+    Attributes
+    ----------
+    features : ndarray of shape (rows, cols, n_features)
+        The column of each grid cell.
+    xs : ndarray of shape (cols,)
+        x coordinate of each grid column's RF centre, in pixels of the original image.
+    ys : ndarray of shape (rows,)
+        y coordinate of each grid row's RF centre.
+    rf_size : float
+        Side of a cell's receptive field, in pixels of the original image.
+    image_shape : tuple of int
+        ``(height, width)`` of the original image.
+    """
+
+    features: np.ndarray
+    xs: np.ndarray
+    ys: np.ndarray
+    rf_size: float
+    image_shape: tuple[int, int]
+
+    @property
+    def grid_shape(self) -> tuple[int, int]:
+        return self.features.shape[:2]
+
+    @property
+    def stride(self) -> float:
+        """Distance between neighbouring centres (mean over both axes, in pixels)."""
+        steps = [np.diff(a).mean() for a in (self.xs, self.ys) if len(a) > 1]
+        return float(np.mean(steps)) if steps else float("nan")
+
+    def centers(self) -> np.ndarray:
+        """RF centres of all cells, row-major, shape (rows * cols, 2), as (x, y)."""
+        gx, gy = np.meshgrid(self.xs, self.ys)
+        return np.stack([gx.ravel(), gy.ravel()], axis=1)
+
+    def sample(self, points: np.ndarray, interpolation: str = "nearest") -> np.ndarray:
+        """Columns at points (n, 2) in (x, y) pixels.
+
+        ``"nearest"`` takes the column whose RF centre is closest (per axis, since the
+        grid is separable); ``"bilinear"`` interpolates between the four surrounding
+        centres, clamping to the outermost centres outside the grid.
+        """
+        points = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+        fx = _grid_coordinate(self.xs, points[:, 0])
+        fy = _grid_coordinate(self.ys, points[:, 1])
+        if interpolation == "nearest":
+            return self.features[np.rint(fy).astype(int), np.rint(fx).astype(int)]
+        x0 = np.floor(fx).astype(int)
+        y0 = np.floor(fy).astype(int)
+        x1 = np.minimum(x0 + 1, len(self.xs) - 1)
+        y1 = np.minimum(y0 + 1, len(self.ys) - 1)
+        wx = (fx - x0)[:, None]
+        wy = (fy - y0)[:, None]
+        f = self.features
+        top = f[y0, x0] * (1 - wx) + f[y0, x1] * wx
+        bottom = f[y1, x0] * (1 - wx) + f[y1, x1] * wx
+        return (top * (1 - wy) + bottom * wy).astype(f.dtype, copy=False)
+
+
+def _grid_coordinate(centres: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Fractional grid index of pixel coordinates, clamped to the grid."""
+    if len(centres) == 1:
+        return np.zeros_like(values)
+    step = centres[1] - centres[0]
+    return np.clip((values - centres[0]) / step, 0, len(centres) - 1)
+
+
+def keypoint_samples(images, keypoints):
+    """Turn images and their keypoints into keypoint samples for ``mode="keypoints"``.
+
+    Parameters
+    ----------
+    images : sequence of images, length n
+    keypoints : array-like of shape (n, K, 2)
+        (x, y) per image and keypoint type; NaN where absent or not visible.
+
+    Returns
+    -------
+    X : ndarray of shape (m, 3), dtype object
+        One row ``[image, x, y]`` per present keypoint.
+    y : ndarray of shape (m,)
+        The keypoint type (0 .. K-1) of each row: the labels for classification.
+    groups : ndarray of shape (m,)
+        The image index of each row, for ``GroupKFold``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> image = np.zeros((64, 64, 3), np.uint8)
+    >>> X, y, groups = keypoint_samples([image], [[[10, 12], [np.nan, np.nan], [30, 40]]])
+    >>> X.shape, y.tolist(), groups.tolist()
+    ((2, 3), [0, 2], [0, 0])
+    """
+    images = check_images(images)
+    keypoints = np.asarray(keypoints, dtype=np.float64)
+    if keypoints.ndim != 3 or keypoints.shape[2] != 2:
+        raise ValueError(
+            f"keypoints must have shape (n_images, n_keypoint_types, 2), got {keypoints.shape}."
+        )
+    if keypoints.shape[0] != len(images):
+        raise ValueError(
+            f"{len(images)} images but keypoints for {keypoints.shape[0]}; pass one row of "
+            "keypoints per image."
+        )
+    present = ~np.isnan(keypoints).any(axis=2)
+    image_index, types = np.nonzero(present)
+    X = np.empty((len(image_index), 3), dtype=object)
+    for row, (i, k) in enumerate(zip(image_index, types, strict=True)):
+        X[row] = (images[i], float(keypoints[i, k, 0]), float(keypoints[i, k, 1]))
+    return X, types, image_index
+
+
+def split_keypoint_samples(X):
+    """Group keypoint samples by image.
+
+    Returns a list of ``(image, rows, points)``: the image, the indices of its rows in
+    ``X`` and their (x, y) coordinates as an (r, 2) float array. Images are told apart
+    by identity (arrays) or by path (files).
+    """
+    X = np.asarray(X, dtype=object) if not isinstance(X, np.ndarray) else X
+    if X.ndim != 2 or X.shape[1] != 3:
+        raise ValueError(
+            f"Keypoint samples must be an array of shape (n_samples, 3) with rows "
+            f"[image, x, y], got shape {X.shape}; build them with "
+            "skcorr.features.keypoint_samples(images, keypoints)."
+        )
+    if len(X) == 0:
+        raise ValueError("No keypoint samples were given; pass at least one row.")
+    try:
+        points = X[:, 1:].astype(np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError("Columns 1 and 2 of keypoint samples must be numbers (x, y).") from exc
+    if not np.all(np.isfinite(points)):
+        bad = int(np.flatnonzero(~np.isfinite(points).all(axis=1))[0])
+        raise ValueError(
+            f"Keypoint sample {bad} has a NaN or infinite coordinate; drop absent keypoints "
+            "(keypoint_samples does this for you)."
+        )
+    groups: dict[object, tuple[object, list[int]]] = {}
+    for row, image in enumerate(X[:, 0]):
+        if isinstance(image, (str, os.PathLike)):
+            key = os.fspath(image)
+        elif isinstance(image, np.ndarray):
+            key = id(image)
+        else:
+            raise TypeError(
+                f"Keypoint sample {row} holds a {type(image).__name__} where an image (array "
+                "or path) belongs; rows must be [image, x, y]."
+            )
+        groups.setdefault(key, (image, []))[1].append(row)
+    return [(image, np.array(rows), points[rows]) for image, rows in groups.values()]
+
+
+def check_points_inside(points: np.ndarray, shape: tuple[int, int], name: str = "image"):
+    """Reject points outside the image (pixel centres span [-0.5, size - 0.5])."""
+    height, width = shape
+    outside = ((points[:, 0] < -0.5) | (points[:, 0] > width - 0.5)
+               | (points[:, 1] < -0.5) | (points[:, 1] > height - 0.5))
+    if outside.any():
+        x, y = points[np.flatnonzero(outside)[0]]
+        raise ValueError(
+            f"Keypoint ({x:g}, {y:g}) lies outside {name} of size {width}x{height} "
+            "(width x height); keypoints are 0-based (x, y) pixel coordinates. Drop it or "
+            "clip it to the image."
+        )
+
+
+class FeatureTransformer(TransformerMixin, BaseEstimator):
+    """Base class of skcorr's feature transformers.
+
+    Subclasses implement :meth:`_dense` (one image -> :class:`FeatureMap`) and may
+    override :meth:`_at_points` and :meth:`_global` when they have a better way than
+    sampling or averaging the dense map.
+    """
+
+    _parameter_constraints: dict = {
+        "mode": [StrOptions({"keypoints", "dense", "global"})],
+    }
+
+    # -- the API ----------------------------------------------------------------------
+    def transform(self, X):
+        """Features of ``X`` in the transformer's ``mode``.
+
+        * ``"keypoints"``: ``X`` is keypoint samples (:func:`keypoint_samples`); returns
+          an (n_samples, n_features) array.
+        * ``"dense"``: ``X`` is a sequence of images; returns a list of
+          :class:`FeatureMap`.
+        * ``"global"``: ``X`` is a sequence of images; returns (n_images, n_features).
+        """
+        check_is_fitted(self)
+        if self.mode == "keypoints":
+            return self.extract_at(X)
+        if self.mode == "dense":
+            return self.extract_dense(X)
+        return self.extract_global(X)
+
+    def extract_at(self, X) -> np.ndarray:
+        """Columns at keypoint samples, whatever the mode: (n_samples, n_features)."""
+        check_is_fitted(self)
+        groups = split_keypoint_samples(X)
+        out = None
+        for chunk in _chunks(groups, self._chunk_size()):
+            rgbs = [as_rgb(image, name=_describe(image)) for image, _, _ in chunk]
+            for rgb, (image, _, points) in zip(rgbs, chunk, strict=True):
+                check_points_inside(points, rgb.shape[:2], _describe(image))
+            columns = self._at_points_batch(rgbs, [points for _, _, points in chunk])
+            for (_, rows, _), values in zip(chunk, columns, strict=True):
+                if out is None:
+                    out = np.empty((len(X), values.shape[1]), dtype=values.dtype)
+                out[rows] = values
+        return out
+
+    def extract_dense(self, images) -> list[FeatureMap]:
+        """One :class:`FeatureMap` per image, whatever the mode."""
+        check_is_fitted(self)
+        return [fmap for chunk in self._rgb_chunks(images) for fmap in self._dense_batch(chunk)]
+
+    def extract_global(self, images) -> np.ndarray:
+        """One feature vector per image, whatever the mode: (n_images, n_features)."""
+        check_is_fitted(self)
+        return np.stack([vector for chunk in self._rgb_chunks(images)
+                         for vector in self._global_batch(chunk)])
+
+    def _chunk_size(self) -> int:
+        return max(1, int(getattr(self, "batch_size", 1) or 1))
+
+    def _rgb_chunks(self, images):
+        indexed = list(enumerate(check_images(images)))
+        for chunk in _chunks(indexed, self._chunk_size()):
+            yield [as_rgb(image, name=_describe(image, i)) for i, image in chunk]
+
+    # -- what subclasses provide ------------------------------------------------------
+    # Each works on a batch of RGB arrays; the defaults map the one-image versions.
+    def _dense(self, image: np.ndarray) -> FeatureMap:
+        raise NotImplementedError
+
+    def _dense_batch(self, images: list[np.ndarray]) -> list[FeatureMap]:
+        return [self._dense(image) for image in images]
+
+    def _at_points_batch(self, images, points) -> list[np.ndarray]:
+        interpolation = getattr(self, "interpolation", "nearest")
+        return [fmap.sample(p, interpolation)
+                for fmap, p in zip(self._dense_batch(images), points, strict=True)]
+
+    def _global_batch(self, images) -> list[np.ndarray]:
+        return [fmap.features.mean(axis=(0, 1)) for fmap in self._dense_batch(images)]
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False  # images and keypoint samples, not numbers
+        tags.requires_fit = True
+        tags.transformer_tags.preserves_dtype = []
+        return tags
+
+
+def _describe(image, index: int | None = None) -> str:
+    if isinstance(image, (str, os.PathLike)):
+        return f"image {os.fspath(image)!r}"
+    return "image" if index is None else f"images[{index}]"
+
+
+def _chunks(items: list, size: int):
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def image_shapes(images) -> list[tuple[int, int]]:
+    """(height, width) of each image, reading only file headers."""
+    return [image_size(image) for image in check_images(images)]

@@ -1,0 +1,279 @@
+"""Convnet columns: the vector of all channels of a layer at one spatial cell."""
+
+from __future__ import annotations
+
+import numbers
+import os
+
+import numpy as np
+import torch
+from PIL import Image
+from sklearn.base import _fit_context
+from sklearn.utils._param_validation import Interval, StrOptions
+from torchvision.models.feature_extraction import create_feature_extractor
+
+from ..backbones import get_backbone, load_network
+from ..receptive import ReceptiveField, grid_centers
+from ._base import FeatureMap, FeatureTransformer
+
+__all__ = ["ConvColumnExtractor"]
+
+
+class ConvColumnExtractor(FeatureTransformer):
+    """Columns of a convnet layer at keypoints, on the dense grid, or per image.
+
+    A column is the vector of all channels of one layer at one spatial cell; it is
+    attached to the centre of that cell's receptive field (RF) in the input image. In
+    ``"keypoints"`` mode each keypoint gets the column whose RF centre is nearest (or the
+    bilinear interpolation of the four around it), computing each image's feature map
+    once however many of its keypoints are asked for.
+
+    Parameters
+    ----------
+    backbone : str, default="efficientnet_lite0"
+        A name from :func:`skcorr.backbones.list_backbones` or any torchvision
+        classification model name.
+    weights : "default", None or path, default="default"
+        Pretrained ImageNet weights, random initialisation, or a local state-dict file.
+    layer : str or list of str, default="conv4"
+        Layer name, or the paper's role names ``conv4``, ``conv5``, ``pool5``, ``fc7``
+        (see :mod:`skcorr.backbones`). With several layers the columns are concatenated,
+        on the grid of the layer with the smallest stride (the others sampled at its RF
+        centres).
+    mode : {"keypoints", "dense", "global"}, default="keypoints"
+        What :meth:`transform` returns: columns at keypoint samples, a
+        :class:`~skcorr.features.FeatureMap` per image, or one vector per image (a
+        global layer's output, or the spatial mean of a convolutional one).
+    image_size : int or None, default=None
+        Resize each image so that its longer side is this many pixels before the forward
+        pass; ``None`` keeps the size. Coordinates in and out are always in pixels of the
+        original image.
+    normalize : bool, default=True
+        L2-normalise each layer's columns (then divide a concatenation by the square root
+        of the number of layers, so that it has unit norm).
+    interpolation : {"nearest", "bilinear"}, default="nearest"
+        How a keypoint between RF centres gets its column.
+    device : {"auto", "cpu", "cuda"} or str, default="auto"
+        Torch device; ``"auto"`` uses CUDA when available.
+    batch_size : int, default=8
+        Images per forward pass (images of equal size are batched together).
+    dtype : {"float32", "float64"}, default="float32"
+        Output dtype.
+
+    Attributes
+    ----------
+    layers_ : list of str
+        Resolved torchvision node names of the layers.
+    receptive_fields_ : dict
+        Layer name -> :class:`~skcorr.receptive.ReceptiveField` (``None`` for global
+        layers), in pixels of the network input.
+    n_features_out_ : int
+        Length of a column.
+    device_ : str
+        The device in use.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skcorr import ConvColumnExtractor
+    >>> from skcorr.features import keypoint_samples
+    >>> image = np.random.default_rng(0).integers(0, 255, (96, 128, 3), dtype=np.uint8)
+    >>> X, y, groups = keypoint_samples([image], [[[20.0, 30.0], [100.0, 50.0]]])
+    >>> ext = ConvColumnExtractor(layer="stage3", weights=None).fit(X)
+    >>> ext.transform(X).shape
+    (2, 40)
+    """
+
+    _parameter_constraints: dict = {
+        **FeatureTransformer._parameter_constraints,
+        "backbone": [str],
+        "weights": [StrOptions({"default"}), None, str, os.PathLike],
+        "layer": [str, list, tuple],
+        "image_size": [Interval(numbers.Integral, 16, None, closed="left"), None],
+        "normalize": ["boolean"],
+        "interpolation": [StrOptions({"nearest", "bilinear"})],
+        "device": [str],
+        "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
+        "dtype": [StrOptions({"float32", "float64"})],
+    }
+
+    def __init__(self, *, backbone="efficientnet_lite0", weights="default", layer="conv4",
+                 mode="keypoints", image_size=None, normalize=True, interpolation="nearest",
+                 device="auto", batch_size=8, dtype="float32"):
+        self.backbone = backbone
+        self.weights = weights
+        self.layer = layer
+        self.mode = mode
+        self.image_size = image_size
+        self.normalize = normalize
+        self.interpolation = interpolation
+        self.device = device
+        self.batch_size = batch_size
+        self.dtype = dtype
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X=None, y=None):
+        """Build the truncated network. The weights are pretrained: ``X`` is not used."""
+        spec = get_backbone(self.backbone)
+        names = [self.layer] if isinstance(self.layer, str) else list(self.layer)
+        if not names:
+            raise ValueError("layer is an empty list; name at least one layer.")
+        self.layers_ = [spec.resolve_layer(name) for name in names]
+        self.receptive_fields_ = {n: spec.receptive_field(n) for n in self.layers_}
+        spatial = [n for n in self.layers_ if self.receptive_fields_[n] is not None]
+        if self.mode != "global" and len(spatial) < len(self.layers_):
+            flat = [name for name, node in zip(names, self.layers_, strict=True)
+                    if node not in spatial]
+            raise ValueError(
+                f"Layer(s) {flat} of {self.backbone!r} have no spatial grid (global layers); "
+                f"use mode='global', or a convolutional layer for mode={self.mode!r}."
+            )
+        if spatial and len(spatial) < len(self.layers_):
+            raise ValueError("Do not mix global and convolutional layers in one extractor.")
+        self.device_ = _resolve_device(self.device)
+        network = load_network(spec, self.weights)
+        self.network_ = create_feature_extractor(network, return_nodes=self.layers_)
+        self.network_.to(self.device_).eval()
+        self._mean = torch.tensor(spec.mean).view(1, 3, 1, 1)
+        self._std = torch.tensor(spec.std).view(1, 3, 1, 1)
+        probe = np.zeros((224, 224, 3), np.uint8)
+        self.n_features_out_ = int(sum(o.shape[0] for o in self._forward([probe])[0]))
+        return self
+
+    # -- forward pass -----------------------------------------------------------------
+    def _prepare(self, image: np.ndarray) -> tuple[np.ndarray, tuple[float, float]]:
+        """Resize by the image_size policy; returns the array and (scale_x, scale_y)."""
+        height, width = image.shape[:2]
+        if self.image_size is None:
+            return image, (1.0, 1.0)
+        scale = self.image_size / max(height, width)
+        new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
+        resized = np.asarray(Image.fromarray(image).resize((new_w, new_h), Image.BILINEAR))
+        return resized, (new_w / width, new_h / height)
+
+    def _check_size(self, image: np.ndarray, original_shape) -> None:
+        height, width = image.shape[:2]
+        for name, rf in self.receptive_fields_.items():
+            if rf is not None and (width < rf.stride[0] or height < rf.stride[1]):
+                raise ValueError(
+                    f"An image of {original_shape[1]}x{original_shape[0]} px (width x height"
+                    f"{', resized to %dx%d' % (width, height) if self.image_size else ''}) "
+                    f"is smaller than the stride ({rf.stride[0]:g} px) of layer {name!r}; "
+                    "use larger images, a larger image_size, or an earlier layer."
+                )
+
+    def _forward(self, images: list[np.ndarray]) -> list[list[np.ndarray]]:
+        """Per image, the outputs of each layer as (C, h, w) or (C,) float32 arrays."""
+        outputs: list = [None] * len(images)
+        by_shape: dict = {}
+        for i, image in enumerate(images):
+            by_shape.setdefault(image.shape, []).append(i)
+        for indices in by_shape.values():
+            batch = torch.from_numpy(np.stack([images[i] for i in indices]))
+            batch = batch.permute(0, 3, 1, 2).float().div_(255.0)
+            batch = ((batch - self._mean) / self._std).to(self.device_)
+            try:
+                with torch.inference_mode():
+                    result = self.network_(batch)
+            except RuntimeError as exc:
+                if "size" not in str(exc).lower():
+                    raise
+                raise ValueError(
+                    f"An image of {images[indices[0]].shape[1]}x{images[indices[0]].shape[0]} "
+                    f"px is too small for layers {self.layers_} of {self.backbone!r} "
+                    f"({exc}); use larger images or set image_size."
+                ) from exc
+            maps = [result[name].float().cpu().numpy() for name in self.layers_]
+            for j, i in enumerate(indices):
+                outputs[i] = [m[j] for m in maps]
+        return outputs
+
+    # -- the three modes --------------------------------------------------------------
+    def _dense_batch(self, images):
+        prepared = [self._prepare(image) for image in images]
+        for (resized, _), image in zip(prepared, images, strict=True):
+            self._check_size(resized, image.shape)
+        outputs = self._forward([resized for resized, _ in prepared])
+        return [self._feature_map(out, image.shape[:2], scale)
+                for out, image, (_, scale) in zip(outputs, images, prepared, strict=True)]
+
+    def _feature_map(self, layer_outputs, image_shape, scale) -> FeatureMap:
+        fields = [self.receptive_fields_[n].scaled(*scale) for n in self.layers_]
+        finest = int(np.argmin([rf.stride[0] for rf in fields]))
+        maps = [self._layer_map(out, rf, image_shape) for out, rf
+                in zip(layer_outputs, fields, strict=True)]
+        base = maps[finest]
+        if len(maps) > 1:
+            centres = base.centers()
+            columns = [m.features.reshape(-1, m.features.shape[2]) if m is base
+                       else m.sample(centres, self.interpolation) for m in maps]
+            rows, cols = base.grid_shape
+            base.features = np.concatenate(columns, axis=1).reshape(rows, cols, -1)
+            base.rf_size = max(m.rf_size for m in maps)
+        if self.normalize and len(maps) > 1:
+            base.features /= np.sqrt(len(maps))
+        base.features = base.features.astype(self.dtype, copy=False)
+        return base
+
+    def _layer_map(self, output: np.ndarray, rf: ReceptiveField, image_shape) -> FeatureMap:
+        features = np.ascontiguousarray(output.transpose(1, 2, 0))
+        if self.normalize:
+            features = _l2_normalize(features)
+        xs, ys = grid_centers(rf, features.shape[:2])
+        return FeatureMap(features=features, xs=xs, ys=ys, rf_size=float(max(rf.size)),
+                          image_shape=tuple(image_shape))
+
+    def _global_batch(self, images):
+        if self.receptive_fields_[self.layers_[0]] is not None:
+            return [fmap.features.mean(axis=(0, 1)) for fmap in self._dense_batch(images)]
+        outputs = self._forward([self._prepare(image)[0] for image in images])
+        vectors = []
+        for layer_outputs in outputs:
+            parts = [_l2_normalize(o.reshape(-1)) if self.normalize else o.reshape(-1)
+                     for o in layer_outputs]
+            vector = np.concatenate(parts) / (np.sqrt(len(parts)) if self.normalize else 1.0)
+            vectors.append(vector.astype(self.dtype, copy=False))
+        return vectors
+
+    # -- pickling: the network travels as a CPU state dict ----------------------------
+    def __getstate__(self):
+        state = super().__getstate__()
+        if "network_" in state:
+            state = dict(state)
+            network = state.pop("network_")
+            state["_network_state"] = {k: v.detach().cpu() for k, v in
+                                       network.state_dict().items()}
+        return state
+
+    def __setstate__(self, state):
+        network_state = state.pop("_network_state", None)
+        super().__setstate__(state)
+        if network_state is not None:
+            spec = get_backbone(self.backbone)
+            network = create_feature_extractor(load_network(spec, None),
+                                               return_nodes=self.layers_)
+            network.load_state_dict(network_state)
+            self.device_ = _resolve_device(self.device, fallback=True)
+            self.network_ = network.to(self.device_).eval()
+
+
+def _l2_normalize(features: np.ndarray) -> np.ndarray:
+    norm = np.linalg.norm(features, axis=-1, keepdims=True)
+    return features / np.maximum(norm, 1e-12)
+
+
+def _resolve_device(device: str, fallback: bool = False) -> str:
+    """'auto' -> CUDA when available; with ``fallback`` (unpickling) CUDA -> CPU if absent."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        kind = torch.device(device).type
+    except RuntimeError as exc:
+        raise ValueError(f"Unknown device {device!r}; use 'auto', 'cpu' or 'cuda'.") from exc
+    if kind == "cuda" and not torch.cuda.is_available():
+        if fallback:
+            return "cpu"
+        raise ValueError(
+            f"device={device!r} but CUDA is not available here; use device='cpu' or 'auto'."
+        )
+    return device
