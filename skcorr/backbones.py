@@ -36,7 +36,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import torch
@@ -210,7 +210,7 @@ def _read_state_dict(path: Path, name: str) -> dict:
     return state
 
 
-@lru_cache(maxsize=None)
+@cache
 def _graph_of(name: str) -> _Graph:
     spec = get_backbone(name)
     module = spec.build().eval()

@@ -21,7 +21,6 @@ Sizes are the theoretical RF: the pixels path-connected to a cell, padding inclu
 
 from __future__ import annotations
 
-import math
 import operator
 from dataclasses import dataclass
 

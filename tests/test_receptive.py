@@ -114,7 +114,7 @@ def test_residual_union_agrees_with_measured_gradients():
 def test_efficientnet_lite0_stage_agrees_with_measured_gradients():
     lite = get_backbone("efficientnet_lite0")
     network = lite.build()
-    for name, module in network.named_modules():  # ReLU6 saturates on all-ones input
+    for _name, module in network.named_modules():  # ReLU6 saturates on all-ones input
         for child_name, child in module.named_children():
             if isinstance(child, nn.ReLU6):
                 setattr(module, child_name, nn.Identity())

@@ -153,11 +153,12 @@ class ConvColumnExtractor(FeatureTransformer):
 
     def _check_size(self, image: np.ndarray, original_shape) -> None:
         height, width = image.shape[:2]
+        resized = f", resized to {width}x{height}" if self.image_size else ""
         for name, rf in self.receptive_fields_.items():
             if rf is not None and (width < rf.stride[0] or height < rf.stride[1]):
                 raise ValueError(
                     f"An image of {original_shape[1]}x{original_shape[0]} px (width x height"
-                    f"{', resized to %dx%d' % (width, height) if self.image_size else ''}) "
+                    f"{resized}) "
                     f"is smaller than the stride ({rf.stride[0]:g} px) of layer {name!r}; "
                     "use larger images, a larger image_size, or an earlier layer."
                 )
