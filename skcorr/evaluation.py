@@ -1,0 +1,201 @@
+"""Evaluation protocols: keypoint transfer over the pairs of a data set, scored by PCK.
+
+For every pair (source, target) of a data set, a transfer method predicts where the
+source keypoints lie in the target image; PCK compares the predictions with the
+target's keypoints, with thresholds from the target's box. The table has one row per
+class of the target image and a final ``"mean"`` row, the mean over classes.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from ._image import image_size
+from .metrics import _check_alpha, pck_score
+
+__all__ = [
+    "PCKTable",
+    "evaluate_identity_pf_willow",
+    "identity_transfer",
+    "transfer_pck_table",
+]
+
+
+class PCKTable(list):
+    """A PCK table: a list of dict rows ``{"class", "pairs", "PCK@<alpha>", ...}``.
+
+    PCK values are fractions in ``[0, 1]``; :meth:`to_markdown` prints them as
+    percentages, :meth:`to_csv` as they are.
+    """
+
+    def columns(self) -> list[str]:
+        """The column names, in order."""
+        return list(self[0]) if self else []
+
+    def to_markdown(self, digits: int = 1) -> str:
+        """The table in Markdown, PCK in percent with ``digits`` decimals."""
+        columns = self.columns()
+
+        def cell(key, value):
+            return f"{100 * value:.{digits}f}" if key.startswith("PCK") else str(value)
+
+        header = [c + " (%)" if c.startswith("PCK") else c for c in columns]
+        lines = ["| " + " | ".join(header) + " |",
+                 "|" + "|".join("---:" if c.startswith("PCK") else "---" for c in columns) + "|"]
+        lines += ["| " + " | ".join(cell(c, row[c]) for c in columns) + " |" for row in self]
+        return "\n".join(lines)
+
+    def to_csv(self) -> str:
+        """The table as CSV text, PCK as fractions."""
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=self.columns(), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(self)
+        return buffer.getvalue()
+
+
+def identity_transfer(source_image, target_image, source_keypoints) -> np.ndarray:
+    """Place each source keypoint at the same relative position in the target image.
+
+    Positions are relative to the image width and height, with the pixel-centre
+    convention: ``x_t = (x_s + 0.5) * W_t / W_s - 0.5`` (and the same for ``y``). This
+    is the trivial baseline that any correspondence method should beat.
+
+    Parameters
+    ----------
+    source_image, target_image : ndarray or path
+        The images (only their sizes are read).
+    source_keypoints : ndarray of shape (K, 2)
+        ``(x, y)`` in the source image.
+
+    Returns
+    -------
+    keypoints : ndarray of shape (K, 2)
+        The predicted ``(x, y)`` in the target image.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skcorr.evaluation import identity_transfer
+    >>> source, target = np.zeros((10, 20, 3), np.uint8), np.zeros((20, 40, 3), np.uint8)
+    >>> identity_transfer(source, target, np.array([[-0.5, 9.5]])).tolist()
+    [[-0.5, 19.5]]
+    """
+    (source_h, source_w), (target_h, target_w) = image_size(source_image), image_size(target_image)
+    scale = np.array([target_w / source_w, target_h / source_h])
+    return (np.asarray(source_keypoints, dtype=np.float64) + 0.5) * scale - 0.5
+
+
+def transfer_pck_table(
+    dataset,
+    predict_fn: Callable,
+    *,
+    alphas: Sequence[float] = (0.05, 0.1, 0.15),
+    average: str = "types",
+) -> PCKTable:
+    """PCK of a keypoint transfer method over the pairs of a data set, per class.
+
+    Parameters
+    ----------
+    dataset : Bunch
+        A data set with ``images``, ``keypoints``, ``boxes`` and ``pairs`` (as returned
+        by :func:`skcorr.datasets.load_pf_willow` and the other pair loaders), and
+        optionally ``labels`` and ``class_names``.
+    predict_fn : callable
+        ``predict_fn(source_image, target_image, source_keypoints)`` returning the
+        ``(K, 2)`` predicted target positions of the ``(K, 2)`` source keypoints, e.g.
+        :func:`identity_transfer`.
+    alphas : sequence of float, default=(0.05, 0.1, 0.15)
+        PCK tolerances, as fractions of ``max(h, w)`` of the *target* box.
+    average : {"types", "keypoints"}, default="types"
+        How PCK averages within a class, see :func:`skcorr.metrics.pck_score`.
+
+    Returns
+    -------
+    table : PCKTable
+        One row per class of the target images (``"class"``, ``"pairs"``, and
+        ``"PCK@<alpha>"`` per alpha), then a ``"mean"`` row: the mean over classes.
+
+    Raises
+    ------
+    ValueError
+        If the data set has no pairs, an alpha is outside ``(0, 1]``, or
+        ``predict_fn`` returns the wrong shape.
+
+    Examples
+    --------
+    >>> from skcorr.datasets import load_sample_pairs
+    >>> from skcorr.evaluation import identity_transfer, transfer_pck_table
+    >>> table = transfer_pck_table(load_sample_pairs(), identity_transfer, alphas=[0.1])
+    >>> table[-1]["class"], table[-1]["pairs"]
+    ('mean', 4)
+    """
+    alphas = [_check_alpha(alpha) for alpha in alphas]
+    if not alphas:
+        raise ValueError("alphas is empty; pass at least one tolerance, e.g. (0.1,).")
+    pairs = np.asarray(dataset.get("pairs", []), dtype=np.intp).reshape(-1, 2)
+    if len(pairs) == 0:
+        raise ValueError("the data set defines no pairs (its 'pairs' field is missing or empty).")
+    keypoints, images = dataset.keypoints, dataset.images
+    predictions = np.empty((len(pairs), *keypoints.shape[1:]))
+    for p, (s, t) in enumerate(pairs):
+        predicted = np.asarray(predict_fn(images[s], images[t], keypoints[s]), dtype=np.float64)
+        if predicted.shape != keypoints.shape[1:]:
+            raise ValueError(
+                f"predict_fn returned shape {predicted.shape} for pair {p} ({s}, {t}); it must "
+                f"return the {keypoints.shape[1:]} positions of the source keypoints."
+            )
+        predictions[p] = predicted
+
+    targets = pairs[:, 1]
+    labels = np.asarray(dataset.get("labels", np.zeros(len(images), dtype=np.intp)))[targets]
+    class_names = dataset.get("class_names", ["all"])
+    table = PCKTable()
+    for label in np.unique(labels):
+        mask = labels == label
+        row = {"class": class_names[label], "pairs": int(mask.sum())}
+        for alpha in alphas:
+            row[f"PCK@{alpha:g}"] = pck_score(
+                keypoints[targets[mask]], predictions[mask], alpha=alpha,
+                bbox=dataset.boxes[targets[mask]], average=average,
+            )  # fmt: skip
+        table.append(row)
+    mean = {"class": "mean", "pairs": len(pairs)}
+    for column in table.columns()[2:]:
+        mean[column] = float(np.mean([row[column] for row in table]))
+    table.append(mean)
+    return table
+
+
+def evaluate_identity_pf_willow(path, alphas=(0.05, 0.1, 0.15)) -> PCKTable:
+    """The identity baseline on PF-WILLOW's 900 pairs: the floor any method must beat.
+
+    Each source keypoint is placed at the same relative position in the target image
+    (:func:`identity_transfer`); PCK uses ``alpha * max(h, w)`` of the target's keypoint
+    bounding box, per sub-class, then the mean over sub-classes.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The PF-WILLOW folder, see :func:`skcorr.datasets.load_pf_willow`.
+    alphas : sequence of float, default=(0.05, 0.1, 0.15)
+        PCK tolerances.
+
+    Returns
+    -------
+    table : PCKTable
+        Ten sub-class rows and a ``"mean"`` row; see :func:`transfer_pck_table`.
+
+    Examples
+    --------
+    >>> from skcorr.datasets import fetch_pf_willow
+    >>> from skcorr.evaluation import evaluate_identity_pf_willow
+    >>> print(evaluate_identity_pf_willow(fetch_pf_willow()).to_markdown())  # doctest: +SKIP
+    """
+    from .datasets import load_pf_willow
+
+    return transfer_pck_table(load_pf_willow(path), identity_transfer, alphas=alphas)

@@ -1,0 +1,244 @@
+"""Pairwise alignment: the flow MRF on a grid of RF centres, warping and point transfer.
+
+A flow maps every node ``p`` of the source feature grid to a node ``p + w(p)`` of the
+target grid (Long et al. 2014, Study 2). Its energy is
+
+``E(w) = sum_p ||f_s(p) - f_t(p + w(p))||^2 + lam * sum_{(p, q)} ||w(p) - w(q)||^2``
+
+with displacements ``w`` counted in grid steps (so ``lam`` does not depend on the layer's
+stride), minimised by min-sum belief propagation (:mod:`skcorr.flow._bp`).
+
+Between grid nodes a flow is interpolated: a source point gets the bilinear
+interpolation of the target positions of the four nodes around it; outside the outermost
+RF centres (the image border, less than half a stride wide) the nearest border position
+is used and the remaining offset is carried over, scaled by the ratio of the strides.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.interpolate import RectBivariateSpline
+from scipy.ndimage import map_coordinates
+
+from .._image import as_rgb
+from ..features._base import FeatureMap, _grid_coordinate
+from ._bp import absolute_offsets, coarse_to_fine_bp, min_sum_bp, window_offsets
+from ._kernels import data_cost, data_cost_window
+
+__all__ = ["Flow", "align"]
+
+
+@dataclass
+class Flow:
+    """Dense correspondence from a source image's feature grid to a target image's.
+
+    Attributes
+    ----------
+    target_index : ndarray of shape (rows, cols, 2), int
+        For every source node, the (row, col) of its match on the target grid.
+    source_xs, source_ys : ndarray
+        RF centres of the source grid, in source pixels.
+    target_xs, target_ys : ndarray
+        RF centres of the target grid, in target pixels.
+    source_shape, target_shape : tuple of int
+        (height, width) of the two images.
+    data_energy : float
+        ``sum_p ||f_s(p) - f_t(p + w(p))||^2``.
+    deformation : float
+        ``sum_{(p, q)} ||w(p) - w(q)||^2`` over 4-neighbour edges, in squared grid
+        steps (the smoothness energy without ``lam``; the paper orders neighbours by it).
+    lam : float
+        The smoothness weight the flow was solved with.
+    n_iter : int
+        Belief-propagation iterations.
+    """
+
+    target_index: np.ndarray
+    source_xs: np.ndarray
+    source_ys: np.ndarray
+    target_xs: np.ndarray
+    target_ys: np.ndarray
+    source_shape: tuple[int, int]
+    target_shape: tuple[int, int]
+    data_energy: float
+    deformation: float
+    lam: float
+    n_iter: int
+
+    @property
+    def energy(self) -> float:
+        """The MRF energy, ``data_energy + lam * deformation``."""
+        return self.data_energy + self.lam * self.deformation
+
+    @property
+    def displacement(self) -> np.ndarray:
+        """``w`` in grid steps, (rows, cols, 2) as (drow, dcol)."""
+        rows, cols = self.target_index.shape[:2]
+        grid = np.stack(np.meshgrid(np.arange(rows), np.arange(cols), indexing="ij"), -1)
+        return self.target_index - grid
+
+    def matched_points(self) -> np.ndarray:
+        """Target pixel position (x, y) matched to every source node: (rows, cols, 2)."""
+        return np.stack([self.target_xs[self.target_index[..., 1]],
+                         self.target_ys[self.target_index[..., 0]]], axis=-1)
+
+    def _stride_ratio(self) -> np.ndarray:
+        def step(a):
+            return np.diff(a).mean() if len(a) > 1 else 1.0
+
+        return np.array([step(self.target_xs) / step(self.source_xs),
+                         step(self.target_ys) / step(self.source_ys)])
+
+    def transfer_points(self, points, direction: str = "forward") -> np.ndarray:
+        """Map points between the two images.
+
+        Parameters
+        ----------
+        points : array-like of shape (n, 2)
+            (x, y) pixels; NaN rows stay NaN.
+        direction : {"forward", "backward"}
+            ``"forward"`` maps source points into the target (interpolating the flow as
+            the module says); ``"backward"`` maps target points into the source through
+            the source node whose match lies closest, plus the remaining offset scaled by
+            the ratio of the strides.
+
+        Returns
+        -------
+        ndarray of shape (n, 2)
+        """
+        points = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+        out = np.full_like(points, np.nan)
+        ok = ~np.isnan(points).any(axis=1)
+        ratio = self._stride_ratio()
+        matched = self.matched_points()
+        if direction == "forward":
+            fx = _grid_coordinate(self.source_xs, points[ok, 0])
+            fy = _grid_coordinate(self.source_ys, points[ok, 1])
+            anchor = np.stack([np.interp(fx, np.arange(len(self.source_xs)), self.source_xs),
+                               np.interp(fy, np.arange(len(self.source_ys)), self.source_ys)], 1)
+            fmap = FeatureMap(matched, self.source_xs, self.source_ys, 0.0, self.source_shape)
+            out[ok] = fmap.sample(points[ok], "bilinear") + (points[ok] - anchor) * ratio
+        elif direction == "backward":
+            flat = matched.reshape(-1, 2)
+            nearest = np.argmin(((points[ok, None, :] - flat[None]) ** 2).sum(-1), axis=1)
+            rows, cols = np.divmod(nearest, len(self.source_xs))
+            centre = np.stack([self.source_xs[cols], self.source_ys[rows]], axis=1)
+            out[ok] = centre + (points[ok] - flat[nearest]) / ratio
+        else:
+            raise ValueError(f"direction must be 'forward' or 'backward', got {direction!r}.")
+        return out
+
+    def warp_image(self, target_image, *, order: int = 1) -> np.ndarray:
+        """The target image resampled into the source frame (source's height and width).
+
+        The target position of every source pixel comes from a bivariate spline (scipy's
+        ``RectBivariateSpline``, cubic where the grid allows) through the matched points
+        of the grid nodes; pixels are then sampled with ``map_coordinates`` of the given
+        ``order``, clamping at the target's border.
+        """
+        image = as_rgb(target_image, name="target_image")
+        if image.shape[:2] != tuple(self.target_shape):
+            raise ValueError(
+                f"target_image is {image.shape[1]}x{image.shape[0]} but the flow was computed "
+                f"for a {self.target_shape[1]}x{self.target_shape[0]} target."
+            )
+        height, width = self.source_shape
+        matched = self.matched_points()
+        ys, xs = np.arange(height, dtype=float), np.arange(width, dtype=float)
+        grid_y = np.clip(ys, self.source_ys[0], self.source_ys[-1])
+        grid_x = np.clip(xs, self.source_xs[0], self.source_xs[-1])
+        ratio = self._stride_ratio()
+        coords = []
+        for axis in (0, 1):  # x then y of the target position
+            ky = min(3, len(self.source_ys) - 1)
+            kx = min(3, len(self.source_xs) - 1)
+            if kx == 0 or ky == 0:
+                values = np.full((height, width), matched[..., axis].mean())
+            else:
+                spline = RectBivariateSpline(self.source_ys, self.source_xs, matched[..., axis],
+                                             kx=ky, ky=kx)
+                values = spline(grid_y, grid_x)
+            residual = (xs - grid_x)[None, :] if axis == 0 else (ys - grid_y)[:, None]
+            coords.append(values + residual * ratio[axis])
+        tx, ty = coords
+        warped = np.stack([map_coordinates(image[..., c].astype(np.float32), [ty, tx],
+                                           order=order, mode="nearest")
+                           for c in range(3)], axis=-1)
+        return np.clip(np.rint(warped), 0, 255).astype(np.uint8)
+
+
+def align(source: FeatureMap, target: FeatureMap, *, lam: float = 0.01, radius=None,
+          levels: int = 0, max_iter: int = 50, tol: float = 1e-6) -> Flow:
+    """Align two feature grids by min-sum belief propagation.
+
+    Parameters
+    ----------
+    source, target : FeatureMap
+        Dense features of the two images (from ``extract_dense`` of a ConvColumnExtractor
+        or DenseSIFT); the flow lives on the source grid.
+    lam : float, default=0.01
+        Smoothness weight per squared grid step (data costs are squared distances of
+        the features, in [0, 4] for L2-normalised ones).
+    radius : int or None, default=None
+        ``None``: every target grid position is a label. An integer ``R``: the labels of
+        node ``p`` are the ``(2R + 1)^2`` target nodes around ``p``'s position scaled
+        into the target grid.
+    levels : int, default=0
+        Coarse-to-fine levels (0 = flat BP).
+    max_iter, tol : int, float
+        BP iteration limit and stopping tolerance.
+
+    Returns
+    -------
+    Flow
+    """
+    for name, fmap in (("source", source), ("target", target)):
+        if not isinstance(fmap, FeatureMap):
+            raise TypeError(f"{name} must be a FeatureMap (from extract_dense), got "
+                            f"{type(fmap).__name__}.")
+    if source.features.shape[2] != target.features.shape[2]:
+        raise ValueError(
+            f"source and target features have {source.features.shape[2]} and "
+            f"{target.features.shape[2]} channels; extract both with the same transformer."
+        )
+    for name, fmap in (("source", source), ("target", target)):
+        if min(fmap.grid_shape) < 2:
+            raise ValueError(
+                f"The {name} feature grid is {fmap.grid_shape[0]}x{fmap.grid_shape[1]} cells; "
+                "the flow needs at least 2x2. Use larger images, a larger image_size, or an "
+                "earlier layer."
+            )
+    if not np.isfinite(lam) or lam < 0:
+        raise ValueError(f"lam must be a finite number >= 0, got {lam!r}.")
+    rows, cols = source.grid_shape
+    if radius is None:
+        costs = data_cost(source.features, target.features)
+        offsets = absolute_offsets((rows, cols))
+    else:
+        centers = _scaled_positions((rows, cols), target.grid_shape)
+        costs = data_cost_window(source.features, target.features, radius, centers)
+        offsets = window_offsets((rows, cols), radius, centers)
+    if levels:
+        result = coarse_to_fine_bp(costs, lam, offsets, levels=levels, max_iter=max_iter,
+                                   tol=tol)
+    else:
+        result = min_sum_bp(costs, lam, offsets, max_iter=max_iter, tol=tol)
+    grid = np.stack(np.meshgrid(np.arange(rows), np.arange(cols), indexing="ij"), -1)
+    target_index = grid + result.displacements
+    w = result.displacements
+    deformation = float((np.diff(w, axis=0) ** 2).sum() + (np.diff(w, axis=1) ** 2).sum())
+    return Flow(target_index=target_index, source_xs=source.xs, source_ys=source.ys,
+                target_xs=target.xs, target_ys=target.ys,
+                source_shape=tuple(source.image_shape), target_shape=tuple(target.image_shape),
+                data_energy=float(result.data_energy), deformation=deformation,
+                lam=float(lam), n_iter=int(result.n_iter))
+
+
+def _scaled_positions(source_grid, target_grid) -> np.ndarray:
+    """Displacement taking each source node to its proportional target node."""
+    rows, cols = source_grid
+    scale = [(t - 1) / max(s - 1, 1) for s, t in zip(source_grid, target_grid, strict=True)]
+    grid = np.stack(np.meshgrid(np.arange(rows), np.arange(cols), indexing="ij"), -1)
+    return np.rint(grid * np.array(scale)).astype(np.int64) - grid

@@ -1,0 +1,200 @@
+"""FlowAligner: keypoint transfer from retrieved neighbours aligned by the flow MRF."""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+from joblib import Parallel, delayed
+from sklearn.base import BaseEstimator, _fit_context, clone
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted
+from tqdm.auto import tqdm
+
+from .._image import check_images
+from ..features import ConvColumnExtractor
+from ..metrics import pck_score
+from ._align import align
+
+__all__ = ["FlowAligner"]
+
+
+class FlowAligner(BaseEstimator):
+    """Predict keypoints by aligning each image with its nearest annotated neighbours.
+
+    For every image to predict (Long et al. 2014, Study 2): retrieve its
+    ``n_neighbors`` nearest training images by cosine similarity of a global feature;
+    align each neighbour to it with the flow MRF (:func:`skcorr.flow.align`, the flow
+    living on the neighbour's grid); order the neighbours by deformation energy
+    (smallest first) or by data energy; transfer the keypoints of the ``n_top`` first
+    and predict each keypoint as their coordinate-wise median.
+
+    Parameters
+    ----------
+    features : transformer, default=None
+        Dense features for the flow: a ConvColumnExtractor or DenseSIFT (cloned in fit).
+        ``None`` means ``ConvColumnExtractor(layer="conv4", image_size=320)``.
+    retrieval : transformer, default=None
+        Global features for retrieving neighbours; ``None`` means
+        ``ConvColumnExtractor(layer="fc7", mode="global", image_size=224)``. The same
+        neighbours serve every choice of ``features``.
+    lam : float, default=0.01
+        Smoothness weight per squared grid step. 0 is plain nearest-neighbour matching.
+    n_neighbors : int, default=25
+    n_top : int, default=5
+    ordering : {"deformation", "data"}, default="deformation"
+    radius : int or None, default=None
+        Label set: every target grid position (None) or a window of this radius.
+    levels : int, default=0
+        Coarse-to-fine levels of belief propagation.
+    max_iter : int, default=50
+        Belief-propagation iterations at most.
+    n_jobs : int or None, default=None
+        joblib workers over neighbours.
+    verbose : bool, default=False
+        Show a progress bar over the images to predict.
+
+    Attributes
+    ----------
+    features_, retrieval_ : fitted transformers
+    train_maps_ : list of FeatureMap
+        Dense features of the training images, computed once in fit.
+    train_global_ : ndarray of shape (n_train, d)
+    keypoints_ : ndarray of shape (n_train, K, 2)
+
+    Examples
+    --------
+    >>> from skcorr import ConvColumnExtractor
+    >>> from skcorr.datasets import make_warped_pairs
+    >>> pairs = make_warped_pairs(2, image_size=128, random_state=0)
+    >>> src, tgt = pairs.pairs[0]
+    >>> aligner = FlowAligner(features=ConvColumnExtractor(layer="conv4"), n_neighbors=1,
+    ...                       n_top=1).fit([pairs.images[src]], pairs.keypoints[[src]])
+    >>> aligner.predict([pairs.images[tgt]]).shape
+    (1, 10, 2)
+    """
+
+    _parameter_constraints: dict = {
+        "features": [HasMethods(["fit", "extract_dense"]), None],
+        "retrieval": [HasMethods(["fit", "extract_global"]), None],
+        "lam": [Interval(numbers.Real, 0, None, closed="left")],
+        "n_neighbors": [Interval(numbers.Integral, 1, None, closed="left")],
+        "n_top": [Interval(numbers.Integral, 1, None, closed="left")],
+        "ordering": [StrOptions({"deformation", "data"})],
+        "radius": [Interval(numbers.Integral, 0, None, closed="left"), None],
+        "levels": [Interval(numbers.Integral, 0, None, closed="left")],
+        "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
+        "n_jobs": [numbers.Integral, None],
+        "verbose": ["boolean"],
+    }
+
+    def __init__(self, *, features=None, retrieval=None, lam=0.01, n_neighbors=25, n_top=5,
+                 ordering="deformation", radius=None, levels=0, max_iter=50, n_jobs=None,
+                 verbose=False):
+        self.features = features
+        self.retrieval = retrieval
+        self.lam = lam
+        self.n_neighbors = n_neighbors
+        self.n_top = n_top
+        self.ordering = ordering
+        self.radius = radius
+        self.levels = levels
+        self.max_iter = max_iter
+        self.n_jobs = n_jobs
+        self.verbose = verbose
+
+    @_fit_context(prefer_skip_nested_validation=False)
+    def fit(self, X, y):
+        """Keep the training images' features and keypoints.
+
+        Parameters
+        ----------
+        X : sequence of images
+        y : array-like of shape (n_images, K, 2)
+            Keypoints (x, y), NaN where absent.
+        """
+        images = check_images(X, name="X")
+        keypoints = _check_keypoints(y, len(images))
+        if self.n_top > self.n_neighbors:
+            raise ValueError(f"n_top={self.n_top} is larger than n_neighbors="
+                             f"{self.n_neighbors}; choose n_top <= n_neighbors.")
+        if self.n_neighbors > len(images):
+            raise ValueError(f"n_neighbors={self.n_neighbors} but only {len(images)} training "
+                             "images; lower n_neighbors or add images.")
+        self.features_ = clone(self.features if self.features is not None
+                               else ConvColumnExtractor(layer="conv4", image_size=320)).fit()
+        self.retrieval_ = clone(self.retrieval if self.retrieval is not None
+                                else ConvColumnExtractor(layer="fc7", mode="global",
+                                                         image_size=224)).fit()
+        self.train_maps_ = self.features_.extract_dense(images)
+        self.train_global_ = _unit_rows(self.retrieval_.extract_global(images))
+        self.keypoints_ = keypoints
+        return self
+
+    def neighbors(self, X) -> np.ndarray:
+        """Indices of the ``n_neighbors`` nearest training images of each image, nearest first."""
+        check_is_fitted(self)
+        query = _unit_rows(self.retrieval_.extract_global(check_images(X, name="X")))
+        similarity = query @ self.train_global_.T
+        return np.argsort(-similarity, axis=1, kind="stable")[:, :self.n_neighbors]
+
+    def align(self, source_map, target_map):
+        """The flow from one feature map to another with this aligner's settings."""
+        return align(source_map, target_map, lam=self.lam, radius=self.radius,
+                     levels=self.levels, max_iter=self.max_iter)
+
+    def predict(self, X) -> np.ndarray:
+        """Keypoints (n_images, K, 2) transferred from the best-aligned neighbours."""
+        check_is_fitted(self)
+        images = check_images(X, name="X")
+        neighbors = self.neighbors(images)
+        maps = self.features_.extract_dense(images)
+        out = np.empty((len(images), self.keypoints_.shape[1], 2))
+        rows = tqdm(range(len(images)), desc="aligning", disable=not self.verbose)
+        for i in rows:
+            flows = Parallel(n_jobs=self.n_jobs, prefer="threads")(
+                delayed(self.align)(self.train_maps_[j], maps[i]) for j in neighbors[i])
+            key = [f.deformation if self.ordering == "deformation" else f.data_energy
+                   for f in flows]
+            order = np.argsort(key, kind="stable")[:self.n_top]
+            transferred = np.stack([flows[k].transfer_points(self.keypoints_[neighbors[i][k]])
+                                    for k in order])
+            out[i] = _nanmedian(transferred)
+        return out
+
+    def score(self, X, y, bbox=None) -> float:
+        """PCK@0.1 of the predictions (see :func:`skcorr.metrics.pck_score`)."""
+        return pck_score(y, self.predict(X), alpha=0.1, bbox=bbox)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False
+        tags.target_tags.required = True
+        return tags
+
+
+def _check_keypoints(y, n_images: int) -> np.ndarray:
+    if y is None:
+        raise ValueError("FlowAligner.fit needs the training keypoints y of shape "
+                         "(n_images, K, 2).")
+    keypoints = np.asarray(y, dtype=np.float64)
+    if keypoints.ndim != 3 or keypoints.shape[2] != 2:
+        raise ValueError(f"keypoints must have shape (n_images, K, 2), got {keypoints.shape}.")
+    if keypoints.shape[0] != n_images:
+        raise ValueError(f"{n_images} images but keypoints for {keypoints.shape[0]}.")
+    if np.isinf(keypoints).any():
+        raise ValueError("keypoints contain infinite values; use NaN for absent keypoints.")
+    return keypoints
+
+
+def _unit_rows(a: np.ndarray) -> np.ndarray:
+    return a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
+
+
+def _nanmedian(stack: np.ndarray) -> np.ndarray:
+    """Median over axis 0 ignoring NaN; NaN where every value is NaN (no warning)."""
+    present = ~np.isnan(stack).all(axis=0)
+    out = np.full(stack.shape[1:], np.nan)
+    if present.any():
+        out[present] = np.nanmedian(stack[:, present], axis=0)
+    return out
