@@ -12,12 +12,16 @@ import csv
 import io
 from collections.abc import Callable, Sequence
 
+from sklearn.exceptions import NotFittedError
+from sklearn.utils.validation import check_is_fitted
+
 import numpy as np
 
 from ._image import image_size
 from .metrics import _check_alpha, pck_score
 
 __all__ = [
+    "FlowTransfer",
     "PCKTable",
     "evaluate_identity_pf_willow",
     "identity_transfer",
@@ -199,3 +203,52 @@ def evaluate_identity_pf_willow(path, alphas=(0.05, 0.1, 0.15)) -> PCKTable:
     from .datasets import load_pf_willow
 
     return transfer_pck_table(load_pf_willow(path), identity_transfer, alphas=alphas)
+
+
+class FlowTransfer:
+    """A ``predict_fn`` for :func:`transfer_pck_table` that aligns pairs with the flow MRF.
+
+    Each image's dense features are computed once, on first use (or all at once by
+    :meth:`precompute`, which batches them); each pair is aligned with
+    :func:`skcorr.flow.align` and the source keypoints are transferred forward.
+
+    Parameters
+    ----------
+    features : transformer
+        A fitted or unfitted ConvColumnExtractor or DenseSIFT (fitted here if needed).
+    lam, radius, levels, max_iter
+        As in :func:`skcorr.flow.align`.
+    """
+
+    def __init__(self, features, *, lam=0.01, radius=None, levels=0, max_iter=50):
+        try:
+            check_is_fitted(features)
+        except NotFittedError:
+            features = features.fit()
+        self.features = features
+        self.settings = {"lam": lam, "radius": radius, "levels": levels, "max_iter": max_iter}
+        self._maps: dict = {}
+
+    @staticmethod
+    def _key(image):
+        return image if isinstance(image, str) else id(image)
+
+    def precompute(self, images) -> FlowTransfer:
+        """Compute the feature maps of ``images`` in batches."""
+        todo = list({self._key(im): im for im in images
+                     if self._key(im) not in self._maps}.values())
+        if todo:
+            for image, fmap in zip(todo, self.features.extract_dense(todo), strict=True):
+                self._maps[self._key(image)] = fmap
+        return self
+
+    def _map(self, image):
+        if self._key(image) not in self._maps:
+            self.precompute([image])
+        return self._maps[self._key(image)]
+
+    def __call__(self, source_image, target_image, source_keypoints) -> np.ndarray:
+        from .flow import align
+
+        flow = align(self._map(source_image), self._map(target_image), **self.settings)
+        return flow.transfer_points(source_keypoints)

@@ -2,9 +2,11 @@
 
 from ._base import FeatureMap, FeatureTransformer, keypoint_samples, split_keypoint_samples
 from ._conv import ConvColumnExtractor
+from ._sift import DenseSIFT
 
 __all__ = [
     "ConvColumnExtractor",
+    "DenseSIFT",
     "FeatureMap",
     "FeatureTransformer",
     "keypoint_samples",

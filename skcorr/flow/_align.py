@@ -130,13 +130,14 @@ class Flow:
             raise ValueError(f"direction must be 'forward' or 'backward', got {direction!r}.")
         return out
 
-    def warp_image(self, target_image, *, order: int = 1) -> np.ndarray:
+    def warp_image(self, target_image, *, degree: int = 1, order: int = 1) -> np.ndarray:
         """The target image resampled into the source frame (source's height and width).
 
-        The target position of every source pixel comes from a bivariate spline (scipy's
-        ``RectBivariateSpline``, cubic where the grid allows) through the matched points
-        of the grid nodes; pixels are then sampled with ``map_coordinates`` of the given
-        ``order``, clamping at the target's border.
+        The target position of every source pixel comes from a bivariate spline of the
+        given ``degree`` (scipy's ``RectBivariateSpline``) through the matched points of
+        the grid nodes; pixels are then sampled with ``map_coordinates`` of the given
+        ``order``, clamping at the target's border. Degree 1 (bilinear, the default)
+        follows the flow's discontinuities without the ringing of a cubic spline.
         """
         image = as_rgb(target_image, name="target_image")
         if image.shape[:2] != tuple(self.target_shape):
@@ -152,13 +153,13 @@ class Flow:
         ratio = self._stride_ratio()
         coords = []
         for axis in (0, 1):  # x then y of the target position
-            ky = min(3, len(self.source_ys) - 1)
-            kx = min(3, len(self.source_xs) - 1)
-            if kx == 0 or ky == 0:
+            deg_rows = min(degree, len(self.source_ys) - 1)
+            deg_cols = min(degree, len(self.source_xs) - 1)
+            if deg_rows == 0 or deg_cols == 0:
                 values = np.full((height, width), matched[..., axis].mean())
             else:
                 spline = RectBivariateSpline(self.source_ys, self.source_xs, matched[..., axis],
-                                             kx=ky, ky=kx)
+                                             kx=deg_rows, ky=deg_cols)
                 values = spline(grid_y, grid_x)
             residual = (xs - grid_x)[None, :] if axis == 0 else (ys - grid_y)[:, None]
             coords.append(values + residual * ratio[axis])

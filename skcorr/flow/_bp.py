@@ -1,0 +1,339 @@
+"""Min-sum loopy belief propagation for the flow MRF, flat and coarse-to-fine.
+
+The MRF (Long et al. 2014, Study 2) lives on an ``(H, W)`` grid of nodes with
+4-neighbour edges. Node ``p`` picks a label ``l_p`` on an ``(Ly, Lx)`` label grid, which
+means the displacement ``w_p = l_p + o_p`` for a per-node integer offset ``o_p``
+(see :mod:`skcorr.flow._kernels`). The energy is
+
+``E = sum_p D_p(l_p) + lam * sum_{(p, q)} ||w_p - w_q||^2``
+
+with displacements in label-grid steps (the caller scales ``lam`` for pixel units).
+The two label sets of the flow problem:
+
+* every target grid position, with :func:`data_cost` and :func:`absolute_offsets`
+  (the label is the target position, ``w_p = l_p - p``);
+* a window of radius ``R`` of displacements, with :func:`data_cost_window` and
+  :func:`window_offsets` (``w_p = l_p + c_p - R`` around a centre ``c_p``).
+"""
+
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._kernels import _as_label_vectors, _as_radius, bp_iterations, shift_label_grid
+
+__all__ = [
+    "BPResult",
+    "absolute_offsets",
+    "bp_energy",
+    "coarse_to_fine_bp",
+    "min_sum_bp",
+    "window_offsets",
+]
+
+
+@dataclass(frozen=True, eq=False)
+class BPResult:
+    """The labelling found by :func:`min_sum_bp` or :func:`coarse_to_fine_bp`.
+
+    Attributes
+    ----------
+    labels : ndarray of shape (H, W, 2), int64
+        Label index ``(ly, lx)`` of every node.
+    displacements : ndarray of shape (H, W, 2), int64
+        ``labels + offsets``: the displacement ``(dy, dx)`` of every node.
+    data_energy : float
+        ``sum_p D_p(l_p)``.
+    smoothness_energy : float
+        ``lam * sum_{(p, q)} ||w_p - w_q||^2``.
+    n_iter : int
+        BP iterations run (at the finest level for :func:`coarse_to_fine_bp`).
+    """
+
+    labels: np.ndarray
+    displacements: np.ndarray
+    data_energy: float
+    smoothness_energy: float
+    n_iter: int
+
+    @property
+    def energy(self) -> float:
+        """Total energy, ``data_energy + smoothness_energy``."""
+        return self.data_energy + self.smoothness_energy
+
+
+def _node_grid(shape):
+    """(H, W, 2) int64 array of node coordinates ``(i, j)``."""
+    H, W = shape
+    return np.stack(np.meshgrid(np.arange(H), np.arange(W), indexing="ij"), axis=-1)
+
+
+def absolute_offsets(shape):
+    """Offsets of the label set "every target grid position": ``o_p = -p``.
+
+    Parameters
+    ----------
+    shape : (int, int)
+        The node grid ``(H, W)``.
+
+    Returns
+    -------
+    offsets : ndarray of shape (H, W, 2), int64
+        With them the label ``l`` of node ``p`` is the target position ``l`` and the
+        displacement ``l - p``.
+    """
+    return -_node_grid(shape)
+
+
+def window_offsets(shape, radius, centers=None):
+    """Offsets of the label set "window of radius R around ``centers``": ``o_p = c_p - R``.
+
+    Parameters
+    ----------
+    shape : (int, int)
+        The node grid ``(H, W)``.
+    radius : int
+        ``R >= 0``.
+    centers : array-like of int, shape (H, W, 2) or (2,), optional
+        Window centres (displacements ``(dy, dx)``); default zero.
+
+    Returns
+    -------
+    offsets : ndarray of shape (H, W, 2), int64
+        Label ``(a, b)`` of node ``p`` is the displacement ``(a, b) + c_p - R``, as in
+        :func:`~skcorr.flow._kernels.data_cost_window`.
+    """
+    return _as_label_vectors(centers, tuple(shape), "centers") - _as_radius(radius)
+
+
+# --------------------------------------------------------------------------------------
+# Validation
+# --------------------------------------------------------------------------------------
+def _check_costs(costs):
+    costs = np.asarray(costs)
+    if costs.ndim != 4 or 0 in costs.shape:
+        raise ValueError(f"costs must be a non-empty (H, W, Ly, Lx) array of data costs; got "
+                         f"shape {costs.shape}.")
+    if not (np.issubdtype(costs.dtype, np.floating) or np.issubdtype(costs.dtype, np.integer)):
+        raise TypeError(f"costs must be real numbers; got dtype {costs.dtype}.")
+    costs = np.ascontiguousarray(costs, dtype=np.float64)
+    if np.isnan(costs).any():
+        raise ValueError("costs contain NaN; use +inf for labels that are not allowed.")
+    if (costs == -np.inf).any():
+        raise ValueError("costs contain -inf; data costs must be finite or +inf.")
+    dead = ~np.isfinite(costs).any(axis=(2, 3))
+    if dead.any():
+        i, j = np.argwhere(dead)[0]
+        raise ValueError(f"node ({i}, {j}) has no allowed label (all its costs are +inf); "
+                         "give every node at least one finite data cost.")
+    return costs
+
+
+def _check_lam(lam):
+    if not isinstance(lam, numbers.Real) or not np.isfinite(lam) or lam < 0:
+        raise ValueError(f"lam must be a finite number >= 0 (the smoothness weight); "
+                         f"got {lam!r}.")
+    return float(lam)
+
+
+def _check_int(value, name, low):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+        raise ValueError(f"{name} must be an integer >= {low}; got {value!r}.")
+    return int(value)
+
+
+def _check_iteration(max_iter, tol, patience):
+    if not isinstance(tol, numbers.Real) or not np.isfinite(tol) or tol < 0:
+        raise ValueError(f"tol must be a finite number >= 0; got {tol!r}.")
+    return _check_int(max_iter, "max_iter", 1), float(tol), _check_int(patience, "patience", 0)
+
+
+def _check_problem(costs, lam, offsets):
+    costs = _check_costs(costs)
+    return costs, _check_lam(lam), _as_label_vectors(offsets, costs.shape[:2], "offsets")
+
+
+# --------------------------------------------------------------------------------------
+# Energy and solvers
+# --------------------------------------------------------------------------------------
+def _energy(costs, labels, lam, offsets):
+    H, W = costs.shape[:2]
+    i, j = np.ogrid[:H, :W]
+    data = float(costs[i, j, labels[..., 0], labels[..., 1]].sum(dtype=np.float64))
+    w = labels + offsets
+    smooth = lam * float((np.diff(w, axis=0) ** 2).sum() + (np.diff(w, axis=1) ** 2).sum())
+    return data, smooth
+
+
+def bp_energy(costs, labels, lam, offsets=None):
+    """Data and smoothness energy of a labelling.
+
+    Parameters
+    ----------
+    costs : array-like of shape (H, W, Ly, Lx)
+        Data costs (``+inf`` allowed).
+    labels : array-like of int, shape (H, W, 2)
+        Label index ``(ly, lx)`` of every node.
+    lam : float
+        Smoothness weight, ``>= 0``.
+    offsets : array-like of int, shape (H, W, 2) or (2,), optional
+        Displacement of label ``l`` at node ``p`` is ``l + offsets[p]``; default zero.
+
+    Returns
+    -------
+    data_energy, smoothness_energy : float
+        ``sum_p D_p(l_p)`` (``+inf`` if a label is not allowed) and
+        ``lam * sum_{(p, q)} ||w_p - w_q||^2`` over 4-neighbour edges.
+    """
+    costs, lam, offsets = _check_problem(costs, lam, offsets)
+    labels = _as_label_vectors(labels, costs.shape[:2], "labels")
+    if (labels < 0).any() or (labels >= costs.shape[2:]).any():
+        raise ValueError(f"labels must lie on the {costs.shape[2:]} label grid.")
+    return _energy(costs, labels, lam, offsets)
+
+
+def _solve(costs, offsets, lam, max_iter, tol, patience):
+    """Flat BP on a validated problem; returns ``(BPResult, messages)``."""
+    H, W, Ly, Lx = costs.shape
+    messages = np.zeros((4, H, W, Ly, Lx))
+    flat, n_iter = bp_iterations(costs, np.ascontiguousarray(offsets, dtype=np.int64), lam,
+                                 messages, max_iter, tol, patience)
+    labels = np.stack(np.divmod(flat, Lx), axis=-1)
+    return BPResult(labels, labels + offsets, *_energy(costs, labels, lam, offsets),
+                    n_iter), messages
+
+
+def min_sum_bp(costs, lam, offsets=None, *, max_iter=100, tol=1e-6, patience=5,
+               return_messages=False):
+    """Min-sum loopy belief propagation on a 4-connected grid.
+
+    Minimises ``sum_p D_p(l_p) + lam * sum_{(p, q)} ||(l_p + o_p) - (l_q + o_q)||^2``
+    with Felzenszwalb & Huttenlocher's speed-ups: each message is one separable
+    squared-Euclidean distance transform (``O(Ly * Lx)``), nodes are updated in a
+    checkerboard (all "black" nodes ``(i + j)`` even send their messages, then all
+    "white" ones), and messages are normalised to a minimum of 0. Messages start at 0.
+
+    Parameters
+    ----------
+    costs : array-like of shape (H, W, Ly, Lx), float32 or float64
+        Data costs ``D_p(l)``; ``+inf`` forbids a label (each node needs a finite one).
+        NaN and ``-inf`` are errors.
+    lam : float
+        Smoothness weight, ``>= 0``, per squared label-grid step.
+    offsets : array-like of int, shape (H, W, 2) or (2,), optional
+        Label ``l`` at node ``p`` is the displacement ``l + offsets[p]``; default zero.
+        Use :func:`absolute_offsets` when the labels are target positions and
+        :func:`window_offsets` for a window of displacements.
+    max_iter : int, default=100
+        Iterations at most (one iteration updates both colours).
+    tol : float, default=1e-6
+        Stop after an iteration whose largest message change is at most ``tol``
+        (in energy units).
+    patience : int, default=5
+        Stop once the labelling has not changed for ``patience`` iterations in a row;
+        0 turns this rule off.
+    return_messages : bool, default=False
+        Also return the final messages.
+
+    Returns
+    -------
+    result : BPResult
+        Labels ``(H, W, 2)`` (each node's lowest-belief label, first in C order on
+        ties), displacements, the data and smoothness energy, iterations run.
+    messages : ndarray of shape (4, H, W, Ly, Lx), float64
+        Only with ``return_messages=True``: ``messages[k, i, j]`` is the message into
+        node ``(i, j)`` from its neighbour above (k=0), below (1), left (2), right (3);
+        zero for neighbours outside the grid.
+    """
+    costs, lam, offsets = _check_problem(costs, lam, offsets)
+    result, messages = _solve(costs, offsets, lam, *_check_iteration(max_iter, tol, patience))
+    return (result, messages) if return_messages else result
+
+
+def _coarsen(costs, offsets):
+    """Problem on 2x2 blocks of nodes sharing one displacement.
+
+    The block ``P`` takes the offset of its top-left node; its cost for a displacement
+    is the sum of its nodes' costs for that displacement (``+inf`` where a node cannot
+    take it). Blocks of one row or column at odd borders.
+    """
+    H, W, Ly, Lx = costs.shape
+    coarse_offsets = offsets[::2, ::2]
+    coarse = np.zeros(coarse_offsets.shape[:2] + (Ly, Lx))
+    for dy in (0, 1):
+        for dx in (0, 1):
+            child = costs[dy::2, dx::2]
+            h, w = child.shape[:2]
+            shift = coarse_offsets[:h, :w] - offsets[dy::2, dx::2]
+            coarse[:h, :w] += shift_label_grid(child, shift, (Ly, Lx))
+    return coarse, coarse_offsets
+
+
+def _coarse_to_fine(costs, offsets, lam, levels, radius, iteration):
+    H, W = costs.shape[:2]
+    if levels == 0 or H * W == 1:
+        return _solve(costs, offsets, lam, *iteration)[0]
+    coarse_costs, coarse_offsets = _coarsen(costs, offsets)
+    if not np.isfinite(coarse_costs).any(axis=(2, 3)).all():  # some block has no common label
+        return _solve(costs, offsets, lam, *iteration)[0]
+    # A coarse edge stands for (up to) two fine edges between blocks of equal displacement.
+    coarse = _coarse_to_fine(coarse_costs, coarse_offsets, 2 * lam, levels - 1, radius,
+                             iteration)
+    centers = coarse.displacements.repeat(2, axis=0).repeat(2, axis=1)[:H, :W]
+    size = (2 * radius + 1,) * 2
+    window_costs = shift_label_grid(costs, centers - radius - offsets, size)
+    lost = ~np.isfinite(window_costs).any(axis=(2, 3))
+    if lost.any():  # no allowed label near the coarse solution: centre on the node's best
+        best = np.stack(np.unravel_index(costs.reshape(H, W, -1).argmin(-1), costs.shape[2:]),
+                        axis=-1)
+        centers[lost] = (best + offsets)[lost]
+        window_costs = shift_label_grid(costs, centers - radius - offsets, size)
+    fine = _solve(window_costs, centers - radius, lam, *iteration)[0]
+    labels = fine.displacements - offsets
+    candidates = [BPResult(labels, fine.displacements, fine.data_energy,
+                           fine.smoothness_energy, fine.n_iter)]
+    if np.isfinite(window_costs[:, :, radius, radius]).all():  # the upsampled coarse flow
+        upsampled = centers - offsets
+        candidates.append(BPResult(upsampled, centers, *_energy(costs, upsampled, lam, offsets),
+                                   fine.n_iter))
+    return min(candidates, key=lambda r: r.energy)
+
+
+def coarse_to_fine_bp(costs, lam, offsets=None, *, levels=1, radius=2, max_iter=100,
+                      tol=1e-6, patience=5):
+    """Coarse-to-fine min-sum BP: solve on node blocks, refine in a window around it.
+
+    At each level the node grid is grouped into 2x2 blocks that share one displacement:
+    the block's data cost of a displacement is the sum of its nodes' costs, and the
+    smoothness weight doubles (a block edge stands for two fine edges), so the coarse
+    energy is the fine energy of block-constant flows (exactly, away from odd borders).
+    That problem is solved the same way, recursively, ``levels`` times; the coarsest
+    one with flat :func:`min_sum_bp` over the full label grid. Each finer level then
+    runs BP over a window of ``(2 radius + 1)**2`` displacements centred on its block's
+    coarse displacement (a node with no allowed label in its window is centred on its
+    own cheapest label instead). It is a heuristic: the result may differ from flat BP,
+    but its energy is never above that of the upsampled coarse flow. It is much faster
+    when the label grid is large: only the coarsest level sees every label.
+
+    Parameters
+    ----------
+    costs, lam, offsets, max_iter, tol, patience
+        As in :func:`min_sum_bp` (the iteration limits apply at every level).
+    levels : int, default=1
+        Number of coarsenings (``0``: flat BP).
+    radius : int, default=2
+        Half-width of the refinement window, in label-grid steps.
+
+    Returns
+    -------
+    result : BPResult
+        Labels on the input label grid, displacements, the energy of the input
+        problem, and the iterations of the finest level.
+    """
+    costs, lam, offsets = _check_problem(costs, lam, offsets)
+    iteration = _check_iteration(max_iter, tol, patience)
+    return _coarse_to_fine(costs, offsets, lam, _check_int(levels, "levels", 0),
+                           _as_radius(radius), iteration)

@@ -1,0 +1,102 @@
+"""Brute-force min-sum BP and synthetic flow problems, for tests and benchmarks only.
+
+Same problem, schedule and normalisation as :func:`skcorr.flow._bp.min_sum_bp`, but each
+message is the explicit ``O(L^2)`` minimisation over all pairs of labels instead of a
+distance transform. Slow; not part of the public API.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._kernels import _DI, _DJ
+
+
+def min_sum_bp_reference(costs, lam, offsets, n_iter):
+    """Run ``n_iter`` checkerboard min-sum BP iterations by brute force.
+
+    Parameters
+    ----------
+    costs : ndarray of shape (H, W, Ly, Lx)
+        Data costs (``+inf`` allowed, every node with a finite one).
+    lam : float
+        Smoothness weight.
+    offsets : ndarray of int, shape (H, W, 2)
+        Label ``l`` at node ``p`` is the displacement ``l + offsets[p]``.
+    n_iter : int
+        Iterations (each: black nodes send, then white nodes send).
+
+    Returns
+    -------
+    labels : ndarray of shape (H, W, 2), int64
+        Lowest-belief label ``(ly, lx)`` of every node (first in C order on ties).
+    messages : ndarray of shape (4, H, W, Ly, Lx), float64
+        As returned by ``min_sum_bp(..., return_messages=True)``.
+    """
+    costs = np.asarray(costs, dtype=np.float64)
+    offsets = np.asarray(offsets, dtype=np.int64)
+    H, W, Ly, Lx = costs.shape
+    grid = np.stack(np.meshgrid(np.arange(Ly), np.arange(Lx), indexing="ij"), -1).reshape(-1, 2)
+    pair_costs = {}  # lam ||l_p + s - l_q||^2 as an (L, L) matrix, one per shift s
+
+    def pairwise(s):
+        if s not in pair_costs:
+            diff = grid[:, None, :] + np.array(s) - grid[None, :, :]
+            pair_costs[s] = lam * (diff**2).sum(-1)
+        return pair_costs[s]
+
+    flat = costs.reshape(H, W, -1)
+    messages = np.zeros((4, H, W, Ly * Lx))
+    for _ in range(n_iter):
+        for colour in (0, 1):
+            for i in range(H):
+                for j in range((i + colour) % 2, W, 2):
+                    belief = flat[i, j] + messages[:, i, j].sum(axis=0)
+                    for k in range(4):
+                        pi, pj = i + _DI[k], j + _DJ[k]
+                        if not (0 <= pi < H and 0 <= pj < W):
+                            continue
+                        h = belief - messages[k, i, j]
+                        s = tuple(int(x) for x in offsets[pi, pj] - offsets[i, j])
+                        m = (h[None, :] + pairwise(s)).min(axis=1)
+                        messages[k ^ 1, pi, pj] = m - m.min()
+    best = (flat + messages.sum(axis=0)).argmin(axis=-1)
+    labels = np.stack(np.divmod(best, Lx), axis=-1)
+    return labels, messages.reshape(4, H, W, Ly, Lx)
+
+
+def synthetic_flow_pair(shape, n_features=16, amplitude=2.0, noise=0.1, seed=0):
+    """A feature grid and a copy displaced by a known smooth integer flow.
+
+    Target features are i.i.d. standard normal; the source feature of node ``p`` is the
+    target feature at ``p + flow[p]`` plus Gaussian noise, with
+    ``flow = round(amplitude * (sin(2 pi x / W + a), sin(2 pi y / H + b)))`` clipped so
+    that ``p + flow[p]`` stays on the grid.
+
+    Parameters
+    ----------
+    shape : (int, int)
+        Grid ``(H, W)`` of both feature maps.
+    n_features : int, default=16
+    amplitude : float, default=2.0
+        Largest displacement, in grid steps.
+    noise : float, default=0.1
+        Standard deviation of the noise added to the source features.
+    seed : int, default=0
+
+    Returns
+    -------
+    fs, ft : ndarray of shape (H, W, n_features), float32
+        Source and target features.
+    flow : ndarray of shape (H, W, 2), int64
+        The true displacement ``(dy, dx)`` of every source node.
+    """
+    rng = np.random.default_rng(seed)
+    H, W = shape
+    ft = rng.standard_normal((H, W, n_features)).astype(np.float32)
+    i, j = np.mgrid[:H, :W]
+    a, b = rng.uniform(0, 2 * np.pi, size=2)
+    ty = np.clip(i + np.round(amplitude * np.sin(2 * np.pi * j / W + a)).astype(int), 0, H - 1)
+    tx = np.clip(j + np.round(amplitude * np.sin(2 * np.pi * i / H + b)).astype(int), 0, W - 1)
+    fs = ft[ty, tx] + noise * rng.standard_normal((H, W, n_features)).astype(np.float32)
+    return fs, ft, np.stack([ty - i, tx - j], axis=-1)

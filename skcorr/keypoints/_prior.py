@@ -1,0 +1,200 @@
+"""The nearest-neighbour Gaussian prior on keypoint locations (the paper's Study 4)."""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+from sklearn.base import BaseEstimator, _fit_context, clone
+from sklearn.utils._param_validation import HasMethods, Interval
+from sklearn.utils.validation import check_is_fitted
+
+from .._image import check_images, image_size
+from ..metrics import _check_keypoints
+
+__all__ = ["GaussianNNPrior"]
+
+
+def crop_shapes(crops) -> list[tuple[int, int]]:
+    """(height, width) of each crop, reading only file headers."""
+    return [image_size(crop) for crop in crops]
+
+
+def check_crops_keypoints(crops, keypoints, *, name="crops"):
+    """Validate crops and their keypoints (n, K, 2): counts match, points inside crops.
+
+    Returns the crops as a list and the keypoints as a float array (NaN = absent).
+    """
+    crops = check_images(crops, name=name)
+    keypoints = _check_keypoints(keypoints, n=len(crops))
+    for i, (height, width) in enumerate(crop_shapes(crops)):
+        points = keypoints[i]
+        present = ~np.isnan(points).any(axis=1)
+        x, y = points[present, 0], points[present, 1]
+        outside = (x < -0.5) | (x > width - 0.5) | (y < -0.5) | (y > height - 0.5)
+        if outside.any():
+            k = int(np.flatnonzero(present)[np.flatnonzero(outside)[0]])
+            raise ValueError(
+                f"keypoints[{i}, {k}] = ({points[k, 0]:g}, {points[k, 1]:g}) lies outside "
+                f"{name}[{i}] of size {width}x{height} (width x height); keypoints are "
+                "0-based (x, y) pixels of the crop. Map them into the crop (crop_to_boxes "
+                "does) or set them to NaN."
+            )
+    return crops, keypoints
+
+
+def _default_features():
+    from ..features import ConvColumnExtractor
+
+    return ConvColumnExtractor(layer="pool5", mode="global")
+
+
+class GaussianNNPrior(BaseEstimator):
+    """A spherical Gaussian at the keypoint of the most similar training crop.
+
+    For a test crop, the training crop of highest cosine similarity of global
+    features (``pool5`` by default) is found, separately for each keypoint type among
+    the training crops where that type is present; the prior of the type is a
+    spherical Gaussian of standard deviation ``sigma`` centred at that crop's
+    keypoint, transferred to the test crop in relative coordinates (a keypoint at
+    30% of the width of its crop lands at 30% of the width of the test crop).
+
+    Used alone, :meth:`predict` is the nearest-neighbour keypoint transfer; inside
+    :class:`~skcorr.keypoints.SlidingKeypointDetector` (``prior=``) its
+    :meth:`log_density` is combined with the detector's scores.
+
+    Parameters
+    ----------
+    features : transformer, default=None
+        A feature transformer with ``extract_global`` (one vector per image). Cloned in
+        ``fit``. ``None`` means ``ConvColumnExtractor(layer="pool5", mode="global")``.
+    sigma : float, default=22.0
+        Standard deviation of the Gaussian, in pixels of the crops it is given (inside
+        a detector: of the ``box_size x box_size`` frame). Must be > 0.
+
+    Attributes
+    ----------
+    features_ : transformer
+        The fitted clone of ``features``.
+    train_features_ : ndarray of shape (n_train, n_features)
+        L2-normalised global features of the training crops.
+    train_keypoints_ : ndarray of shape (n_train, K, 2)
+        Training keypoints in relative coordinates: ``((x + 0.5) / w, (y + 0.5) / h)``,
+        NaN where absent.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skcorr.features._sift import DenseSIFT
+    >>> from skcorr.keypoints import GaussianNNPrior
+    >>> rng = np.random.default_rng(0)
+    >>> crops = [rng.integers(0, 255, (64, 64, 3), dtype=np.uint8) for _ in range(3)]
+    >>> keypoints = np.array([[[10.0, 10.0]], [[30.0, 30.0]], [[50.0, 50.0]]])
+    >>> prior = GaussianNNPrior(features=DenseSIFT(mode="global"), sigma=5.0)
+    >>> prior.fit(crops, keypoints).predict(crops[1:2]).tolist()
+    [[[30.0, 30.0]]]
+    """
+
+    _parameter_constraints: dict = {
+        "features": [HasMethods(["fit", "extract_global"]), None],
+        "sigma": [Interval(numbers.Real, 0, None, closed="neither")],
+    }
+
+    def __init__(self, *, features=None, sigma=22.0):
+        self.features = features
+        self.sigma = sigma
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, crops, keypoints):
+        """Store the global features and relative keypoints of the training crops.
+
+        Parameters
+        ----------
+        crops : sequence of images
+        keypoints : array-like of shape (n_crops, K, 2)
+            ``(x, y)`` in crop pixels, NaN where absent.
+
+        Returns
+        -------
+        self : GaussianNNPrior
+        """
+        crops, keypoints = check_crops_keypoints(crops, keypoints)
+        features = _default_features() if self.features is None else self.features
+        self.features_ = clone(features).fit()
+        self.train_features_ = _normalize(self.features_.extract_global(crops))
+        sizes = np.array([(w, h) for h, w in crop_shapes(crops)], dtype=np.float64)
+        self.train_keypoints_ = (keypoints + 0.5) / sizes[:, None, :]
+        self.n_keypoint_types_ = keypoints.shape[1]
+        return self
+
+    def neighbors(self, crops):
+        """Per test crop and keypoint type, the index of the nearest training crop.
+
+        The nearest by cosine similarity among training crops where the type is
+        present; -1 where no training crop has it. Returns (n_crops, K) ints.
+        """
+        check_is_fitted(self)
+        test = _normalize(self.features_.extract_global(crops))
+        similarity = test @ self.train_features_.T  # (n_test, n_train)
+        present = ~np.isnan(self.train_keypoints_).any(axis=2)  # (n_train, K)
+        masked = np.where(present.T[None, :, :], similarity[:, None, :], -np.inf)
+        index = masked.argmax(axis=2)
+        index[:, ~present.any(axis=0)] = -1
+        return index
+
+    def predict(self, crops):
+        """The neighbour's keypoints transferred to each crop: (n_crops, K, 2), NaN if none."""
+        check_is_fitted(self)
+        return self._transfer(crops, self.neighbors(crops))
+
+    def _transfer(self, crops, index):
+        sizes = np.array([(w, h) for h, w in crop_shapes(crops)], dtype=np.float64)
+        relative = self.train_keypoints_[np.maximum(index, 0), np.arange(index.shape[1])]
+        relative[index < 0] = np.nan
+        return relative * sizes[:, None, :] - 0.5
+
+    def log_density(self, crops, xs, ys):
+        """Log of the (unnormalised) Gaussian prior on a grid of candidate locations.
+
+        Parameters
+        ----------
+        crops : sequence of images, length n
+        xs : array-like of shape (cols,)
+            x of the candidate grid's columns, in crop pixels.
+        ys : array-like of shape (rows,)
+            y of its rows.
+
+        Returns
+        -------
+        log_prior : ndarray of shape (n, K, rows, cols)
+            ``-||p - mu||^2 / (2 sigma^2)`` (0 at the centre ``mu``); 0 everywhere for a
+            type no training crop has (a flat prior).
+        """
+        check_is_fitted(self)
+        centres = self.predict(crops)
+        return self._log_density(centres, np.asarray(xs, float), np.asarray(ys, float))
+
+    def _log_density(self, centres, xs, ys):
+        dx = xs[None, None, None, :] - centres[:, :, 0, None, None]
+        dy = ys[None, None, :, None] - centres[:, :, 1, None, None]
+        log_prior = -(dx**2 + dy**2) / (2.0 * self.sigma**2)
+        return np.nan_to_num(log_prior, nan=0.0)
+
+    def score(self, crops, keypoints):
+        """PCK@0.1 of :meth:`predict` (threshold 0.1 of the larger side of each crop)."""
+        from ..metrics import pck_score
+
+        crops, keypoints = check_crops_keypoints(crops, keypoints)
+        boxes = [(0.0, 0.0, w, h) for h, w in crop_shapes(crops)]
+        return pck_score(keypoints, self.predict(crops), alpha=0.1, bbox=boxes)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False
+        tags.requires_fit = True
+        return tags
+
+
+def _normalize(features):
+    features = np.asarray(features, dtype=np.float64)
+    return features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
