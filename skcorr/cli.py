@@ -87,6 +87,61 @@ def _cmd_demo(args) -> int:
     return run_demo(out, n_pairs=args.n_pairs, random_state=args.random_state)
 
 
+def _data_folder(args, name: str) -> Path:
+    """The data set folder: --data, else $SKCORR_DATA/<name>."""
+    import os
+
+    if args.data:
+        path = Path(args.data)
+    elif os.environ.get("SKCORR_DATA"):
+        path = Path(os.environ["SKCORR_DATA"]) / name
+    else:
+        raise SystemExit(f"skcorr evaluate: say where {name} is with --data PATH or by "
+                         "setting SKCORR_DATA to the folder that holds it.")
+    if not path.is_dir():
+        raise SystemExit(f"skcorr evaluate: data folder {path} does not exist.")
+    return path
+
+
+def _flow_features(kind: str, image_size: int | None):
+    from .features import ConvColumnExtractor, DenseSIFT
+
+    if kind == "conv":
+        return ConvColumnExtractor(layer="conv4", image_size=image_size)
+    return DenseSIFT(mode="dense", step=16, bin_size=10, image_size=image_size)
+
+
+def _cmd_evaluate_pf_willow(args) -> int:
+    import time
+
+    from .datasets import load_pf_willow
+    from .evaluation import FlowTransfer, identity_transfer, transfer_pck_table
+
+    out = prepare_output_dir(args.output, args.overwrite) if args.output else None
+    dataset = load_pf_willow(_data_folder(args, "PF-WILLOW"))
+    start = time.perf_counter()
+    if args.method == "identity":
+        predict, what = identity_transfer, "identity baseline"
+    else:
+        predict = FlowTransfer(_flow_features(args.features, args.image_size), lam=args.lam,
+                               radius=args.radius, levels=args.levels)
+        predict.precompute(dataset.images)
+        what = (f"flow on {args.features} features, lam={args.lam:g}, "
+                f"labels={'all' if args.radius is None else f'radius {args.radius}'}, "
+                f"image_size={args.image_size}")
+    table = transfer_pck_table(dataset, predict, alphas=args.alpha)
+    seconds = time.perf_counter() - start
+    print(f"PF-WILLOW, {len(dataset.pairs)} pairs, {what} ({seconds:.1f} s)\n")
+    print(table.to_markdown())
+    if out is not None:
+        stem = f"pf-willow-{args.method}" + ("" if args.method == "identity" else
+                                             f"-{args.features}-lam{args.lam:g}")
+        (out / f"{stem}.csv").write_text(table.to_csv())
+        (out / f"{stem}.md").write_text(table.to_markdown() + "\n")
+        print(f"\nWrote {out / stem}.csv and .md")
+    return 0
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="skcorr",
@@ -101,6 +156,26 @@ def _build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--n-pairs", type=int, default=4, help="number of sample pairs")
     demo.add_argument("--random-state", type=int, default=0)
     demo.set_defaults(func=_cmd_demo)
+
+    evaluate = sub.add_parser("evaluate", help="run an evaluation protocol on real data")
+    protocols = evaluate.add_subparsers(dest="protocol", required=True, metavar="PROTOCOL")
+    willow = protocols.add_parser(
+        "pf-willow", help="keypoint transfer over PF-WILLOW's 900 pairs, PCK per sub-class")
+    willow.add_argument("--data", help="the PF-WILLOW folder (default $SKCORR_DATA/PF-WILLOW)")
+    willow.add_argument("--method", choices=["identity", "flow"], default="flow")
+    willow.add_argument("--features", choices=["conv", "sift"], default="conv",
+                        help="flow features: conv4 columns or dense SIFT (radius 20)")
+    willow.add_argument("--lam", type=float, default=0.01,
+                        help="smoothness weight; 0 is plain nearest-column matching")
+    willow.add_argument("--radius", type=int, default=None,
+                        help="label window radius in grid steps (default: all positions)")
+    willow.add_argument("--levels", type=int, default=0, help="coarse-to-fine levels")
+    willow.add_argument("--image-size", type=int, default=320,
+                        help="longer image side the features are computed at")
+    willow.add_argument("--alpha", type=float, nargs="+", default=[0.05, 0.1, 0.15])
+    willow.add_argument("--output", help="folder for the table (CSV and Markdown)")
+    willow.add_argument("--overwrite", action="store_true")
+    willow.set_defaults(func=_cmd_evaluate_pf_willow)
 
     layers = sub.add_parser("layers", help="print a backbone's layers and receptive fields")
     layers.add_argument("--backbone", default="efficientnet_lite0")

@@ -1,0 +1,61 @@
+"""The skcorr command: demo, layers, evaluate, and its errors."""
+
+import pytest
+
+from skcorr.cli import main
+
+
+def test_layers_prints_the_paper_numbers_for_alexnet(capsys):
+    assert main(["layers", "--backbone", "alexnet"]) == 0
+    out = capsys.readouterr().out
+    assert "| conv4 | features.9 | 131 | 16 | 15 | conv4 |" in out
+    assert "| pool5 | features.12 | 195 | 32 | 31 | pool5 |" in out
+
+
+def test_unknown_backbone_subcommand_and_option(capsys):
+    assert main(["layers", "--backbone", "nope"]) == 2
+    assert "Unknown backbone 'nope'" in capsys.readouterr().err
+    for argv in (["frobnicate"], ["demo", "--colour", "red"], ["evaluate", "pf-sparrow"]):
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv)
+        assert exit_info.value.code == 2
+
+
+def test_demo_writes_tables_and_figure(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--output", str(out), "--n-pairs", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert "| conv4 | features.9 | 131 | 16 | 15 | conv4 |" in printed
+    assert "flow MRF" in printed and "nearest column" in printed
+    assert {p.name for p in out.iterdir()} == {"transfer_pck.csv", "transfer_pck.md",
+                                               "aligned_pair.png"}
+    rows = (out / "transfer_pck.csv").read_text().splitlines()
+    assert rows[0] == "features,matching,lam,PCK@0.05,PCK@0.1" and len(rows) == 5
+
+
+def test_demo_never_writes_into_a_folder_holding_other_files(tmp_path):
+    keep = tmp_path / "notes.txt"
+    keep.write_text("mine")
+    with pytest.raises(SystemExit, match="already holds files; pass --overwrite"):
+        main(["demo", "--output", str(tmp_path)])
+    assert keep.read_text() == "mine" and len(list(tmp_path.iterdir())) == 1
+
+
+def test_evaluate_needs_an_existing_data_folder(tmp_path, monkeypatch):
+    monkeypatch.delenv("SKCORR_DATA", raising=False)
+    with pytest.raises(SystemExit, match="--data PATH or by setting SKCORR_DATA"):
+        main(["evaluate", "pf-willow", "--method", "identity"])
+    with pytest.raises(SystemExit, match="does not exist"):
+        main(["evaluate", "pf-willow", "--data", str(tmp_path / "missing")])
+    assert main(["evaluate", "pf-willow", "--data", str(tmp_path)]) == 2  # no images inside
+
+
+def test_evaluate_identity_on_pf_willow(pf_willow_dir, tmp_path, capsys):
+    out = tmp_path / "tables"
+    argv = ["evaluate", "pf-willow", "--data", str(pf_willow_dir), "--method", "identity",
+            "--output", str(out)]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "900 pairs" in printed
+    assert "| mean | 900 | 12.2 | 27.0 | 41.7 |" in printed
+    assert (out / "pf-willow-identity.csv").read_text().startswith("class,pairs,PCK@0.05")
