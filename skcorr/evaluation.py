@@ -23,6 +23,7 @@ from .metrics import _check_alpha, pck_score
 __all__ = [
     "FlowTransfer",
     "PCKTable",
+    "evaluate_cub_transfer",
     "evaluate_identity_pf_willow",
     "identity_transfer",
     "transfer_pck_table",
@@ -252,3 +253,45 @@ class FlowTransfer:
 
         flow = align(self._map(source_image), self._map(target_image), **self.settings)
         return flow.transfer_points(source_keypoints)
+
+
+def evaluate_cub_transfer(path, features, *, lam=0.01, n_neighbors=25, n_top=5,
+                          crop_size=160, padding=0.1, alpha=0.1, radius=None, levels=0,
+                          n_jobs=None, verbose=False) -> PCKTable:
+    """Keypoint transfer on CUB-200-2011: test birds from their training neighbours.
+
+    The paper's protocol (Study 2) on the ground-truth boxes: every image is cropped to
+    its box (with ``padding``) and resized to ``crop_size`` pixels square; a
+    :class:`~skcorr.flow.FlowAligner` retrieves each test crop's ``n_neighbors``
+    nearest training crops (fc7 role, cosine), aligns them, keeps the ``n_top`` with
+    the smallest deformation energy and predicts the coordinate-wise median of their
+    transferred keypoints. Predictions are mapped back to the original image and scored
+    by PCK with ``alpha * max(w, h)`` of the ground-truth box.
+
+    Returns
+    -------
+    PCKTable
+        One row per part (``"part"``, ``"n"``, ``"PCK@<alpha>"``) and a ``"mean"`` row,
+        the mean over parts.
+    """
+    from .datasets import crop_to_boxes, load_cub, uncrop_keypoints
+    from .flow import FlowAligner
+
+    cub = load_cub(path)
+    crops, crop_keypoints, transforms = crop_to_boxes(
+        cub.images, cub.keypoints, cub.boxes, size=crop_size, padding=padding)
+    train = np.flatnonzero(cub.split == "train")
+    test = np.flatnonzero(cub.split == "test")
+    aligner = FlowAligner(features=features, lam=lam, n_neighbors=n_neighbors, n_top=n_top,
+                          radius=radius, levels=levels, n_jobs=n_jobs, verbose=verbose)
+    aligner.fit([crops[i] for i in train], crop_keypoints[train])
+    predicted = uncrop_keypoints(aligner.predict([crops[i] for i in test]), transforms[test])
+    per_part = pck_score(cub.keypoints[test], predicted, alpha=alpha, bbox=cub.boxes[test],
+                         average=None)
+    present = (~np.isnan(cub.keypoints[test]).any(axis=2)).sum(axis=0)
+    column = f"PCK@{alpha:g}"
+    table = PCKTable({"part": name, "n": int(n), column: float(value)}
+                     for name, n, value in zip(cub.keypoint_names, present, per_part,
+                                               strict=True))
+    table.append({"part": "mean", "n": int(present.sum()), column: float(np.nanmean(per_part))})
+    return table

@@ -57,10 +57,11 @@ class SlidingKeypointDetector(BaseEstimator):
       keypoint" when ``negative_radius`` is half the descriptor's RF). Cells between
       the two radii are not used.
 
-    Mining starts from a random ``cache_size // 2`` negatives; each of
-    ``mining_rounds`` rounds scores every negative cell of the training crops, adds
-    those inside the margin (score > -1) and keeps the ``cache_size`` highest
-    scoring, then retrains. It stops early when no new negative violates the margin.
+    Mining starts from a random ``cache_size // 2`` negatives, which stay for good;
+    each of ``mining_rounds`` rounds scores every negative cell of the training crops,
+    adds those inside the margin (score > -1), keeps the highest scoring of the mined
+    ones so that the cache holds at most ``cache_size``, then retrains. It stops early when no new
+    negative violates the margin.
 
     **Combination with the prior.** Raw SVM scores have no common scale with a
     log-prior, so each type's scores are calibrated by Platt scaling: a logistic
@@ -301,7 +302,7 @@ class SlidingKeypointDetector(BaseEstimator):
                 "there. Add crops where they are visible.",
                 UserWarning, stacklevel=2,
             )
-        positives, candidates, cache = {}, {}, {}
+        positives, candidates, cache, anchors = {}, {}, {}, {}
         for k in range(K):
             if k in self.skipped_types_:
                 continue
@@ -326,6 +327,7 @@ class SlidingKeypointDetector(BaseEstimator):
                 )
             n_init = min(max(self.cache_size // 2, 1), len(candidates[k]))
             cache[k] = np.sort(rng.choice(candidates[k], n_init, replace=False))
+            anchors[k] = cache[k]
 
         d = Fp.shape[-1] * self.neighborhood**2
         self.coef_ = np.full((K, d), np.nan)
@@ -366,11 +368,13 @@ class SlidingKeypointDetector(BaseEstimator):
                 if len(new) == 0:
                     continue
                 changed = True
-                pool = np.union1d(cache[k], new)
-                if len(pool) > self.cache_size:
-                    pool = pool[np.argsort(-flat_scores[pool, k], kind="stable")]
-                    pool = np.sort(pool[:self.cache_size])
-                cache[k] = pool
+                # The initial random negatives stay (they represent the background and
+                # keep the SVM from forgetting it); mined ones fill the rest, hardest first.
+                mined = np.setdiff1d(np.union1d(cache[k], new), anchors[k])
+                room = max(self.cache_size - len(anchors[k]), 0)
+                if len(mined) > room:
+                    mined = mined[np.argsort(-flat_scores[mined, k], kind="stable")][:room]
+                cache[k] = np.union1d(anchors[k], mined)
             if not changed:
                 break
             self.n_mining_rounds_ = round_ + 1
