@@ -3,6 +3,7 @@ features, with the scikit-learn API."""
 
 from .features import ConvColumnExtractor, DenseSIFT, FeatureMap, keypoint_samples
 from .flow import FlowAligner
+from .keypoints import GaussianNNPrior, KeypointClassifier, SlidingKeypointDetector
 
 __version__ = "0.1.0.dev0"
 
@@ -11,6 +12,9 @@ __all__ = [
     "DenseSIFT",
     "FeatureMap",
     "FlowAligner",
+    "GaussianNNPrior",
+    "KeypointClassifier",
+    "SlidingKeypointDetector",
     "__version__",
     "keypoint_samples",
 ]

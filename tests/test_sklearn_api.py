@@ -11,11 +11,22 @@ tested with images in each estimator's own test module.
 import pytest
 from sklearn.utils import estimator_checks as checks
 
-from skcorr import ConvColumnExtractor, DenseSIFT
+from skcorr import (
+    ConvColumnExtractor,
+    DenseSIFT,
+    FlowAligner,
+    GaussianNNPrior,
+    KeypointClassifier,
+    SlidingKeypointDetector,
+)
 
 ESTIMATORS = [
     ConvColumnExtractor(weights=None, layer="stage2"),
     DenseSIFT(),
+    FlowAligner(features=DenseSIFT(mode="dense")),
+    KeypointClassifier(features=DenseSIFT()),
+    SlidingKeypointDetector(features=DenseSIFT(mode="dense"), prior=GaussianNNPrior()),
+    GaussianNNPrior(),
 ]
 
 API_CHECKS = [
