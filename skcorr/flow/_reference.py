@@ -1,8 +1,8 @@
 """Brute-force min-sum BP and synthetic flow problems, for tests and benchmarks only.
 
-Same problem, schedule and normalisation as :func:`skcorr.flow._bp.min_sum_bp`, but each
-message is the explicit ``O(L^2)`` minimisation over all pairs of labels instead of a
-distance transform. Slow; not part of the public API.
+:func:`min_sum_bp_reference` has the problem, schedule and normalisation of
+:func:`skcorr.flow._bp.min_sum_bp`, but computes each message as the explicit ``O(L^2)``
+minimum over all pairs of labels instead of a distance transform. Slow; not public API.
 """
 
 from __future__ import annotations
