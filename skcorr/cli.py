@@ -142,6 +142,62 @@ def _cmd_evaluate_pf_willow(args) -> int:
     return 0
 
 
+def _save_table(rows, out: Path | None, stem: str) -> None:
+    """Print rows as Markdown and, with an output folder, write them as CSV and Markdown."""
+    rows = [{k: v for k, v in row.items() if not isinstance(v, (list, dict))} for row in rows]
+    print(_markdown(rows))
+    if out is not None:
+        _write_csv(rows, out / f"{stem}.csv")
+        (out / f"{stem}.md").write_text(_markdown(rows) + "\n")
+        print(f"\nWrote {out / stem}.csv and .md")
+
+
+def _cmd_evaluate_cub_transfer(args) -> int:
+    from .evaluation import evaluate_cub_transfer
+
+    out = prepare_output_dir(args.output, args.overwrite) if args.output else None
+    features = _flow_features(args.features, None)
+    table = evaluate_cub_transfer(_data_folder(args, "CUB_200_2011"), features, lam=args.lam,
+                                  crop_size=args.crop_size, levels=args.levels,
+                                  n_jobs=args.n_jobs, verbose=True)
+    print(f"CUB-200-2011 keypoint transfer, {args.features} flow, lam={args.lam:g}: "
+          "test crops from 25 training neighbours, top 5 by deformation\n")
+    print(table.to_markdown())
+    if out is not None:
+        stem = f"cub-transfer-{args.features}"
+        (out / f"{stem}.csv").write_text(table.to_csv())
+        (out / f"{stem}.md").write_text(table.to_markdown() + "\n")
+    return 0
+
+
+def _cmd_evaluate_cub_classify(args) -> int:
+    from .keypoints import evaluate_cub_classification
+
+    out = prepare_output_dir(args.output, args.overwrite) if args.output else None
+    rows = evaluate_cub_classification(_data_folder(args, "CUB_200_2011"),
+                                       image_size=args.image_size, verbose=True)
+    print("CUB-200-2011 keypoint classification, 15 parts, test split\n")
+    _save_table(rows, out, "cub-classify")
+    return 0
+
+
+def _cmd_evaluate_cub_detect(args) -> int:
+    from .keypoints import evaluate_cub_detection
+
+    out = prepare_output_dir(args.output, args.overwrite) if args.output else None
+    rows = evaluate_cub_detection(_data_folder(args, "CUB_200_2011"), box_size=args.box_size,
+                                  verbose=True)
+    print("CUB-200-2011 part detection in ground-truth boxes, PCK@0.1\n")
+    _save_table(rows, out, "cub-detect")
+    return 0
+
+
+def _output_options(parser) -> None:
+    parser.add_argument("--output", help="folder for the tables (CSV and Markdown)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="allow writing into an output folder that already holds files")
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="skcorr",
@@ -173,9 +229,34 @@ def _build_parser() -> argparse.ArgumentParser:
     willow.add_argument("--image-size", type=int, default=320,
                         help="longer image side the features are computed at")
     willow.add_argument("--alpha", type=float, nargs="+", default=[0.05, 0.1, 0.15])
-    willow.add_argument("--output", help="folder for the table (CSV and Markdown)")
-    willow.add_argument("--overwrite", action="store_true")
+    _output_options(willow)
     willow.set_defaults(func=_cmd_evaluate_pf_willow)
+
+    transfer = protocols.add_parser(
+        "cub-transfer", help="CUB keypoint transfer from retrieved training neighbours")
+    transfer.add_argument("--data", help="the CUB_200_2011 folder "
+                                         "(default $SKCORR_DATA/CUB_200_2011)")
+    transfer.add_argument("--features", choices=["conv", "sift"], default="conv")
+    transfer.add_argument("--lam", type=float, default=0.05)
+    transfer.add_argument("--levels", type=int, default=2)
+    transfer.add_argument("--crop-size", type=int, default=160)
+    transfer.add_argument("--n-jobs", type=int, default=2)
+    _output_options(transfer)
+    transfer.set_defaults(func=_cmd_evaluate_cub_transfer)
+
+    classify = protocols.add_parser(
+        "cub-classify", help="CUB keypoint classification: SIFT radii against convnet layers")
+    classify.add_argument("--data", help="the CUB_200_2011 folder")
+    classify.add_argument("--image-size", type=int, default=256)
+    _output_options(classify)
+    classify.set_defaults(func=_cmd_evaluate_cub_classify)
+
+    detect = protocols.add_parser(
+        "cub-detect", help="CUB part detection with and without the nearest-neighbour prior")
+    detect.add_argument("--data", help="the CUB_200_2011 folder")
+    detect.add_argument("--box-size", type=int, default=224)
+    _output_options(detect)
+    detect.set_defaults(func=_cmd_evaluate_cub_detect)
 
     layers = sub.add_parser("layers", help="print a backbone's layers and receptive fields")
     layers.add_argument("--backbone", default="efficientnet_lite0")

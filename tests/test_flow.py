@@ -5,10 +5,9 @@ import pytest
 from sklearn.model_selection import GridSearchCV
 
 from skcorr import ConvColumnExtractor
-from skcorr.flow import FlowAligner
 from skcorr.datasets import make_warped_pairs
 from skcorr.features import FeatureMap
-from skcorr.flow import align
+from skcorr.flow import FlowAligner, align
 from skcorr.metrics import pck_score, pck_scorer
 
 
