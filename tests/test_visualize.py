@@ -1,6 +1,7 @@
 """Study 1 (nonparametric reconstruction, RF averages), the column database and figures."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -208,9 +209,30 @@ def test_reconstruction_beats_the_uniform_rf_baseline_on_pf_willow(pf_willow_dir
     assert np.mean(real) < 0.95 * np.mean(uniform), (real, uniform)
 
 
-def test_find_image_and_query_exclusion(photo_db, photos):
+def test_patches_follow_the_scale_of_each_database_image(tmp_path, photos):
+    """A photograph rebuilt from a copy at twice its size (the network sees both alike)."""
+    from PIL import Image
+
+    small = photos[2]
+    large = np.asarray(Image.fromarray(small).resize((small.shape[1] * 2, small.shape[0] * 2),
+                                                     Image.BILINEAR))
+    ext = ConvColumnExtractor(layer="conv4", mode="dense", image_size=160).fit()
+    db = ColumnDatabase.build(ext, [small, large, photos[0]], tmp_path / "scales")
+    np.testing.assert_allclose(db.image_strides, [[16, 16], [32, 32], [16, 16]])
+    np.testing.assert_allclose(db.rf_sizes, [147, 294, 147])
+    rebuilt = reconstruct(small, ext, db, k=1, exclude_images=[0])  # measured error: 3.1
+    baseline = uniform_rf_reconstruction(small, ext, db, k=1, exclude_images=[0],
+                                         random_state=0)  # measured: 52
+    assert reconstruction_error(small, rebuilt) < 8
+    assert reconstruction_error(small, baseline) > 3 * reconstruction_error(small, rebuilt)
+
+
+def test_find_image_and_query_exclusion(photo_db, conv4, photos):
     assert photo_db.find_image(photos[3]).tolist() == [3]
     assert photo_db.find_image(photos[3][::-1].copy()).tolist() == []
+    np.testing.assert_array_equal(
+        reconstruct(photos[3], conv4, photo_db, exclude_images="query"),
+        reconstruct(photos[3], conv4, photo_db, exclude_images=[3]))
 
 
 def test_uniform_rf_neighbourhood_of_one_stride_is_the_real_reconstruction(
@@ -306,6 +328,10 @@ def test_bad_input_raises_clear_errors(tmp_path, small_db, small_extractor, rand
 
     with pytest.raises(FileNotFoundError, match="No column database"):
         ColumnDatabase.open(tmp_path / "missing")
+    damaged = shutil.copytree(small_db.path, tmp_path / "damaged")
+    (damaged / "columns.npy").unlink()
+    with pytest.raises(FileNotFoundError, match="lacks columns.npy"):
+        ColumnDatabase.open(damaged)
     (tmp_path / "half-built").mkdir()
     with pytest.raises(FileNotFoundError, match="no meta.json"):
         ColumnDatabase.open(tmp_path / "half-built")
