@@ -198,6 +198,16 @@ def _output_options(parser) -> None:
                         help="allow writing into an output folder that already holds files")
 
 
+def _at_least(low: int):
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+        return value
+
+    return parse
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="skcorr",
@@ -209,7 +219,8 @@ def _build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--output", default="skcorr-output", help="folder for tables and figures")
     demo.add_argument("--overwrite", action="store_true",
                       help="allow writing into an output folder that already holds files")
-    demo.add_argument("--n-pairs", type=int, default=4, help="number of sample pairs")
+    demo.add_argument("--n-pairs", type=_at_least(2), default=4,
+                      help="number of sample pairs (at least 2)")
     demo.add_argument("--random-state", type=int, default=0)
     demo.set_defaults(func=_cmd_demo)
 

@@ -5,6 +5,8 @@
    correspondences are known: convnet columns against dense SIFT, each by plain
    nearest-column matching (``lam = 0``) and by the flow MRF, scored by PCK.
 3. A figure of one aligned pair with its transferred keypoints.
+4. The nonparametric reconstruction of a photograph from other photographs' columns
+   (Study 1), against the "uniform RF" baseline.
 """
 
 from __future__ import annotations
@@ -55,36 +57,53 @@ def run_demo(out: Path, *, n_pairs: int = 4, random_state: int = 0) -> int:
     _write_csv(rows, out / "transfer_pck.csv")
     (out / "transfer_pck.md").write_text(_markdown(rows) + "\n")
     figure = _plot_pair(pairs, transfers[_methods()[0][0], DEMO_LAM], out / "aligned_pair.png")
-    print(f"\nWrote {out / 'transfer_pck.csv'}, {out / 'transfer_pck.md'} and {figure}")
+
+    print(f"\n## Nonparametric reconstruction of {pairs.class_names[0]} from the columns "
+          "of the other photographs (conv4 role)\n")
+    rebuilt, rows = _reconstruction(pairs, out / "reconstruction.png")
+    print(_markdown(rows))
+    print(f"\nWrote {out / 'transfer_pck.csv'}, {out / 'transfer_pck.md'}, {figure} "
+          f"and {rebuilt}")
     return 0
 
 
 def _plot_pair(pairs, transfer, path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     from .flow import align
+    from .visualize import plot_flow
 
     s, t = pairs.pairs[0]
     source, target = pairs.images[s], pairs.images[t]
     flow = align(transfer._map(source), transfer._map(target), **transfer.settings)
-    predicted = flow.transfer_points(pairs.keypoints[s])
-    fig, axes = plt.subplots(1, 3, figsize=(12, 4.2))
-    panels = [(source, "source + its keypoints", pairs.keypoints[s], "o"),
-              (target, "target: truth (o), transferred (x)", pairs.keypoints[t], "o"),
-              (flow.warp_image(target), "target warped into the source frame", None, "")]
-    for ax, (image, title, points, marker) in zip(axes, panels, strict=True):
-        ax.imshow(image)
-        ax.set_title(title, fontsize=10)
-        ax.axis("off")
-        if points is not None:
-            ax.scatter(points[:, 0], points[:, 1], c=np.arange(len(points)), cmap="tab10",
-                       marker=marker, s=40, edgecolors="white")
-    axes[1].scatter(predicted[:, 0], predicted[:, 1], c=np.arange(len(predicted)),
-                    cmap="tab10", marker="x", s=60)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    plot_flow(source, target, flow, pairs.keypoints[s], pairs.keypoints[t], path=path)
     return path
+
+
+def _reconstruction(pairs, path: Path) -> tuple[Path, list[dict]]:
+    """Rebuild the first source photograph from the columns of the other photographs."""
+    import tempfile
+
+    from .visualize import (
+        ColumnDatabase,
+        plot_reconstruction,
+        reconstruct,
+        reconstruction_error,
+        uniform_rf_reconstruction,
+    )
+
+    extractor = ConvColumnExtractor(layer="conv4", mode="dense").fit()
+    query = pairs.images[pairs.pairs[0][0]]
+    others = [pairs.images[i] for s, t in pairs.pairs[1:] for i in (s, t)]
+    with tempfile.TemporaryDirectory() as folder:
+        database = ColumnDatabase.build(extractor, others, Path(folder) / "columns")
+        images = {
+            "k=1": reconstruct(query, extractor, database, k=1),
+            "k=5": reconstruct(query, extractor, database, k=5),
+            "uniform RF, k=5": uniform_rf_reconstruction(query, extractor, database, k=5,
+                                                         random_state=0),
+        }
+        n_columns = database.n_columns
+    plot_reconstruction(query, images, path=path)
+    rows = [{"reconstruction": name, "database columns": n_columns,
+             "mean abs. error": reconstruction_error(query, image)}
+            for name, image in images.items()]
+    return path, rows

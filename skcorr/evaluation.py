@@ -12,10 +12,9 @@ import csv
 import io
 from collections.abc import Callable, Sequence
 
+import numpy as np
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
-
-import numpy as np
 
 from ._image import image_size
 from .metrics import _check_alpha, pck_score

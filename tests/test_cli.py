@@ -15,7 +15,8 @@ def test_layers_prints_the_paper_numbers_for_alexnet(capsys):
 def test_unknown_backbone_subcommand_and_option(capsys):
     assert main(["layers", "--backbone", "nope"]) == 2
     assert "Unknown backbone 'nope'" in capsys.readouterr().err
-    for argv in (["frobnicate"], ["demo", "--colour", "red"], ["evaluate", "pf-sparrow"]):
+    for argv in (["frobnicate"], ["demo", "--colour", "red"], ["evaluate", "pf-sparrow"],
+                 ["demo", "--n-pairs", "1"]):
         with pytest.raises(SystemExit) as exit_info:
             main(argv)
         assert exit_info.value.code == 2
@@ -28,7 +29,8 @@ def test_demo_writes_tables_and_figure(tmp_path, capsys):
     assert "| conv4 | features.9 | 131 | 16 | 15 | conv4 |" in printed
     assert "flow MRF" in printed and "nearest column" in printed
     assert {p.name for p in out.iterdir()} == {"transfer_pck.csv", "transfer_pck.md",
-                                               "aligned_pair.png"}
+                                               "aligned_pair.png", "reconstruction.png"}
+    assert "uniform RF, k=5" in printed
     rows = (out / "transfer_pck.csv").read_text().splitlines()
     assert rows[0] == "features,matching,lam,PCK@0.05,PCK@0.1" and len(rows) == 5
 
