@@ -13,8 +13,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from .cli import _markdown, _write_csv, receptive_field_table
 from .datasets import make_warped_pairs
 from .evaluation import FlowTransfer, transfer_pck_table
