@@ -103,12 +103,31 @@ def _data_folder(args, name: str) -> Path:
     return path
 
 
-def _flow_features(kind: str, image_size: int | None):
+# Smoothness weights chosen by a sweep on PF-WILLOW (bench/README.md), per feature type.
+TUNED_LAM = {"conv": 0.1, "sift": 0.5}
+
+
+def _flow_features(args, image_size: int | None):
+    """The dense features and the smoothness weight that the flow options ask for."""
     from .features import ConvColumnExtractor, DenseSIFT
 
-    if kind == "conv":
-        return ConvColumnExtractor(layer="conv4", image_size=image_size)
-    return DenseSIFT(mode="dense", step=16, bin_size=10, image_size=image_size)
+    lam = TUNED_LAM[args.features] if args.lam is None else args.lam
+    if args.features == "conv":
+        return ConvColumnExtractor(layer=args.layer, image_size=image_size), lam
+    return DenseSIFT(mode="dense", step=16, bin_size=10, image_size=image_size), lam
+
+
+def _flow_options(parser) -> None:
+    parser.add_argument("--features", choices=["conv", "sift"], default="conv",
+                        help="flow features: convnet columns or dense SIFT (radius 20, step 16)")
+    parser.add_argument("--layer", default="conv5",
+                        help="convnet layer for --features conv (default: the conv5 role)")
+    parser.add_argument("--lam", type=float, default=None,
+                        help="smoothness weight; 0 is plain nearest-column matching "
+                             f"(default: {TUNED_LAM['conv']} for conv, {TUNED_LAM['sift']} "
+                             "for sift)")
+    parser.add_argument("--levels", type=int, default=2,
+                        help="coarse-to-fine levels (0: flat belief propagation)")
 
 
 def _cmd_evaluate_pf_willow(args) -> int:
@@ -123,10 +142,10 @@ def _cmd_evaluate_pf_willow(args) -> int:
     if args.method == "identity":
         predict, what = identity_transfer, "identity baseline"
     else:
-        predict = FlowTransfer(_flow_features(args.features, args.image_size), lam=args.lam,
-                               radius=args.radius, levels=args.levels)
+        features, lam = _flow_features(args, args.image_size)
+        predict = FlowTransfer(features, lam=lam, radius=args.radius, levels=args.levels)
         predict.precompute(dataset.images)
-        what = (f"flow on {args.features} features, lam={args.lam:g}, "
+        what = (f"flow on {args.features} features, lam={lam:g}, levels={args.levels}, "
                 f"labels={'all' if args.radius is None else f'radius {args.radius}'}, "
                 f"image_size={args.image_size}")
     table = transfer_pck_table(dataset, predict, alphas=args.alpha)
@@ -135,7 +154,7 @@ def _cmd_evaluate_pf_willow(args) -> int:
     print(table.to_markdown())
     if out is not None:
         stem = f"pf-willow-{args.method}" + ("" if args.method == "identity" else
-                                             f"-{args.features}-lam{args.lam:g}")
+                                             f"-{args.features}-lam{lam:g}")
         (out / f"{stem}.csv").write_text(table.to_csv())
         (out / f"{stem}.md").write_text(table.to_markdown() + "\n")
         print(f"\nWrote {out / stem}.csv and .md")
@@ -156,11 +175,11 @@ def _cmd_evaluate_cub_transfer(args) -> int:
     from .evaluation import evaluate_cub_transfer
 
     out = prepare_output_dir(args.output, args.overwrite) if args.output else None
-    features = _flow_features(args.features, None)
-    table = evaluate_cub_transfer(_data_folder(args, "CUB_200_2011"), features, lam=args.lam,
+    features, lam = _flow_features(args, None)
+    table = evaluate_cub_transfer(_data_folder(args, "CUB_200_2011"), features, lam=lam,
                                   crop_size=args.crop_size, levels=args.levels,
                                   n_jobs=args.n_jobs, verbose=True)
-    print(f"CUB-200-2011 keypoint transfer, {args.features} flow, lam={args.lam:g}: "
+    print(f"CUB-200-2011 keypoint transfer, {args.features} flow, lam={lam:g}: "
           "test crops from 25 training neighbours, top 5 by deformation\n")
     print(table.to_markdown())
     if out is not None:
@@ -230,13 +249,9 @@ def _build_parser() -> argparse.ArgumentParser:
         "pf-willow", help="keypoint transfer over PF-WILLOW's 900 pairs, PCK per sub-class")
     willow.add_argument("--data", help="the PF-WILLOW folder (default $SKCORR_DATA/PF-WILLOW)")
     willow.add_argument("--method", choices=["identity", "flow"], default="flow")
-    willow.add_argument("--features", choices=["conv", "sift"], default="conv",
-                        help="flow features: conv4 columns or dense SIFT (radius 20)")
-    willow.add_argument("--lam", type=float, default=0.01,
-                        help="smoothness weight; 0 is plain nearest-column matching")
+    _flow_options(willow)
     willow.add_argument("--radius", type=int, default=None,
                         help="label window radius in grid steps (default: all positions)")
-    willow.add_argument("--levels", type=int, default=0, help="coarse-to-fine levels")
     willow.add_argument("--image-size", type=int, default=320,
                         help="longer image side the features are computed at")
     willow.add_argument("--alpha", type=float, nargs="+", default=[0.05, 0.1, 0.15])
@@ -247,9 +262,7 @@ def _build_parser() -> argparse.ArgumentParser:
         "cub-transfer", help="CUB keypoint transfer from retrieved training neighbours")
     transfer.add_argument("--data", help="the CUB_200_2011 folder "
                                          "(default $SKCORR_DATA/CUB_200_2011)")
-    transfer.add_argument("--features", choices=["conv", "sift"], default="conv")
-    transfer.add_argument("--lam", type=float, default=0.05)
-    transfer.add_argument("--levels", type=int, default=2)
+    _flow_options(transfer)
     transfer.add_argument("--crop-size", type=int, default=160)
     transfer.add_argument("--n-jobs", type=int, default=2)
     _output_options(transfer)

@@ -220,7 +220,7 @@ class FlowTransfer:
         As in :func:`skcorr.flow.align`.
     """
 
-    def __init__(self, features, *, lam=0.01, radius=None, levels=0, max_iter=50):
+    def __init__(self, features, *, lam=0.1, radius=None, levels=2, max_iter=50):
         try:
             check_is_fitted(features)
         except NotFittedError:
@@ -254,8 +254,8 @@ class FlowTransfer:
         return flow.transfer_points(source_keypoints)
 
 
-def evaluate_cub_transfer(path, features, *, lam=0.01, n_neighbors=25, n_top=5,
-                          crop_size=160, padding=0.1, alpha=0.1, radius=None, levels=0,
+def evaluate_cub_transfer(path, features, *, lam=0.1, n_neighbors=25, n_top=5,
+                          crop_size=160, padding=0.1, alpha=0.1, radius=None, levels=2,
                           n_jobs=None, verbose=False) -> PCKTable:
     """Keypoint transfer on CUB-200-2011: test birds from their training neighbours.
 

@@ -33,19 +33,21 @@ class FlowAligner(BaseEstimator):
     ----------
     features : transformer, default=None
         Dense features for the flow: a ConvColumnExtractor or DenseSIFT (cloned in fit).
-        ``None`` means ``ConvColumnExtractor(layer="conv4", image_size=320)``.
+        ``None`` means ``ConvColumnExtractor(layer="conv5", image_size=320)``: for the
+        default backbone its conv5 role (stride 16) aligned PF-WILLOW better than its
+        conv4 role (bench/README.md); with AlexNet pass ``layer="conv4"`` as the paper.
     retrieval : transformer, default=None
         Global features for retrieving neighbours; ``None`` means
         ``ConvColumnExtractor(layer="fc7", mode="global", image_size=224)``. The same
         neighbours serve every choice of ``features``.
-    lam : float, default=0.01
+    lam : float, default=0.1
         Smoothness weight per squared grid step. 0 is plain nearest-neighbour matching.
     n_neighbors : int, default=25
     n_top : int, default=5
     ordering : {"deformation", "data"}, default="deformation"
     radius : int or None, default=None
         Label set: every target grid position (None) or a window of this radius.
-    levels : int, default=0
+    levels : int, default=2
         Coarse-to-fine levels of belief propagation.
     max_iter : int, default=50
         Belief-propagation iterations at most.
@@ -88,8 +90,8 @@ class FlowAligner(BaseEstimator):
         "verbose": ["boolean"],
     }
 
-    def __init__(self, *, features=None, retrieval=None, lam=0.01, n_neighbors=25, n_top=5,
-                 ordering="deformation", radius=None, levels=0, max_iter=50, n_jobs=None,
+    def __init__(self, *, features=None, retrieval=None, lam=0.1, n_neighbors=25, n_top=5,
+                 ordering="deformation", radius=None, levels=2, max_iter=50, n_jobs=None,
                  verbose=False):
         self.features = features
         self.retrieval = retrieval
@@ -122,7 +124,7 @@ class FlowAligner(BaseEstimator):
             raise ValueError(f"n_neighbors={self.n_neighbors} but only {len(images)} training "
                              "images; lower n_neighbors or add images.")
         self.features_ = clone(self.features if self.features is not None
-                               else ConvColumnExtractor(layer="conv4", image_size=320)).fit()
+                               else ConvColumnExtractor(layer="conv5", image_size=320)).fit()
         self.retrieval_ = clone(self.retrieval if self.retrieval is not None
                                 else ConvColumnExtractor(layer="fc7", mode="global",
                                                          image_size=224)).fit()
