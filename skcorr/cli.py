@@ -104,7 +104,7 @@ def _data_folder(args, name: str) -> Path:
 
 
 # Smoothness weights chosen by a sweep on PF-WILLOW (bench/README.md), per feature type.
-TUNED_LAM = {"conv": 0.1, "sift": 0.5}
+TUNED_LAM = {"conv": 0.1, "sift": 0.2}
 
 
 def _flow_features(args, image_size: int | None):
