@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["as_rgb", "check_images", "image_size", "read_image"]
+__all__ = ["as_rgb", "check_images", "image_size", "outside_image", "read_image"]
 
 ImageLike = "np.ndarray | str | os.PathLike"
 
@@ -152,3 +152,14 @@ def check_images(images, *, name: str = "images") -> list:
                 "shape (H, W, 3) or a file path."
             )
     return list(images)
+
+
+def outside_image(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Mask of the (x, y) points outside an image of ``shape = (H, W)``.
+
+    Pixel centres are integers, so the image spans ``[-0.5, W - 0.5]`` x
+    ``[-0.5, H - 0.5]``; NaN points are not outside.
+    """
+    height, width = shape
+    x, y = points[..., 0], points[..., 1]
+    return (x < -0.5) | (x > width - 0.5) | (y < -0.5) | (y > height - 0.5)

@@ -23,7 +23,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from .._image import as_rgb, check_images, image_size
+from .._image import as_rgb, check_images, outside_image
 
 __all__ = ["FeatureMap", "keypoint_samples", "split_keypoint_samples"]
 
@@ -186,14 +186,12 @@ def split_keypoint_samples(X):
 
 
 def check_points_inside(points: np.ndarray, shape: tuple[int, int], name: str = "image"):
-    """Reject points outside the image (pixel centres span [-0.5, size - 0.5])."""
-    height, width = shape
-    outside = ((points[:, 0] < -0.5) | (points[:, 0] > width - 0.5)
-               | (points[:, 1] < -0.5) | (points[:, 1] > height - 0.5))
+    """Reject points outside the image (see :func:`skcorr._image.outside_image`)."""
+    outside = outside_image(points, shape)
     if outside.any():
         x, y = points[np.flatnonzero(outside)[0]]
         raise ValueError(
-            f"Keypoint ({x:g}, {y:g}) lies outside {name} of size {width}x{height} "
+            f"Keypoint ({x:g}, {y:g}) lies outside {name} of size {shape[1]}x{shape[0]} "
             "(width x height); keypoints are 0-based (x, y) pixel coordinates. Drop it or "
             "clip it to the image."
         )
@@ -296,8 +294,3 @@ def _describe(image, index: int | None = None) -> str:
 def _chunks(items: list, size: int):
     for start in range(0, len(items), size):
         yield items[start:start + size]
-
-
-def image_shapes(images) -> list[tuple[int, int]]:
-    """(height, width) of each image, reading only file headers."""
-    return [image_size(image) for image in check_images(images)]

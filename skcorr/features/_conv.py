@@ -12,6 +12,7 @@ from sklearn.base import _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 from torchvision.models.feature_extraction import create_feature_extractor
 
+from .._array import l2_normalize
 from ..backbones import get_backbone, load_network
 from ..receptive import ReceptiveField, grid_centers
 from ._base import FeatureMap, FeatureTransformer
@@ -219,7 +220,7 @@ class ConvColumnExtractor(FeatureTransformer):
     def _layer_map(self, output: np.ndarray, rf: ReceptiveField, image_shape) -> FeatureMap:
         features = np.ascontiguousarray(output.transpose(1, 2, 0))
         if self.normalize:
-            features = _l2_normalize(features)
+            features = l2_normalize(features)
         xs, ys = grid_centers(rf, features.shape[:2])
         return FeatureMap(features=features, xs=xs, ys=ys, rf_size=float(max(rf.size)),
                           image_shape=tuple(image_shape))
@@ -230,7 +231,7 @@ class ConvColumnExtractor(FeatureTransformer):
         outputs = self._forward([self._prepare(image)[0] for image in images])
         vectors = []
         for layer_outputs in outputs:
-            parts = [_l2_normalize(o.reshape(-1)) if self.normalize else o.reshape(-1)
+            parts = [l2_normalize(o.reshape(-1)) if self.normalize else o.reshape(-1)
                      for o in layer_outputs]
             vector = np.concatenate(parts) / (np.sqrt(len(parts)) if self.normalize else 1.0)
             vectors.append(vector.astype(self.dtype, copy=False))
@@ -256,11 +257,6 @@ class ConvColumnExtractor(FeatureTransformer):
             network.load_state_dict(network_state)
             self.device_ = _resolve_device(self.device, fallback=True)
             self.network_ = network.to(self.device_).eval()
-
-
-def _l2_normalize(features: np.ndarray) -> np.ndarray:
-    norm = np.linalg.norm(features, axis=-1, keepdims=True)
-    return features / np.maximum(norm, 1e-12)
 
 
 def _resolve_device(device: str, fallback: bool = False) -> str:

@@ -37,6 +37,7 @@ from skimage.color import rgb2gray
 from sklearn.base import _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 
+from .._array import l2_normalize
 from ._base import FeatureMap, FeatureTransformer
 
 __all__ = ["DenseSIFT"]
@@ -226,7 +227,7 @@ class DenseSIFT(FeatureTransformer):
             sigmas = np.array([self.radii_[i] for i in which]) / (2 * _MAGNIF)
             descriptors[:, which] = _sift_at(grey, u, v, sigmas, o_min)
         if self.normalize:
-            descriptors = _l2_normalize(descriptors) / np.sqrt(k)
+            descriptors = l2_normalize(descriptors) / np.sqrt(k)
         return descriptors.reshape(n, k * _N_DIMS).astype(self.dtype, copy=False)
 
     # -- dense mode -------------------------------------------------------------------
@@ -258,7 +259,7 @@ class DenseSIFT(FeatureTransformer):
             raise RuntimeError("vl_dsift returned frames that do not form a regular grid.")
         features = descriptors[order].reshape(ys.size, xs.size, _N_DIMS)
         if self.normalize:
-            features = _l2_normalize(features)
+            features = l2_normalize(features)
         return FeatureMap(
             features=features.astype(self.dtype, copy=False),
             xs=(xs.astype(np.float64) + 0.5) / sx - 0.5,
@@ -335,8 +336,3 @@ def _match_frames(frames: np.ndarray, out_frames: np.ndarray,
     result = np.empty_like(descriptors)
     result[key_in] = descriptors[key_out]
     return result
-
-
-def _l2_normalize(features: np.ndarray) -> np.ndarray:
-    norm = np.linalg.norm(features, axis=-1, keepdims=True)
-    return features / np.maximum(norm, 1e-12)

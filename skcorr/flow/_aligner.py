@@ -11,6 +11,7 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
+from .._array import l2_normalize
 from .._image import check_images
 from ..features import ConvColumnExtractor
 from ..metrics import pck_score
@@ -129,14 +130,14 @@ class FlowAligner(BaseEstimator):
                                 else ConvColumnExtractor(layer="fc7", mode="global",
                                                          image_size=224)).fit()
         self.train_maps_ = self.features_.extract_dense(images)
-        self.train_global_ = _unit_rows(self.retrieval_.extract_global(images))
+        self.train_global_ = l2_normalize(self.retrieval_.extract_global(images))
         self.keypoints_ = keypoints
         return self
 
     def neighbors(self, X) -> np.ndarray:
         """Indices of the ``n_neighbors`` nearest training images of each image, nearest first."""
         check_is_fitted(self)
-        query = _unit_rows(self.retrieval_.extract_global(check_images(X, name="X")))
+        query = l2_normalize(self.retrieval_.extract_global(check_images(X, name="X")))
         similarity = query @ self.train_global_.T
         return np.argsort(-similarity, axis=1, kind="stable")[:, :self.n_neighbors]
 
@@ -187,10 +188,6 @@ def _check_keypoints(y, n_images: int) -> np.ndarray:
     if np.isinf(keypoints).any():
         raise ValueError("keypoints contain infinite values; use NaN for absent keypoints.")
     return keypoints
-
-
-def _unit_rows(a: np.ndarray) -> np.ndarray:
-    return a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
 
 
 def _nanmedian(stack: np.ndarray) -> np.ndarray:

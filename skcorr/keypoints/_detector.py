@@ -15,7 +15,7 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from .._image import as_rgb
-from ._prior import check_crops_keypoints, crop_shapes
+from ._crops import CropKeypointsMixin, check_crops_keypoints
 
 __all__ = ["SlidingKeypointDetector"]
 
@@ -36,7 +36,7 @@ def _is_dense_sift(features) -> bool:
     return isinstance(features, DenseSIFT)
 
 
-class SlidingKeypointDetector(BaseEstimator):
+class SlidingKeypointDetector(CropKeypointsMixin, BaseEstimator):
     """One linear SVM per keypoint type, slid over the dense feature grid of a box crop.
 
     Each input crop (an object's box, e.g. from
@@ -457,21 +457,6 @@ class SlidingKeypointDetector(BaseEstimator):
                         np.take_along_axis(maps.ys, r, axis=1)], axis=2)
         out[:, self.skipped_types_] = np.nan
         return out
-
-    def score(self, crops, keypoints):
-        """PCK@0.1 of :meth:`predict`, threshold 0.1 of the larger side of each crop."""
-        from ..metrics import pck_score
-
-        check_is_fitted(self)
-        crops, keypoints = check_crops_keypoints(crops, keypoints)
-        boxes = [(0.0, 0.0, w, h) for h, w in crop_shapes(crops)]
-        return pck_score(keypoints, self.predict(crops), alpha=0.1, bbox=boxes)
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.two_d_array = False
-        tags.requires_fit = True
-        return tags
 
 
 def _check_crops(crops):

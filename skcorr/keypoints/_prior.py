@@ -9,38 +9,10 @@ from sklearn.base import BaseEstimator, _fit_context, clone
 from sklearn.utils._param_validation import HasMethods, Interval
 from sklearn.utils.validation import check_is_fitted
 
-from .._image import check_images, image_size
-from ..metrics import _check_keypoints
+from .._array import l2_normalize
+from ._crops import CropKeypointsMixin, check_crops_keypoints, crop_shapes
 
 __all__ = ["GaussianNNPrior"]
-
-
-def crop_shapes(crops) -> list[tuple[int, int]]:
-    """(height, width) of each crop, reading only file headers."""
-    return [image_size(crop) for crop in crops]
-
-
-def check_crops_keypoints(crops, keypoints, *, name="crops"):
-    """Validate crops and their keypoints (n, K, 2): counts match, points inside crops.
-
-    Returns the crops as a list and the keypoints as a float array (NaN = absent).
-    """
-    crops = check_images(crops, name=name)
-    keypoints = _check_keypoints(keypoints, n=len(crops))
-    for i, (height, width) in enumerate(crop_shapes(crops)):
-        points = keypoints[i]
-        present = ~np.isnan(points).any(axis=1)
-        x, y = points[present, 0], points[present, 1]
-        outside = (x < -0.5) | (x > width - 0.5) | (y < -0.5) | (y > height - 0.5)
-        if outside.any():
-            k = int(np.flatnonzero(present)[np.flatnonzero(outside)[0]])
-            raise ValueError(
-                f"keypoints[{i}, {k}] = ({points[k, 0]:g}, {points[k, 1]:g}) lies outside "
-                f"{name}[{i}] of size {width}x{height} (width x height); keypoints are "
-                "0-based (x, y) pixels of the crop. Map them into the crop (crop_to_boxes "
-                "does) or set them to NaN."
-            )
-    return crops, keypoints
 
 
 def _default_features():
@@ -49,7 +21,7 @@ def _default_features():
     return ConvColumnExtractor(layer="pool5", mode="global")
 
 
-class GaussianNNPrior(BaseEstimator):
+class GaussianNNPrior(CropKeypointsMixin, BaseEstimator):
     """A spherical Gaussian at the keypoint of the most similar training crop.
 
     For a test crop, the training crop of highest cosine similarity of global
@@ -121,7 +93,7 @@ class GaussianNNPrior(BaseEstimator):
         crops, keypoints = check_crops_keypoints(crops, keypoints)
         features = _default_features() if self.features is None else self.features
         self.features_ = clone(features).fit()
-        self.train_features_ = _normalize(self.features_.extract_global(crops))
+        self.train_features_ = l2_normalize(self.features_.extract_global(crops))
         sizes = np.array([(w, h) for h, w in crop_shapes(crops)], dtype=np.float64)
         self.train_keypoints_ = (keypoints + 0.5) / sizes[:, None, :]
         self.n_keypoint_types_ = keypoints.shape[1]
@@ -134,7 +106,7 @@ class GaussianNNPrior(BaseEstimator):
         present; -1 where no training crop has it. Returns (n_crops, K) ints.
         """
         check_is_fitted(self)
-        test = _normalize(self.features_.extract_global(crops))
+        test = l2_normalize(self.features_.extract_global(crops))
         similarity = test @ self.train_features_.T  # (n_test, n_train)
         present = ~np.isnan(self.train_keypoints_).any(axis=2)  # (n_train, K)
         masked = np.where(present.T[None, :, :], similarity[:, None, :], -np.inf)
@@ -180,21 +152,4 @@ class GaussianNNPrior(BaseEstimator):
         log_prior = -(dx**2 + dy**2) / (2.0 * self.sigma**2)
         return np.nan_to_num(log_prior, nan=0.0)
 
-    def score(self, crops, keypoints):
-        """PCK@0.1 of :meth:`predict` (threshold 0.1 of the larger side of each crop)."""
-        from ..metrics import pck_score
 
-        crops, keypoints = check_crops_keypoints(crops, keypoints)
-        boxes = [(0.0, 0.0, w, h) for h, w in crop_shapes(crops)]
-        return pck_score(keypoints, self.predict(crops), alpha=0.1, bbox=boxes)
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.two_d_array = False
-        tags.requires_fit = True
-        return tags
-
-
-def _normalize(features):
-    features = np.asarray(features, dtype=np.float64)
-    return features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)

@@ -40,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._array import l2_normalize
 from .._image import as_rgb, check_images
 
 __all__ = ["ColumnDatabase"]
@@ -146,11 +147,6 @@ def _grid_steps(fmap, fallback: float) -> tuple[float, float]:
     if np.isnan(steps[1]):
         steps[1] = steps[0]
     return steps[0], steps[1]
-
-
-def _normalize_rows(x: np.ndarray) -> np.ndarray:
-    norm = np.linalg.norm(x, axis=1, keepdims=True)
-    return x / np.maximum(norm, 1e-12)
 
 
 class ColumnDatabase:
@@ -290,7 +286,7 @@ class ColumnDatabase:
                 for j, (rgb, fmap) in enumerate(zip(batch, fmaps, strict=True)):
                     i = first + j
                     feats = fmap.features.reshape(-1, fmap.features.shape[2])
-                    columns.append(_normalize_rows(feats.astype(np.float32)))
+                    columns.append(l2_normalize(feats.astype(np.float32)))
                     index_parts.append(np.full(len(feats), i, dtype=np.int32))
                     centre_parts.append(fmap.centers().astype(np.float32))
                     sx, sy = _grid_steps(fmap, float(network_rf.stride[0]))
@@ -494,7 +490,7 @@ class ColumnDatabase:
             )
         if not np.all(np.isfinite(queries)):
             raise ValueError("queries contain NaN or infinite values.")
-        queries = _normalize_rows(queries)
+        queries = l2_normalize(queries)
         m, n = len(queries), self.n_columns
         excluded = self._excluded_images(exclude_images)
         own = None
