@@ -4,21 +4,24 @@ Four backbones are registered with friendly layer names and the paper's layer ro
 any other torchvision classification model (``torchvision.models.list_models()``) can
 be named too, with its torchvision node names as layers.
 
-=====================  ======================================  ==========================
-backbone               layer names                             roles conv4 / conv5 /
-                                                               pool5 / fc7
-=====================  ======================================  ==========================
-``efficientnet_lite0`` ``stem``, ``stage1`` .. ``stage7``,     ``stage4`` (stride 16),
-(default)              ``head``, ``pool``                      ``stage5`` (16), ``head``
-                                                               (32), ``pool``
-``alexnet``            ``conv1`` .. ``conv5``, ``pool1``,      the layers of those names
-                       ``pool2``, ``pool5``, ``fc6``, ``fc7``
-``vgg16``              ``conv1_1`` .. ``conv5_3``, ``pool1``   ``conv4_3``, ``conv5_3``,
-                       .. ``pool5``, ``fc6``, ``fc7``          ``pool5``, ``fc7``
-``resnet50``           ``conv1``, ``pool1``, ``layer1`` ..     ``layer2`` (8), ``layer3``
-                       ``layer4``, ``pool``                    (16), ``layer4`` (32),
-                                                               ``pool``
-=====================  ======================================  ==========================
+.. list-table::
+   :header-rows: 1
+
+   * - backbone
+     - layer names
+     - roles conv4 / conv5 / pool5 / fc7
+   * - ``efficientnet_lite0`` (default)
+     - ``stem``, ``stage1`` .. ``stage7``, ``head``, ``pool``
+     - ``stage4`` (stride 16), ``stage5`` (16), ``head`` (32), ``pool``
+   * - ``alexnet``
+     - ``conv1`` .. ``conv5``, ``pool1``, ``pool2``, ``pool5``, ``fc6``, ``fc7``
+     - the layers of those names
+   * - ``vgg16``
+     - ``conv1_1`` .. ``conv5_3``, ``pool1`` .. ``pool5``, ``fc6``, ``fc7``
+     - ``conv4_3``, ``conv5_3``, ``pool5``, ``fc7``
+   * - ``resnet50``
+     - ``conv1``, ``pool1``, ``layer1`` .. ``layer4``, ``pool``
+     - ``layer2`` (8), ``layer3`` (16), ``layer4`` (32), ``pool``
 
 Convolutional layer names denote the output after the non-linearity (as in Caffe, whose
 ReLUs run in place). A layer can always be given by its torchvision node name too

@@ -289,6 +289,10 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the ``skcorr`` command with ``argv`` (default: the process arguments).
+
+    Returns the exit status: 0 on success, 2 for bad input (with the reason on stderr).
+    """
     parser = _build_parser()
     args = parser.parse_args(argv)
     try:

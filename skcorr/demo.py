@@ -32,6 +32,22 @@ def _methods():
 
 
 def run_demo(out: Path, *, n_pairs: int = 4, random_state: int = 0) -> int:
+    """Run the demo, printing its tables and writing them and its figures to ``out``.
+
+    Parameters
+    ----------
+    out : path
+        An existing folder for the tables and figures.
+    n_pairs : int, default=4
+        Warped sample pairs (at least 2: the reconstruction uses the others' columns).
+    random_state : int, default=0
+        Seed of the warps.
+
+    Returns
+    -------
+    int
+        The exit status, 0.
+    """
     out = Path(out)
     for backbone in ("efficientnet_lite0", "alexnet"):
         print(f"\n## Receptive fields of {backbone}\n")

@@ -216,7 +216,10 @@ class FlowTransfer:
     ----------
     features : transformer
         A fitted or unfitted ConvColumnExtractor or DenseSIFT (fitted here if needed).
-    lam, radius, levels, max_iter
+    lam : float, default=0.1
+    radius : int or None, default=None
+    levels : int, default=2
+    max_iter : int, default=50
         As in :func:`skcorr.flow.align`.
     """
 
@@ -266,6 +269,29 @@ def evaluate_cub_transfer(path, features, *, lam=0.1, n_neighbors=25, n_top=5,
     the smallest deformation energy and predicts the coordinate-wise median of their
     transferred keypoints. Predictions are mapped back to the original image and scored
     by PCK with ``alpha * max(w, h)`` of the ground-truth box.
+
+    Parameters
+    ----------
+    path : str or path
+        The ``CUB_200_2011`` folder, see :func:`skcorr.datasets.load_cub`.
+    features : transformer
+        Dense features for the flow (ConvColumnExtractor or DenseSIFT).
+    lam : float, default=0.1
+        Smoothness weight of the flow.
+    n_neighbors, n_top : int, default=25, 5
+        Neighbours retrieved and transferred, as in :class:`~skcorr.flow.FlowAligner`.
+    crop_size : int, default=160
+        Side of the square the crops are resized to.
+    padding : float, default=0.1
+        Margin around the box, as a fraction of its width and height.
+    alpha : float, default=0.1
+        PCK tolerance.
+    radius, levels : int or None, int
+        Label set and coarse-to-fine levels of the flow.
+    n_jobs : int or None
+        Threads over neighbours.
+    verbose : bool, default=False
+        Progress bar.
 
     Returns
     -------

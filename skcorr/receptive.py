@@ -29,7 +29,7 @@ import torch
 from torch import fx, nn
 from torch.nn import functional as F  # noqa: N812
 
-__all__ = ["ReceptiveField", "receptive_fields", "grid_centers"]
+__all__ = ["ReceptiveField", "grid_centers", "measure_receptive_field", "receptive_fields"]
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,7 @@ class ReceptiveField:
 
     @property
     def is_square(self) -> bool:
+        """Whether size and stride are the same along x and y."""
         return self.size[0] == self.size[1] and self.stride[0] == self.stride[1]
 
     def scaled(self, scale_x: float, scale_y: float | None = None) -> ReceptiveField:
@@ -196,8 +197,8 @@ def receptive_fields(graph_module: fx.GraphModule, node_names: dict | None = Non
     Parameters
     ----------
     graph_module : torch.fx.GraphModule
-        The traced network (for example by :class:`torchvision.models.feature_extraction.
-        NodePathTracer`); its first placeholder is the image.
+        The traced network (for example by torchvision's ``NodePathTracer``, from
+        ``torchvision.models.feature_extraction``); its first placeholder is the image.
     node_names : dict, optional
         Map from fx node to the name to report it under (the tracer's qualified names);
         by default the fx node names.

@@ -54,6 +54,7 @@ class FeatureMap:
 
     @property
     def grid_shape(self) -> tuple[int, int]:
+        """``(rows, cols)`` of the grid."""
         return self.features.shape[:2]
 
     @property
@@ -200,9 +201,10 @@ def check_points_inside(points: np.ndarray, shape: tuple[int, int], name: str = 
 class FeatureTransformer(TransformerMixin, BaseEstimator):
     """Base class of skcorr's feature transformers.
 
-    Subclasses implement :meth:`_dense` (one image -> :class:`FeatureMap`) and may
-    override :meth:`_at_points` and :meth:`_global` when they have a better way than
-    sampling or averaging the dense map.
+    Subclasses implement ``_dense`` (one image -> :class:`FeatureMap`) or
+    ``_dense_batch`` (a list of images), and may override ``_at_points_batch`` and
+    ``_global_batch`` when they have a better way than sampling or averaging the
+    dense map.
     """
 
     _parameter_constraints: dict = {

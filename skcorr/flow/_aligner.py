@@ -166,7 +166,7 @@ class FlowAligner(BaseEstimator):
         return out
 
     def score(self, X, y, bbox=None) -> float:
-        """PCK@0.1 of the predictions (see :func:`skcorr.metrics.pck_score`)."""
+        """``PCK@0.1`` of the predictions (see :func:`skcorr.metrics.pck_score`)."""
         return pck_score(y, self.predict(X), alpha=0.1, bbox=bbox)
 
     def __sklearn_tags__(self):

@@ -48,7 +48,7 @@ class KeypointClassifier(ClassifierMixin, BaseEstimator):
     features : transformer, default=None
         A feature transformer whose ``extract_at`` gives columns at keypoint samples
         (:class:`~skcorr.features.ConvColumnExtractor`,
-        :class:`~skcorr.features._sift.DenseSIFT`). Cloned in ``fit``. ``None`` means
+        :class:`~skcorr.DenseSIFT`). Cloned in ``fit``. ``None`` means
         ``ConvColumnExtractor(layer="conv4")``.
     Cs : sequence of float, default=(1e-3, 1e-2, 1e-1, 1, 10)
         The values of the SVM's ``C`` tried by cross-validation.

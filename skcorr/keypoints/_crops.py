@@ -38,7 +38,7 @@ class CropKeypointsMixin:
     """``score`` and tags of estimators that predict (n, K, 2) keypoints in box crops."""
 
     def score(self, crops, keypoints):
-        """PCK@0.1 of :meth:`predict`, threshold 0.1 of the larger side of each crop."""
+        """``PCK@0.1`` of :meth:`predict`, threshold 0.1 of the larger side of each crop."""
         crops, keypoints = check_crops_keypoints(crops, keypoints)
         boxes = [(0.0, 0.0, w, h) for h, w in crop_shapes(crops)]
         return pck_score(keypoints, self.predict(crops), alpha=0.1, bbox=boxes)

@@ -97,7 +97,7 @@ class SlidingKeypointDetector(CropKeypointsMixin, BaseEstimator):
         (``rf_size + (neighborhood - 1) * stride``), capped at ``box_size / 8``.
         The cap is needed for modern networks whose theoretical RF exceeds the box
         (EfficientNet-Lite0's stage5: 339 px), where the uncapped rule leaves no
-        negatives; ``box_size / 8`` lies just beyond the PCK@0.1 threshold.
+        negatives; ``box_size / 8`` lies just beyond the ``PCK@0.1`` threshold.
     mining_rounds : int, default=3
         Rounds of hard negative mining after the first training.
     cache_size : int, default=4000

@@ -119,7 +119,7 @@ def evaluate_cub_detection(path, *, box_size=224, conv_layer="conv5", sift_step=
                            cache_size=3000, validation_fraction=1 / 3,
                            backbone="efficientnet_lite0", weights="default",
                            random_state=0, verbose=False):
-    """PCK@0.1 of sliding-window part detectors on CUB (the paper's Study 4).
+    """``PCK@0.1`` of sliding-window part detectors on CUB (the paper's Study 4).
 
     Each image is cropped to its ground-truth box and rescaled to
     ``box_size x box_size``. A :class:`~skcorr.keypoints.SlidingKeypointDetector`
@@ -128,7 +128,7 @@ def evaluate_cub_detection(path, *, box_size=224, conv_layer="conv5", sift_step=
     :class:`~skcorr.keypoints.GaussianNNPrior` (``pool5`` neighbours). ``beta`` is
     chosen from ``betas`` on a held-out ``validation_fraction`` of the training
     split (detector fitted on the rest), then the detector is refitted on the whole
-    training split. Predictions are mapped back to image pixels and scored with PCK@0.1
+    training split. Predictions are mapped back to image pixels and scored with ``PCK@0.1``
     of ``max(box w, h)``, per part and averaged over parts. Training parts that lie
     outside their box are left out of training (NaN); test parts are all scored.
 
