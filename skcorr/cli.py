@@ -148,7 +148,7 @@ def _cmd_evaluate_pf_willow(args) -> int:
         what = (f"flow on {args.features} features, lam={lam:g}, levels={args.levels}, "
                 f"labels={'all' if args.radius is None else f'radius {args.radius}'}, "
                 f"image_size={args.image_size}")
-    table = transfer_pck_table(dataset, predict, alphas=args.alpha)
+    table = transfer_pck_table(dataset, predict, alphas=args.alpha, verbose=True)
     seconds = time.perf_counter() - start
     print(f"PF-WILLOW, {len(dataset.pairs)} pairs, {what} ({seconds:.1f} s)\n")
     print(table.to_markdown())

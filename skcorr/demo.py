@@ -108,7 +108,8 @@ def _reconstruction(pairs, path: Path) -> tuple[Path, list[dict]]:
     query = pairs.images[pairs.pairs[0][0]]
     others = [pairs.images[i] for s, t in pairs.pairs[1:] for i in (s, t)]
     with tempfile.TemporaryDirectory() as folder:
-        database = ColumnDatabase.build(extractor, others, Path(folder) / "columns")
+        database = ColumnDatabase.build(extractor, others, Path(folder) / "columns",
+                                        verbose=True)
         images = {
             "k=1": reconstruct(query, extractor, database, k=1),
             "k=5": reconstruct(query, extractor, database, k=5),

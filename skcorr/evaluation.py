@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
+from tqdm.auto import tqdm
 
 from ._image import image_size
 from .metrics import _check_alpha, pck_score
@@ -100,6 +101,7 @@ def transfer_pck_table(
     *,
     alphas: Sequence[float] = (0.05, 0.1, 0.15),
     average: str = "types",
+    verbose: bool = False,
 ) -> PCKTable:
     """PCK of a keypoint transfer method over the pairs of a data set, per class.
 
@@ -117,6 +119,8 @@ def transfer_pck_table(
         PCK tolerances, as fractions of ``max(h, w)`` of the *target* box.
     average : {"types", "keypoints"}, default="types"
         How PCK averages within a class, see :func:`skcorr.metrics.pck_score`.
+    verbose : bool, default=False
+        Show a progress bar over the pairs.
 
     Returns
     -------
@@ -146,7 +150,7 @@ def transfer_pck_table(
         raise ValueError("the data set defines no pairs (its 'pairs' field is missing or empty).")
     keypoints, images = dataset.keypoints, dataset.images
     predictions = np.empty((len(pairs), *keypoints.shape[1:]))
-    for p, (s, t) in enumerate(pairs):
+    for p, (s, t) in enumerate(tqdm(pairs, desc="pairs", disable=not verbose)):
         predicted = np.asarray(predict_fn(images[s], images[t], keypoints[s]), dtype=np.float64)
         if predicted.shape != keypoints.shape[1:]:
             raise ValueError(

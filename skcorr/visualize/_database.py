@@ -35,10 +35,10 @@ import json
 import numbers
 import os
 import shutil
-import time
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from .._array import l2_normalize
 from .._image import as_rgb, check_images
@@ -240,7 +240,7 @@ class ColumnDatabase:
         overwrite : bool, default=False
             Replace an existing folder at ``path``.
         verbose : bool, default=False
-            Print progress after every batch.
+            Show a progress bar over the images.
 
         Returns
         -------
@@ -277,7 +277,8 @@ class ColumnDatabase:
         columns = _NpyAppender(path / "columns.npy", dtype, (d,))
         pixels = _NpyAppender(path / "pixels.npy", np.uint8, ())
         index_parts, centre_parts, image_rows, rf_sizes = [], [], [], []
-        start = time.perf_counter()
+        progress = tqdm(total=len(images), desc="column database", unit="image",
+                        disable=not verbose)
         try:
             for first in range(0, len(images), batch_size):
                 batch = [as_rgb(image, name=f"images[{first + j}]")
@@ -293,10 +294,8 @@ class ColumnDatabase:
                     image_rows.append((pixels.n_rows, rgb.shape[0], rgb.shape[1], sx, sy))
                     rf_sizes.append(fmap.rf_size)
                     pixels.append(rgb.reshape(-1))
-                if verbose:
-                    done = min(first + batch_size, len(images))
-                    print(f"[ColumnDatabase.build] {done}/{len(images)} images, "
-                          f"{columns.n_rows} columns, {time.perf_counter() - start:.1f} s")
+                progress.update(len(batch))
+            progress.close()
             columns.close()
             pixels.close()
             np.save(path / "image_index.npy", np.concatenate(index_parts))
