@@ -87,3 +87,27 @@ def test_user_images_are_cropped_and_resized():
 def test_bad_parameters(kwargs, message):
     with pytest.raises((ValueError, TypeError), match=message):
         make_warped_pairs(**kwargs)
+
+
+def test_affine_category_parts_follow_the_warps():
+    from scipy.ndimage import map_coordinates
+
+    from skcorr.datasets import make_affine_category
+
+    cats = make_affine_category(6, height=120, random_state=3)
+    again = make_affine_category(6, height=120, random_state=3)
+    np.testing.assert_array_equal(cats.keypoints, again.keypoints)
+    assert cats.keypoints.shape == (6, 6, 2) and cats.keypoint_names[2] == "nose"
+    assert cats.boxes.shape == (6, 4) and (cats.boxes[:, 2:] > 0).all()
+
+    def colours(image, points):  # bilinear samples at (x, y) points, per channel
+        return np.stack([map_coordinates(image[..., c].astype(float),
+                                         [points[:, 1], points[:, 0]], order=1)
+                         for c in range(3)], axis=1)
+
+    # The same part shows the same colour in every image; random points do not.
+    rng = np.random.default_rng(0)
+    at_parts = np.stack([colours(im, kp) for im, kp in
+                         zip(cats.images, cats.keypoints, strict=True)])
+    at_random = np.stack([colours(im, rng.uniform(20, 100, (6, 2))) for im in cats.images])
+    assert np.abs(at_parts - at_parts[0]).mean() < 0.3 * np.abs(at_random - at_random[0]).mean()

@@ -20,49 +20,20 @@ The data here is a toy category made offline: random affine warps of scikit-imag
 # %%
 # A toy data set with consistent part labels
 # ------------------------------------------
-# Keypoints are ``(x, y)`` pixel coordinates, 0-based, integer = pixel centre, one row
-# per part, NaN where a part is absent. scikit-image's geometric transforms use the same
-# convention, so a keypoint ``q`` of the photograph lands at ``tf(q)`` in the image
-# warped by ``warp(photo, tf.inverse)``.
+# :func:`~skcorr.datasets.make_affine_category` warps ``chelsea`` by random affine maps
+# and carries its six named parts along exactly. Keypoints are ``(x, y)`` pixel
+# coordinates, 0-based, integer = pixel centre, one row per part, NaN where absent.
 import matplotlib.pyplot as plt
 import numpy as np
-from skimage import data, transform
-from skimage.util import img_as_ubyte
 from sklearn.model_selection import GridSearchCV, GroupKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.svm import LinearSVC
 
 from skcorr import ConvColumnExtractor, DenseSIFT, KeypointClassifier, keypoint_samples
+from skcorr.datasets import make_affine_category
 
-PARTS = ["left eye", "right eye", "nose", "forehead", "left cheek", "right cheek"]
-PHOTO_POINTS = np.array([[172, 115], [313, 135], [262, 237], [240, 50], [120, 200],
-                         [350, 195]], dtype=float)  # in chelsea's 451 x 300 pixels
-
-
-def make_cats(n_images, height=128, seed=0):
-    """Random affine warps of chelsea, with the parts' exact positions."""
-    rng = np.random.default_rng(seed)
-    photo = data.chelsea()
-    base = transform.rescale(photo, height / photo.shape[0], channel_axis=-1,
-                             anti_aliasing=True)
-    h, w = base.shape[:2]
-    scale = np.array([w / photo.shape[1], h / photo.shape[0]])
-    points = (PHOTO_POINTS + 0.5) * scale - 0.5  # resizing keeps pixel centres aligned
-    centre = np.array([w - 1, h - 1]) / 2
-    images, keypoints = [], []
-    for _ in range(n_images):
-        tf = (transform.AffineTransform(translation=-centre)
-              + transform.AffineTransform(scale=rng.uniform(0.85, 1.15),
-                                          rotation=rng.uniform(-0.25, 0.25),
-                                          shear=rng.uniform(-0.15, 0.15))
-              + transform.AffineTransform(translation=centre
-                                          + rng.uniform(-0.06, 0.06, 2) * [w, h]))
-        images.append(img_as_ubyte(transform.warp(base, tf.inverse, mode="edge")))
-        keypoints.append(tf(points))
-    return images, np.stack(keypoints)
-
-
-images, keypoints = make_cats(12)
+cats = make_affine_category(12, height=128, random_state=0)
+images, keypoints, PARTS = cats.images, cats.keypoints, cats.keypoint_names
 print(len(images), "images of", images[0].shape, "keypoints", keypoints.shape)
 
 fig, axes = plt.subplots(1, 4, figsize=(12, 2.4))

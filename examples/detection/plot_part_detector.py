@@ -24,45 +24,15 @@ by PCK, and draws the decision maps.
 # box of the keypoints, with a margin) and maps the keypoints into crop coordinates;
 # :func:`~skcorr.datasets.uncrop_keypoints` maps predictions back.
 import matplotlib.pyplot as plt
-import numpy as np
-from skimage import data, transform
-from skimage.util import img_as_ubyte
 
 from skcorr import ConvColumnExtractor, GaussianNNPrior, SlidingKeypointDetector
-from skcorr.datasets import crop_to_boxes, uncrop_keypoints
+from skcorr.datasets import crop_to_boxes, make_affine_category, uncrop_keypoints
 from skcorr.metrics import pck_score
 from skcorr.visualize import plot_score_maps
 
-PARTS = ["left eye", "right eye", "nose", "forehead", "left cheek", "right cheek"]
-PHOTO_POINTS = np.array([[172, 115], [313, 135], [262, 237], [240, 50], [120, 200],
-                         [350, 195]], dtype=float)  # in chelsea's 451 x 300 pixels
-
-
-def make_cats(n_images, height=160, seed=0):
-    """Random affine warps of chelsea, with the parts' exact positions."""
-    rng = np.random.default_rng(seed)
-    photo = data.chelsea()
-    base = transform.rescale(photo, height / photo.shape[0], channel_axis=-1,
-                             anti_aliasing=True)
-    h, w = base.shape[:2]
-    points = (PHOTO_POINTS + 0.5) * [w / photo.shape[1], h / photo.shape[0]] - 0.5
-    centre = np.array([w - 1, h - 1]) / 2
-    images, keypoints = [], []
-    for _ in range(n_images):
-        tf = (transform.AffineTransform(translation=-centre)
-              + transform.AffineTransform(scale=rng.uniform(0.85, 1.15),
-                                          rotation=rng.uniform(-0.25, 0.25),
-                                          shear=rng.uniform(-0.15, 0.15))
-              + transform.AffineTransform(translation=centre
-                                          + rng.uniform(-0.06, 0.06, 2) * [w, h]))
-        images.append(img_as_ubyte(transform.warp(base, tf.inverse, mode="edge")))
-        keypoints.append(tf(points))
-    return images, np.stack(keypoints)
-
-
-images, keypoints = make_cats(12)
-low, high = keypoints.min(axis=1), keypoints.max(axis=1)
-boxes = np.column_stack([low, high - low])  # (x, y, width, height)
+cats = make_affine_category(12, height=160, random_state=0)
+images, keypoints, PARTS = cats.images, cats.keypoints, cats.keypoint_names
+boxes = cats.boxes  # the parts' bounding box, (x, y, width, height)
 crops, crop_keypoints, transforms = crop_to_boxes(images, keypoints, boxes, padding=0.2)
 train, test = slice(0, 8), slice(8, 12)
 print("crop sizes:", sorted({crop.shape[:2] for crop in crops}))

@@ -31,12 +31,10 @@ and :func:`~skcorr.metrics.pck_scorer`.
 # ...) and ``pairs`` lists the (source, target) indices.
 import matplotlib.pyplot as plt
 import numpy as np
-from skimage import data, transform
-from skimage.util import img_as_ubyte
 from sklearn.model_selection import GridSearchCV, KFold
 
 from skcorr import ConvColumnExtractor, DenseSIFT, FlowAligner
-from skcorr.datasets import load_sample_pairs
+from skcorr.datasets import load_sample_pairs, make_affine_category
 from skcorr.flow import align
 from skcorr.metrics import pck_score, pck_scorer
 from skcorr.visualize import plot_flow
@@ -114,34 +112,9 @@ print("source", point.round(1), "-> target", forward.round(1), "(truth",
 # ``fit`` keeps annotated images, ``predict`` retrieves the ``n_neighbors`` nearest of
 # each new image by a global feature, aligns them to it, keeps the ``n_top`` of
 # smallest deformation and predicts the median of their transferred keypoints. Its
-# keypoints must mean the same thing in every image, so we make a small category:
-# random affine warps of ``chelsea`` with six hand-placed parts.
-PHOTO_POINTS = np.array([[172, 115], [313, 135], [262, 237], [240, 50], [120, 200],
-                         [350, 195]], dtype=float)  # eyes, nose, forehead, cheeks
-
-
-def make_cats(n_images, height=128, seed=0):
-    """Random affine warps of chelsea, with the parts' exact positions."""
-    rng = np.random.default_rng(seed)
-    photo = data.chelsea()
-    base = transform.rescale(photo, height / photo.shape[0], channel_axis=-1,
-                             anti_aliasing=True)
-    h, w = base.shape[:2]
-    points = (PHOTO_POINTS + 0.5) * [w / photo.shape[1], h / photo.shape[0]] - 0.5
-    centre = np.array([w - 1, h - 1]) / 2
-    images, keypoints = [], []
-    for _ in range(n_images):
-        tf = (transform.AffineTransform(translation=-centre)
-              + transform.AffineTransform(scale=rng.uniform(0.85, 1.15),
-                                          rotation=rng.uniform(-0.25, 0.25),
-                                          shear=rng.uniform(-0.15, 0.15))
-              + transform.AffineTransform(translation=centre
-                                          + rng.uniform(-0.06, 0.06, 2) * [w, h]))
-        images.append(img_as_ubyte(transform.warp(base, tf.inverse, mode="edge")))
-        keypoints.append(tf(points))
-    return images, np.stack(keypoints)
-
-
+# keypoints must mean the same thing in every image, so we use a small category:
+# :func:`~skcorr.datasets.make_affine_category`, random affine warps of ``chelsea``
+# with six named parts.
 # %%
 # Each fit of the grid search builds the networks of its transformers anew (they are
 # cloned), so to keep this example quick the neighbours are retrieved by the mean of
@@ -149,7 +122,8 @@ def make_cats(n_images, height=128, seed=0):
 # the ``fc7`` role (``ConvColumnExtractor(layer="fc7", mode="global")``). With only six
 # training images per fold, three neighbours are aligned and all three are kept.
 # The toy problem is easy, so PCK is taken at the strict tolerance ``alpha = 0.05``.
-cats, cat_keypoints = make_cats(9)
+category = make_affine_category(9, height=128, random_state=0)
+cats, cat_keypoints = category.images, category.keypoints
 aligner = FlowAligner(features=ConvColumnExtractor(layer="conv4"),
                       retrieval=DenseSIFT(mode="global"),
                       n_neighbors=3, n_top=3)

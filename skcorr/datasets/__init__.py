@@ -13,7 +13,7 @@ from ._fetch import fetch_cub, fetch_pf_willow, get_data_home
 from ._pascal import load_pascal_keypoints
 from ._pf import load_pf_pascal, load_pf_willow
 from ._spair import load_spair71k
-from ._synthetic import load_sample_pairs, make_warped_pairs
+from ._synthetic import load_sample_pairs, make_affine_category, make_warped_pairs
 
 __all__ = [
     "crop_to_boxes",
@@ -26,6 +26,7 @@ __all__ = [
     "load_pf_willow",
     "load_sample_pairs",
     "load_spair71k",
+    "make_affine_category",
     "make_warped_pairs",
     "uncrop_keypoints",
 ]
