@@ -72,9 +72,10 @@ class WeightsUnavailableError(FileNotFoundError):
 class Backbone:
     """Description of a backbone.
 
-    Attributes
+    Parameters
     ----------
     name : str
+        Registry name of the backbone (e.g. ``"efficientnet_lite0"``).
     build : callable
         ``build() -> nn.Module``: the architecture, randomly initialised.
     load_default_weights : callable
@@ -86,7 +87,8 @@ class Backbone:
         Friendly layer name -> torchvision node or module name, in network order.
     roles : dict
         The paper's layer roles (``conv4``, ``conv5``, ``pool5``, ``fc7``) -> layer name.
-    description : str
+    description : str, default=""
+        One-line human-readable description.
     """
 
     name: str
@@ -99,16 +101,43 @@ class Backbone:
     description: str = ""
 
     def graph(self) -> _Graph:
-        """Traced graph of the architecture: node names and receptive fields."""
+        """Traced graph of the architecture: node names and receptive fields.
+
+        Returns
+        -------
+        graph : _Graph
+            ``graph.nodes``: the torchvision node names in network order;
+            ``graph.fields``: node name -> :class:`~skcorr.receptive.ReceptiveField`
+            (``None`` for a global node). Cached per backbone name.
+        """
         return _graph_of(self.name)
 
     def layer_names(self) -> list[str]:
-        """Every name a layer can be given by: friendly names, roles, then node names."""
+        """Every name a layer can be given by: friendly names, roles, then node names.
+
+        Returns
+        -------
+        names : list of str
+            Friendly layer names, then roles not already listed, then the remaining
+            torchvision node names.
+        """
         names = list(self.layers) + [r for r in self.roles if r not in self.layers]
         return names + [n for n in self.graph().nodes if n not in names]
 
     def resolve_layer(self, layer: str) -> str:
-        """The torchvision node name a layer name denotes; ``ValueError`` if unknown."""
+        """The torchvision node name a layer name denotes; ``ValueError`` if unknown.
+
+        Parameters
+        ----------
+        layer : str
+            A role, friendly layer name, torchvision node name, or module name (which
+            denotes the last node inside that module).
+
+        Returns
+        -------
+        node : str
+            The torchvision node name.
+        """
         if not isinstance(layer, str):
             raise TypeError(f"A layer name must be a string, got {type(layer).__name__}.")
         name = self.roles.get(layer, layer)
@@ -127,7 +156,19 @@ class Backbone:
         )
 
     def receptive_field(self, layer: str) -> ReceptiveField | None:
-        """RF of a layer in input pixels, or ``None`` for a global layer (no spatial grid)."""
+        """RF of a layer in input pixels, or ``None`` for a global layer (no spatial grid).
+
+        Parameters
+        ----------
+        layer : str
+            Any name accepted by :meth:`resolve_layer`.
+
+        Returns
+        -------
+        rf : ReceptiveField or None
+            Receptive field of the layer in input pixels, or ``None`` if the layer has no
+            spatial grid.
+        """
         return self.graph().fields[self.resolve_layer(layer)]
 
 
@@ -141,19 +182,49 @@ _REGISTRY: dict[str, Backbone] = {}
 
 
 def register_backbone(backbone: Backbone) -> Backbone:
-    """Add a backbone to the registry (replacing one of the same name)."""
+    """Add a backbone to the registry (replacing one of the same name).
+
+    Parameters
+    ----------
+    backbone : Backbone
+        The backbone to register under ``backbone.name``.
+
+    Returns
+    -------
+    backbone : Backbone
+        The same ``backbone``, unchanged.
+    """
     _REGISTRY[backbone.name] = backbone
     _graph_of.cache_clear()
     return backbone
 
 
 def list_backbones() -> list[str]:
-    """Names of the registered backbones (any torchvision classifier name works too)."""
+    """Names of the registered backbones (any torchvision classifier name works too).
+
+    Returns
+    -------
+    names : list of str
+        Registered backbone names, in registration order.
+    """
     return list(_REGISTRY)
 
 
 def get_backbone(name: str) -> Backbone:
-    """The registered backbone ``name``, or a generic one for a torchvision classifier."""
+    """The registered backbone ``name``, or a generic one for a torchvision classifier.
+
+    Parameters
+    ----------
+    name : str
+        A registered backbone name (:func:`list_backbones`) or any torchvision
+        classification model name (``torchvision.models.list_models()``).
+
+    Returns
+    -------
+    backbone : Backbone
+        The backbone description; for an unregistered torchvision model, its layers are
+        its torchvision node names and it has no roles.
+    """
     if not isinstance(name, str):
         raise TypeError(f"backbone must be a string name, got {type(name).__name__}.")
     if name in _REGISTRY:
@@ -172,10 +243,16 @@ def load_network(backbone: str | Backbone, weights="default") -> nn.Module:
     Parameters
     ----------
     backbone : str or Backbone
-    weights : "default", None or path
+        A backbone name (see :func:`get_backbone`) or a backbone description.
+    weights : "default", None or path, default="default"
         ``"default"``: pretrained ImageNet weights; ``None``: random initialisation;
         a path: a local state-dict file (a ``dict`` of tensors, or one stored under
         ``"state_dict"`` or ``"model"``).
+
+    Returns
+    -------
+    module : torch.nn.Module
+        The network, in eval mode.
     """
     spec = get_backbone(backbone) if isinstance(backbone, str) else backbone
     module = spec.build()

@@ -35,14 +35,37 @@ class PCKTable(list):
 
     PCK values are fractions in ``[0, 1]``; :meth:`to_markdown` prints them as
     percentages, :meth:`to_csv` as they are.
+
+    Parameters
+    ----------
+    iterable : iterable of dict, optional
+        The initial rows, all with the same keys in the same order.
     """
 
     def columns(self) -> list[str]:
-        """The column names, in order."""
+        """The column names, in order.
+
+        Returns
+        -------
+        columns : list of str
+            The keys of the first row, or an empty list for an empty table.
+        """
         return list(self[0]) if self else []
 
     def to_markdown(self, digits: int = 1) -> str:
-        """The table in Markdown, PCK in percent with ``digits`` decimals."""
+        """The table in Markdown, PCK in percent with ``digits`` decimals.
+
+        Parameters
+        ----------
+        digits : int, default=1
+            Decimals of the PCK percentages.
+
+        Returns
+        -------
+        text : str
+            A Markdown table, without a trailing newline; PCK columns are headed
+            ``"PCK@<alpha> (%)"``.
+        """
         columns = self.columns()
 
         def cell(key, value):
@@ -55,7 +78,13 @@ class PCKTable(list):
         return "\n".join(lines)
 
     def to_csv(self) -> str:
-        """The table as CSV text, PCK as fractions."""
+        """The table as CSV text, PCK as fractions.
+
+        Returns
+        -------
+        text : str
+            A header line and one line per row, each ending with ``"\\n"``.
+        """
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=self.columns(), lineterminator="\n")
         writer.writeheader()
@@ -241,7 +270,21 @@ class FlowTransfer:
         return image if isinstance(image, str) else id(image)
 
     def precompute(self, images) -> FlowTransfer:
-        """Compute the feature maps of ``images`` in batches."""
+        """Compute the feature maps of ``images`` in batches.
+
+        Images already computed are skipped; images are identified by path, or by
+        object identity for arrays.
+
+        Parameters
+        ----------
+        images : sequence of ndarray or path
+            The images, as ``(H, W, 3)`` uint8 arrays or file paths.
+
+        Returns
+        -------
+        self : FlowTransfer
+            This object, with the feature maps cached.
+        """
         todo = list({self._key(im): im for im in images
                      if self._key(im) not in self._maps}.values())
         if todo:

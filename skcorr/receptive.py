@@ -36,7 +36,7 @@ __all__ = ["ReceptiveField", "grid_centers", "measure_receptive_field", "recepti
 class ReceptiveField:
     """Receptive-field geometry of one spatial layer, per axis in ``(x, y)`` order.
 
-    Attributes
+    Parameters
     ----------
     size : tuple of float
         Side of the RF in input pixels, ``(x, y)``.
@@ -56,7 +56,21 @@ class ReceptiveField:
         return self.size[0] == self.size[1] and self.stride[0] == self.stride[1]
 
     def scaled(self, scale_x: float, scale_y: float | None = None) -> ReceptiveField:
-        """The same field seen in an image resized by ``scale`` (input px per original px)."""
+        """The same field seen in an image resized by ``scale`` (input px per original px).
+
+        Parameters
+        ----------
+        scale_x : float
+            Resize factor along x: network-input pixels per original-image pixel.
+        scale_y : float or None, default=None
+            Resize factor along y; ``None`` uses ``scale_x``.
+
+        Returns
+        -------
+        rf : ReceptiveField
+            The field in pixels of the original image (size and stride divided by the
+            scale, offset mapped with the pixel-centre convention).
+        """
         scale_y = scale_x if scale_y is None else scale_y
         inv = (1.0 / scale_x, 1.0 / scale_y)
         return ReceptiveField(
@@ -73,7 +87,22 @@ class ReceptiveField:
 
 
 def grid_centers(rf: ReceptiveField, grid_shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """RF centres of a ``(rows, cols)`` grid: ``xs`` of shape (cols,), ``ys`` of shape (rows,)."""
+    """RF centres of a ``(rows, cols)`` grid: ``xs`` of shape (cols,), ``ys`` of shape (rows,).
+
+    Parameters
+    ----------
+    rf : ReceptiveField
+        The layer's receptive field, in input pixels.
+    grid_shape : tuple of int
+        ``(rows, cols)`` of the layer's output grid.
+
+    Returns
+    -------
+    xs : ndarray of shape (cols,), float64
+        x of each grid column's RF centre, in input pixels.
+    ys : ndarray of shape (rows,), float64
+        y of each grid row's RF centre, in input pixels.
+    """
     rows, cols = grid_shape
     xs = rf.offset[0] + rf.stride[0] * np.arange(cols, dtype=np.float64)
     ys = rf.offset[1] + rf.stride[1] * np.arange(rows, dtype=np.float64)
@@ -255,6 +284,18 @@ def measure_receptive_field(module: nn.Module, input_shape: tuple[int, int]) -> 
     analytic numbers on networks whose weights are all positive (so that no path cancels)
     and whose pools average rather than select; the measured size is clipped by the image
     borders, so pick an input large enough.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        A network taking ``(1, 3, H, W)`` images to a 4-D ``(1, C, rows, cols)`` output.
+    input_shape : tuple of int
+        ``(H, W)`` of the all-ones probe input.
+
+    Returns
+    -------
+    rf : ReceptiveField
+        The measured size, stride and offset, in input pixels, ``(x, y)`` order.
     """
     height, width = input_shape
 

@@ -32,7 +32,7 @@ __all__ = ["FeatureMap", "keypoint_samples", "split_keypoint_samples"]
 class FeatureMap:
     """Dense features of one image on a regular grid of receptive-field centres.
 
-    Attributes
+    Parameters
     ----------
     features : ndarray of shape (rows, cols, n_features)
         The column of each grid cell.
@@ -64,7 +64,14 @@ class FeatureMap:
         return float(np.mean(steps)) if steps else float("nan")
 
     def centers(self) -> np.ndarray:
-        """RF centres of all cells, row-major, shape (rows * cols, 2), as (x, y)."""
+        """RF centres of all cells, row-major, shape (rows * cols, 2), as (x, y).
+
+        Returns
+        -------
+        centers : ndarray of shape (rows * cols, 2)
+            ``(x, y)`` of each cell's RF centre, in pixels of the original image, in the
+            order of ``features.reshape(-1, n_features)``.
+        """
         gx, gy = np.meshgrid(self.xs, self.ys)
         return np.stack([gx.ravel(), gy.ravel()], axis=1)
 
@@ -74,6 +81,18 @@ class FeatureMap:
         ``"nearest"`` takes the column whose RF centre is closest (per axis, since the
         grid is separable); ``"bilinear"`` interpolates between the four surrounding
         centres, clamping to the outermost centres outside the grid.
+
+        Parameters
+        ----------
+        points : array-like of shape (n, 2)
+            ``(x, y)`` in pixels of the original image.
+        interpolation : {"nearest", "bilinear"}, default="nearest"
+            How to read columns between RF centres.
+
+        Returns
+        -------
+        columns : ndarray of shape (n, n_features)
+            The column at each point, of the dtype of ``features``.
         """
         points = np.asarray(points, dtype=np.float64).reshape(-1, 2)
         fx = _grid_coordinate(self.xs, points[:, 0])
@@ -148,9 +167,20 @@ def keypoint_samples(images, keypoints):
 def split_keypoint_samples(X):
     """Group keypoint samples by image.
 
-    Returns a list of ``(image, rows, points)``: the image, the indices of its rows in
-    ``X`` and their (x, y) coordinates as an (r, 2) float array. Images are told apart
-    by identity (arrays) or by path (files).
+    Images are told apart by identity (arrays) or by path (files).
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, 3), dtype object
+        Keypoint samples, rows ``[image, x, y]`` (see :func:`keypoint_samples`); the
+        coordinates must be finite.
+
+    Returns
+    -------
+    groups : list of tuple
+        One ``(image, rows, points)`` per distinct image, in order of first appearance:
+        the image, the indices of its rows in ``X`` (int ndarray of shape (r,)) and their
+        ``(x, y)`` coordinates (float64 ndarray of shape (r, 2)).
     """
     X = np.asarray(X, dtype=object) if not isinstance(X, np.ndarray) else X
     if X.ndim != 2 or X.shape[1] != 3:
@@ -220,6 +250,18 @@ class FeatureTransformer(TransformerMixin, BaseEstimator):
         * ``"dense"``: ``X`` is a sequence of images; returns a list of
           :class:`FeatureMap`.
         * ``"global"``: ``X`` is a sequence of images; returns (n_images, n_features).
+
+        Parameters
+        ----------
+        X : ndarray of shape (n_samples, 3), dtype object, or sequence of images
+            Keypoint samples (rows ``[image, x, y]``) in ``"keypoints"`` mode; otherwise
+            images as ``(H, W, 3)`` uint8 arrays or file paths.
+
+        Returns
+        -------
+        features : ndarray or list of FeatureMap
+            ``(n_samples, n_features)`` array, list of :class:`FeatureMap` or
+            ``(n_images, n_features)`` array, depending on ``mode``.
         """
         check_is_fitted(self)
         if self.mode == "keypoints":
@@ -229,7 +271,19 @@ class FeatureTransformer(TransformerMixin, BaseEstimator):
         return self.extract_global(X)
 
     def extract_at(self, X) -> np.ndarray:
-        """Columns at keypoint samples, whatever the mode: (n_samples, n_features)."""
+        """Columns at keypoint samples, whatever the mode: (n_samples, n_features).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, 3), dtype object
+            Keypoint samples, rows ``[image, x, y]`` with ``(x, y)`` in pixels inside
+            the image (see :func:`keypoint_samples`).
+
+        Returns
+        -------
+        features : ndarray of shape (n_samples, n_features)
+            The feature column at each sample, in the order of the rows of ``X``.
+        """
         check_is_fitted(self)
         groups = split_keypoint_samples(X)
         out = None
@@ -245,12 +299,34 @@ class FeatureTransformer(TransformerMixin, BaseEstimator):
         return out
 
     def extract_dense(self, images) -> list[FeatureMap]:
-        """One :class:`FeatureMap` per image, whatever the mode."""
+        """One :class:`FeatureMap` per image, whatever the mode.
+
+        Parameters
+        ----------
+        images : sequence of ndarray or path
+            Images as ``(H, W, 3)`` uint8 arrays or file paths.
+
+        Returns
+        -------
+        maps : list of FeatureMap
+            The dense features of each image, in order.
+        """
         check_is_fitted(self)
         return [fmap for chunk in self._rgb_chunks(images) for fmap in self._dense_batch(chunk)]
 
     def extract_global(self, images) -> np.ndarray:
-        """One feature vector per image, whatever the mode: (n_images, n_features)."""
+        """One feature vector per image, whatever the mode: (n_images, n_features).
+
+        Parameters
+        ----------
+        images : sequence of ndarray or path
+            Images as ``(H, W, 3)`` uint8 arrays or file paths.
+
+        Returns
+        -------
+        features : ndarray of shape (n_images, n_features)
+            One global feature vector per image (by default the mean of the dense map).
+        """
         check_is_fitted(self)
         return np.stack([vector for chunk in self._rgb_chunks(images)
                          for vector in self._global_batch(chunk)])

@@ -114,7 +114,20 @@ class ConvColumnExtractor(FeatureTransformer):
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X=None, y=None):
-        """Build the truncated network. The weights are pretrained: ``X`` is not used."""
+        """Build the truncated network. The weights are pretrained: ``X`` is not used.
+
+        Parameters
+        ----------
+        X : object, default=None
+            Ignored; present for API consistency.
+        y : object, default=None
+            Ignored; present for API consistency.
+
+        Returns
+        -------
+        self : ConvColumnExtractor
+            The fitted transformer.
+        """
         spec = get_backbone(self.backbone)
         names = [self.layer] if isinstance(self.layer, str) else list(self.layer)
         if not names:

@@ -188,7 +188,20 @@ class DenseSIFT(FeatureTransformer):
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X=None, y=None):
-        """Validate the parameters. SIFT learns nothing: ``X`` and ``y`` are not used."""
+        """Validate the parameters. SIFT learns nothing: ``X`` and ``y`` are not used.
+
+        Parameters
+        ----------
+        X : object, default=None
+            Ignored; present for API consistency.
+        y : object, default=None
+            Ignored; present for API consistency.
+
+        Returns
+        -------
+        self : DenseSIFT
+            The fitted transformer.
+        """
         self.radii_ = _check_radii(self.radius)
         self.first_octaves_ = tuple(-1 if _octave(r / (2 * _MAGNIF)) < 0 else 0
                                     for r in self.radii_)

@@ -34,14 +34,16 @@ __all__ = ["Flow", "align"]
 class Flow:
     """Dense correspondence from a source image's feature grid to a target image's.
 
-    Attributes
+    Usually built by :func:`align`.
+
+    Parameters
     ----------
     target_index : ndarray of shape (rows, cols, 2), int
         For every source node, the (row, col) of its match on the target grid.
-    source_xs, source_ys : ndarray
-        RF centres of the source grid, in source pixels.
+    source_xs, source_ys : ndarray of shape (cols,) and (rows,)
+        RF centres of the source grid's columns (x) and rows (y), in source pixels.
     target_xs, target_ys : ndarray
-        RF centres of the target grid, in target pixels.
+        RF centres of the target grid's columns (x) and rows (y), in target pixels.
     source_shape, target_shape : tuple of int
         (height, width) of the two images.
     data_energy : float
@@ -80,7 +82,14 @@ class Flow:
         return self.target_index - grid
 
     def matched_points(self) -> np.ndarray:
-        """Target pixel position (x, y) matched to every source node: (rows, cols, 2)."""
+        """Target pixel position (x, y) matched to every source node: (rows, cols, 2).
+
+        Returns
+        -------
+        points : ndarray of shape (rows, cols, 2)
+            For each source grid node, the ``(x, y)`` RF centre of its matched target
+            node, in target pixels.
+        """
         return np.stack([self.target_xs[self.target_index[..., 1]],
                          self.target_ys[self.target_index[..., 0]]], axis=-1)
 
@@ -107,6 +116,7 @@ class Flow:
         Returns
         -------
         ndarray of shape (n, 2)
+            The mapped ``(x, y)`` pixels in the other image; NaN where the input is NaN.
         """
         points = np.asarray(points, dtype=np.float64).reshape(-1, 2)
         out = np.full_like(points, np.nan)
@@ -138,6 +148,22 @@ class Flow:
         the grid nodes; pixels are then sampled with ``map_coordinates`` of the given
         ``order``, clamping at the target's border. Degree 1 (bilinear, the default)
         follows the flow's discontinuities without the ringing of a cubic spline.
+
+        Parameters
+        ----------
+        target_image : ndarray of shape (H_t, W_t, 3) or path
+            The target image the flow was computed for (its size must be
+            ``target_shape``).
+        degree : int, default=1
+            Degree of the spline interpolating the flow between grid nodes (reduced
+            where the grid has too few nodes).
+        order : int, default=1
+            Spline order of the pixel resampling (0 = nearest, 1 = bilinear).
+
+        Returns
+        -------
+        warped : ndarray of shape (H_s, W_s, 3), dtype uint8
+            The target image seen through the flow, in the source's frame.
         """
         image = as_rgb(target_image, name="target_image")
         if image.shape[:2] != tuple(self.target_shape):
@@ -196,6 +222,7 @@ def align(source: FeatureMap, target: FeatureMap, *, lam: float = 0.1, radius=No
     Returns
     -------
     Flow
+        The flow on the source grid, with its energies.
     """
     for name, fmap in (("source", source), ("target", target)):
         if not isinstance(fmap, FeatureMap):

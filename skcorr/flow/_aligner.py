@@ -113,8 +113,14 @@ class FlowAligner(BaseEstimator):
         Parameters
         ----------
         X : sequence of images
+            Training images, as ``(H, W, 3)`` uint8 arrays or file paths.
         y : array-like of shape (n_images, K, 2)
             Keypoints (x, y), NaN where absent.
+
+        Returns
+        -------
+        self : FlowAligner
+            The fitted estimator.
         """
         images = check_images(X, name="X")
         keypoints = _check_keypoints(y, len(images))
@@ -135,19 +141,57 @@ class FlowAligner(BaseEstimator):
         return self
 
     def neighbors(self, X) -> np.ndarray:
-        """Indices of the ``n_neighbors`` nearest training images of each image, nearest first."""
+        """Indices of the ``n_neighbors`` nearest training images of each image, nearest first.
+
+        Parameters
+        ----------
+        X : sequence of images
+            Query images, as ``(H, W, 3)`` uint8 arrays or file paths.
+
+        Returns
+        -------
+        indices : ndarray of shape (n_images, n_neighbors), int
+            Indices into the training images, by decreasing cosine similarity of the
+            retrieval features.
+        """
         check_is_fitted(self)
         query = l2_normalize(self.retrieval_.extract_global(check_images(X, name="X")))
         similarity = query @ self.train_global_.T
         return np.argsort(-similarity, axis=1, kind="stable")[:, :self.n_neighbors]
 
     def align(self, source_map, target_map):
-        """The flow from one feature map to another with this aligner's settings."""
+        """The flow from one feature map to another with this aligner's settings.
+
+        Parameters
+        ----------
+        source_map : FeatureMap
+            Dense features of the source image; the flow lives on its grid.
+        target_map : FeatureMap
+            Dense features of the target image.
+
+        Returns
+        -------
+        Flow
+            The flow from source to target (see :func:`skcorr.flow.align`).
+        """
         return align(source_map, target_map, lam=self.lam, radius=self.radius,
                      levels=self.levels, max_iter=self.max_iter)
 
     def predict(self, X) -> np.ndarray:
-        """Keypoints (n_images, K, 2) transferred from the best-aligned neighbours."""
+        """Keypoints (n_images, K, 2) transferred from the best-aligned neighbours.
+
+        Parameters
+        ----------
+        X : sequence of images
+            Images to predict, as ``(H, W, 3)`` uint8 arrays or file paths.
+
+        Returns
+        -------
+        keypoints : ndarray of shape (n_images, K, 2)
+            Predicted ``(x, y)`` pixels: the coordinate-wise median over the ``n_top``
+            neighbours' transferred keypoints; NaN where no such neighbour has the
+            keypoint.
+        """
         check_is_fitted(self)
         images = check_images(X, name="X")
         neighbors = self.neighbors(images)
@@ -166,7 +210,23 @@ class FlowAligner(BaseEstimator):
         return out
 
     def score(self, X, y, bbox=None) -> float:
-        """``PCK@0.1`` of the predictions (see :func:`skcorr.metrics.pck_score`)."""
+        """``PCK@0.1`` of the predictions (see :func:`skcorr.metrics.pck_score`).
+
+        Parameters
+        ----------
+        X : sequence of images
+            Images, as ``(H, W, 3)`` uint8 arrays or file paths.
+        y : array-like of shape (n_images, K, 2)
+            True keypoints (x, y), NaN where absent.
+        bbox : array-like of shape (n_images, 4), default=None
+            Object boxes ``(x, y, width, height)`` of the images; ``None`` uses the
+            bounding box of each image's true keypoints.
+
+        Returns
+        -------
+        score : float
+            PCK in ``[0, 1]``, averaged over keypoint types.
+        """
         return pck_score(y, self.predict(X), alpha=0.1, bbox=bbox)
 
     def __sklearn_tags__(self):

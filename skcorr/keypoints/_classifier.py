@@ -128,6 +128,7 @@ class KeypointClassifier(ClassifierMixin, BaseEstimator):
         Returns
         -------
         self : KeypointClassifier
+            The fitted estimator.
         """
         if y is None:
             raise ValueError(
@@ -184,12 +185,36 @@ class KeypointClassifier(ClassifierMixin, BaseEstimator):
         return self
 
     def transform_features(self, X):
-        """The feature columns of keypoint samples, (n_samples, n_features)."""
+        """The feature columns of keypoint samples, (n_samples, n_features).
+
+        Parameters
+        ----------
+        X : ndarray of shape (n_samples, 3), dtype object
+            Keypoint samples ``[image, x, y]`` (see
+            :func:`~skcorr.features.keypoint_samples`).
+
+        Returns
+        -------
+        features : ndarray of shape (n_samples, n_features)
+            The columns of the fitted ``features_`` at each sample.
+        """
         check_is_fitted(self)
         return self.features_.extract_at(X)
 
     def decision_function(self, X):
-        """SVM scores of each class at each keypoint sample, (n_samples, n_classes)."""
+        """SVM scores of each class at each keypoint sample, (n_samples, n_classes).
+
+        Parameters
+        ----------
+        X : ndarray of shape (n_samples, 3), dtype object
+            Keypoint samples ``[image, x, y]``.
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples, n_classes)
+            One-vs-all SVM scores, columns in the order of ``classes_`` (also with two
+            classes).
+        """
         check_is_fitted(self)
         scores = self.svc_.decision_function(self.features_.extract_at(X))
         if scores.ndim == 1:  # two classes: liblinear gives one column
@@ -197,7 +222,18 @@ class KeypointClassifier(ClassifierMixin, BaseEstimator):
         return scores
 
     def predict(self, X):
-        """The label of highest score at each keypoint sample."""
+        """The label of highest score at each keypoint sample.
+
+        Parameters
+        ----------
+        X : ndarray of shape (n_samples, 3), dtype object
+            Keypoint samples ``[image, x, y]``.
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,)
+            The predicted keypoint label of each sample, from ``classes_``.
+        """
         check_is_fitted(self)
         return self.svc_.predict(self.features_.extract_at(X))
 

@@ -138,10 +138,14 @@ class SlidingKeypointDetector(CropKeypointsMixin, BaseEstimator):
 
     Examples
     --------
-    >>> from skcorr import ConvColumnExtractor  # doctest: +SKIP
-    >>> det = SlidingKeypointDetector(features=ConvColumnExtractor(layer="conv5",
-    ...                               mode="dense"), prior=GaussianNNPrior(), beta=0.1)
-    >>> det.fit(box_crops, crop_keypoints).predict(new_crops)  # doctest: +SKIP
+    >>> from skcorr import ConvColumnExtractor, GaussianNNPrior
+    >>> from skcorr.datasets import crop_to_boxes, make_affine_category
+    >>> cats = make_affine_category(6, height=96, random_state=0)
+    >>> crops, kps, _ = crop_to_boxes(cats.images, cats.keypoints, cats.boxes, padding=0.2)
+    >>> det = SlidingKeypointDetector(features=ConvColumnExtractor(layer="conv5"),
+    ...                               box_size=96, prior=GaussianNNPrior(), beta=0.1)
+    >>> det.fit(crops[:4], kps[:4]).predict(crops[4:]).shape
+    (2, 6, 2)
     """
 
     _parameter_constraints: dict = {
@@ -400,6 +404,11 @@ class SlidingKeypointDetector(CropKeypointsMixin, BaseEstimator):
     def decision_maps(self, crops):
         """Score maps of every keypoint type on each crop's grid, for plotting.
 
+        Parameters
+        ----------
+        crops : sequence of images, length n
+            Object crops, as ``(H, W, 3)`` uint8 arrays or file paths, of any sizes.
+
         Returns
         -------
         maps : Bunch
@@ -441,6 +450,7 @@ class SlidingKeypointDetector(CropKeypointsMixin, BaseEstimator):
         Parameters
         ----------
         crops : sequence of images
+            Object crops, as ``(H, W, 3)`` uint8 arrays or file paths, of any sizes.
 
         Returns
         -------

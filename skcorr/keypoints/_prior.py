@@ -83,12 +83,14 @@ class GaussianNNPrior(CropKeypointsMixin, BaseEstimator):
         Parameters
         ----------
         crops : sequence of images
+            Training crops, as ``(H, W, 3)`` uint8 arrays or file paths.
         keypoints : array-like of shape (n_crops, K, 2)
             ``(x, y)`` in crop pixels, NaN where absent.
 
         Returns
         -------
         self : GaussianNNPrior
+            The fitted estimator.
         """
         crops, keypoints = check_crops_keypoints(crops, keypoints)
         features = _default_features() if self.features is None else self.features
@@ -103,7 +105,18 @@ class GaussianNNPrior(CropKeypointsMixin, BaseEstimator):
         """Per test crop and keypoint type, the index of the nearest training crop.
 
         The nearest by cosine similarity among training crops where the type is
-        present; -1 where no training crop has it. Returns (n_crops, K) ints.
+        present.
+
+        Parameters
+        ----------
+        crops : sequence of images
+            Test crops, as ``(H, W, 3)`` uint8 arrays or file paths.
+
+        Returns
+        -------
+        index : ndarray of shape (n_crops, K), int
+            Index of the nearest training crop per crop and keypoint type; -1 where no
+            training crop has the type.
         """
         check_is_fitted(self)
         test = l2_normalize(self.features_.extract_global(crops))
@@ -115,7 +128,19 @@ class GaussianNNPrior(CropKeypointsMixin, BaseEstimator):
         return index
 
     def predict(self, crops):
-        """The neighbour's keypoints transferred to each crop: (n_crops, K, 2), NaN if none."""
+        """The neighbour's keypoints transferred to each crop: (n_crops, K, 2), NaN if none.
+
+        Parameters
+        ----------
+        crops : sequence of images
+            Test crops, as ``(H, W, 3)`` uint8 arrays or file paths.
+
+        Returns
+        -------
+        keypoints : ndarray of shape (n_crops, K, 2)
+            ``(x, y)`` in each crop's pixels, at the same relative position as in the
+            nearest training crop; NaN for types no training crop has.
+        """
         check_is_fitted(self)
         return self._transfer(crops, self.neighbors(crops))
 

@@ -162,6 +162,30 @@ class ColumnDatabase:
     column, by blocks of BLAS matrix products over the memory-mapped columns, keeping a
     running top-k. Columns are L2-normalised at build time, so cosine is a dot product.
 
+    Parameters
+    ----------
+    path : str or path-like
+        The database folder.
+    meta : dict
+        The contents of ``meta.json``.
+    columns : ndarray of shape (n_columns, n_features)
+        The L2-normalised columns (``columns.npy``, usually memory-mapped).
+    image_index : ndarray of shape (n_columns,), int
+        Image of each column.
+    centers : ndarray of shape (n_columns, 2)
+        RF centre ``(x, y)`` of each column, in pixels of its image.
+    images : ndarray of shape (n_images, 5), float64
+        Per image: offset into ``pixels``, height, width, grid stride x, grid stride y.
+    rf_sizes : ndarray of shape (n_images,)
+        Side of the layer's receptive field in each image's pixels.
+    pixels : ndarray of shape (n_pixels,), uint8
+        Every image's RGB pixels, one after another (usually memory-mapped).
+    fingerprint : ndarray of shape (m,), float32
+        The building extractor's response to a fixed probe image.
+
+    Instances are normally made by :meth:`build` or :meth:`open`, which read these
+    arrays from the folder's files (see the module notes).
+
     Attributes
     ----------
     path : Path
@@ -327,10 +351,12 @@ class ColumnDatabase:
         Parameters
         ----------
         path : str or path-like
+            The database folder.
 
         Returns
         -------
         ColumnDatabase
+            The database, its columns and pixels memory-mapped read-only.
         """
         path = Path(path)
         if not path.exists():
@@ -400,7 +426,18 @@ class ColumnDatabase:
                 f"{self.meta['backbone']} {self.meta['layers']})")
 
     def image(self, i: int) -> np.ndarray:
-        """The stored pixels of image ``i``: an ``(H, W, 3)`` uint8 array (memory-mapped)."""
+        """The stored pixels of image ``i``: an ``(H, W, 3)`` uint8 array (memory-mapped).
+
+        Parameters
+        ----------
+        i : int
+            Image index, ``0 .. n_images - 1`` (in the order given to :meth:`build`).
+
+        Returns
+        -------
+        image : ndarray of shape (H, W, 3), dtype uint8
+            A read-only view of the stored pixels.
+        """
         if not 0 <= int(i) < self.n_images:
             raise IndexError(f"image {i} out of range for {self.n_images} images.")
         offset, height, width = (int(v) for v in self._images[int(i), :3])
@@ -412,6 +449,17 @@ class ColumnDatabase:
         Data sets can hold the same photograph more than once (PF-WILLOW files some
         under two sub-classes); excluding only the query's own index would then let it
         match its copy.
+
+        Parameters
+        ----------
+        image : ndarray of shape (H, W, 3) or path
+            The image to look for.
+
+        Returns
+        -------
+        indices : ndarray of shape (n_found,), int64
+            Indices of the stored images with the same size and pixels, in increasing
+            order; empty if none.
         """
         rgb = as_rgb(image)
         same_shape = np.flatnonzero((self.image_shapes == rgb.shape[:2]).all(axis=1))
@@ -426,6 +474,11 @@ class ColumnDatabase:
         the database was built with, and the network must answer a fixed probe image as
         the one of the build did (which tells two random initialisations apart).
         ``image_size`` may differ: columns at another scale are still comparable.
+
+        Parameters
+        ----------
+        extractor : ConvColumnExtractor
+            The extractor to check (fitted here if it is not yet).
         """
         extractor = _check_fitted_extractor(extractor)
         mine = _extractor_signature(extractor)
