@@ -154,3 +154,15 @@ def test_flow_aligner_checks_keypoints_and_fitting(warped_pairs):
 
     with pytest.raises(NotFittedError):
         FlowAligner().predict(images)
+
+
+@pytest.mark.parametrize("levels", [0, 2])
+def test_zero_lam_is_plain_nearest_column_matching(levels):
+    rng = np.random.default_rng(5)
+    source = _feature_map(rng.normal(size=(6, 7, 4)))
+    target = _feature_map(rng.normal(size=(8, 9, 4)))
+    flow = align(source, target, lam=0.0, levels=levels)
+    costs = ((source.features[:, :, None, None] - target.features[None, None]) ** 2).sum(-1)
+    best = costs.reshape(6, 7, -1).argmin(axis=2)
+    np.testing.assert_array_equal(flow.target_index[..., 0] * 9 + flow.target_index[..., 1],
+                                  best)

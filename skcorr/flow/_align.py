@@ -207,8 +207,9 @@ def align(source: FeatureMap, target: FeatureMap, *, lam: float = 0.1, radius=No
         or DenseSIFT); the flow lives on the source grid.
     lam : float, default=0.1
         Smoothness weight per squared grid step (data costs are squared distances of
-        the features, in [0, 4] for L2-normalised ones). The default is the best of a
-        sweep on PF-WILLOW for the default backbone (bench/README.md).
+        the features, in [0, 4] for L2-normalised ones). 0 is plain nearest-column
+        matching: every node takes its cheapest label, whatever ``levels``. The default
+        is the best of a sweep on PF-WILLOW for the default backbone (RESULTS.md).
     radius : int or None, default=None
         ``None``: every target grid position is a label. An integer ``R``: the labels of
         node ``p`` are the ``(2R + 1)^2`` target nodes around ``p``'s position scaled
@@ -250,7 +251,9 @@ def align(source: FeatureMap, target: FeatureMap, *, lam: float = 0.1, radius=No
         centers = _scaled_positions((rows, cols), target.grid_shape)
         costs = data_cost_window(source.features, target.features, radius, centers)
         offsets = window_offsets((rows, cols), radius, centers)
-    if levels:
+    if lam == 0:  # independent nodes: one pass gives each node its best label exactly
+        result = min_sum_bp(costs, 0.0, offsets, max_iter=1)
+    elif levels:
         result = coarse_to_fine_bp(costs, lam, offsets, levels=levels, max_iter=max_iter,
                                    tol=tol)
     else:
