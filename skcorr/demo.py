@@ -20,14 +20,16 @@ from .features import ConvColumnExtractor, DenseSIFT
 
 __all__ = ["run_demo"]
 
-DEMO_LAM = 0.01
-
-
 def _methods():
-    """(name, features) compared in the demo: the same grid stride for both."""
+    """(name, features, lam) compared in the demo: both on a stride-16 grid, each with
+    the smoothness weight that was best on PF-WILLOW (see RESULTS.md)."""
+    from .cli import TUNED_LAM
+
     return [
-        ("convnet conv4 (efficientnet_lite0)", ConvColumnExtractor(layer="conv4")),
-        ("dense SIFT (radius 20)", DenseSIFT(mode="dense", step=16, bin_size=10)),
+        ("convnet conv5 role (efficientnet_lite0)", ConvColumnExtractor(layer="conv5"),
+         TUNED_LAM["conv"]),
+        ("dense SIFT (radius 20)", DenseSIFT(mode="dense", step=16, bin_size=10),
+         TUNED_LAM["sift"]),
     ]
 
 
@@ -57,8 +59,8 @@ def run_demo(out: Path, *, n_pairs: int = 4, random_state: int = 0) -> int:
     print(f"\n## Keypoint transfer on {n_pairs} warped pairs of scikit-image photographs "
           f"({', '.join(pairs.class_names)}), {pairs.keypoints.shape[1]} keypoints each\n")
     rows, transfers = [], {}
-    for name, features in _methods():
-        for lam in (0.0, DEMO_LAM):
+    for name, features, tuned in _methods():
+        for lam in (0.0, tuned):
             transfer = FlowTransfer(features, lam=lam).precompute(pairs.images)
             table = transfer_pck_table(pairs, transfer, alphas=(0.05, 0.1))
             mean = table[-1]
@@ -70,7 +72,8 @@ def run_demo(out: Path, *, n_pairs: int = 4, random_state: int = 0) -> int:
     print(_markdown(rows))
     _write_csv(rows, out / "transfer_pck.csv")
     (out / "transfer_pck.md").write_text(_markdown(rows) + "\n")
-    figure = _plot_pair(pairs, transfers[_methods()[0][0], DEMO_LAM], out / "aligned_pair.png")
+    name, _, tuned = _methods()[0]
+    figure = _plot_pair(pairs, transfers[name, tuned], out / "aligned_pair.png")
 
     print(f"\n## Nonparametric reconstruction of {pairs.class_names[0]} from the columns "
           "of the other photographs (conv4 role)\n")
