@@ -1,11 +1,30 @@
 """skcorr: dense correspondence, keypoint transfer and part localisation from convnet
-features, with the scikit-learn API."""
+features, with the scikit-learn API.
 
-from .features import ConvColumnExtractor, DenseSIFT, FeatureMap, keypoint_samples
-from .flow import FlowAligner
-from .keypoints import GaussianNNPrior, KeypointClassifier, SlidingKeypointDetector
+The estimators and transformers are exported here lazily: ``import skcorr`` does not
+import torch, which is imported when one of them is first used (``skcorr.FlowAligner``,
+``from skcorr import ConvColumnExtractor``), so that ``skcorr --help`` starts fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
 
 __version__ = "0.1.0.dev0"
+
+# Public name -> the sub-module that defines it.
+_LAZY_EXPORTS = {
+    "ConvColumnExtractor": ".features",
+    "DenseSIFT": ".features",
+    "FeatureMap": ".features",
+    "keypoint_samples": ".features",
+    "FlowAligner": ".flow",
+    "GaussianNNPrior": ".keypoints",
+    "KeypointClassifier": ".keypoints",
+    "SlidingKeypointDetector": ".keypoints",
+    "show_versions": "._show_versions",
+}
 
 __all__ = [
     "ConvColumnExtractor",
@@ -17,4 +36,24 @@ __all__ = [
     "SlidingKeypointDetector",
     "__version__",
     "keypoint_samples",
+    "show_versions",
 ]
+
+if TYPE_CHECKING:  # pragma: no cover - what static type checkers and IDEs see
+    from ._show_versions import show_versions
+    from .features import ConvColumnExtractor, DenseSIFT, FeatureMap, keypoint_samples
+    from .flow import FlowAligner
+    from .keypoints import GaussianNNPrior, KeypointClassifier, SlidingKeypointDetector
+
+
+def __getattr__(name: str):
+    module = _LAZY_EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'skcorr' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # later look-ups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY_EXPORTS))

@@ -119,13 +119,17 @@ def _flow_features(args, image_size: int | None):
 
 def _flow_options(parser) -> None:
     parser.add_argument("--features", choices=["conv", "sift"], default="conv",
-                        help="flow features: convnet columns or dense SIFT (radius 20, step 16)")
+                        help="flow features: columns of the default convnet "
+                             "(efficientnet_lite0) or dense SIFT (step 16 px, bins of 10 px)")
     parser.add_argument("--layer", default="conv5",
-                        help="convnet layer for --features conv (default: the conv5 role)")
+                        help="convnet layer for --features conv: a role (conv4, conv5, pool5, "
+                             "fc7), a layer name or a torchvision node name; `skcorr layers` "
+                             "lists them")
     parser.add_argument("--lam", type=float, default=None,
-                        help="smoothness weight; 0 is plain nearest-column matching "
-                             f"(default: {TUNED_LAM['conv']} for conv, {TUNED_LAM['sift']} "
-                             "for sift)")
+                        help="smoothness weight per squared grid step; 0 is plain "
+                             "nearest-column matching (default: "
+                             f"{TUNED_LAM['conv']} for conv, {TUNED_LAM['sift']} for sift, "
+                             "chosen on PF-WILLOW, see RESULTS.md)")
     parser.add_argument("--levels", type=int, default=2,
                         help="coarse-to-fine levels (0: flat belief propagation)")
 
@@ -211,8 +215,22 @@ def _cmd_evaluate_cub_detect(args) -> int:
     return 0
 
 
+# The registered backbones, named without importing torch (a test checks the list).
+BACKBONE_NAMES = ("efficientnet_lite0", "alexnet", "vgg16", "resnet50")
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default in --help, except where there is none to show."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False or "default:" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
 def _output_options(parser) -> None:
-    parser.add_argument("--output", help="folder for the tables (CSV and Markdown)")
+    parser.add_argument("--output", help="folder for the tables as CSV and Markdown, created if "
+                                         "missing (default: print only)")
     parser.add_argument("--overwrite", action="store_true",
                         help="allow writing into an output folder that already holds files")
 
@@ -228,62 +246,91 @@ def _at_least(low: int):
 
 
 def _build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     parser = argparse.ArgumentParser(
         prog="skcorr",
-        description="Dense correspondence and keypoint transfer from convnet features.",
+        description="Dense correspondence and keypoint transfer from convnet features. "
+                    "`skcorr COMMAND --help` describes each command.",
+        formatter_class=_HelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"skcorr {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    demo = sub.add_parser("demo", help="run the demo on embedded sample pairs (no download)")
-    demo.add_argument("--output", default="skcorr-output", help="folder for tables and figures")
+    demo = sub.add_parser("demo", help="run the demo on embedded sample pairs (no download)",
+                          formatter_class=_HelpFormatter)
+    demo.add_argument("--output", default="skcorr-output",
+                      help="folder for tables and figures, created if missing")
     demo.add_argument("--overwrite", action="store_true",
                       help="allow writing into an output folder that already holds files")
     demo.add_argument("--n-pairs", type=_at_least(2), default=4,
                       help="number of sample pairs (at least 2)")
-    demo.add_argument("--random-state", type=int, default=0)
+    demo.add_argument("--random-state", type=int, default=0,
+                      help="seed of the random warps that make the sample pairs")
     demo.set_defaults(func=_cmd_demo)
 
-    evaluate = sub.add_parser("evaluate", help="run an evaluation protocol on real data")
+    evaluate = sub.add_parser("evaluate", help="run an evaluation protocol on real data",
+                              formatter_class=_HelpFormatter)
     protocols = evaluate.add_subparsers(dest="protocol", required=True, metavar="PROTOCOL")
     willow = protocols.add_parser(
-        "pf-willow", help="keypoint transfer over PF-WILLOW's 900 pairs, PCK per sub-class")
-    willow.add_argument("--data", help="the PF-WILLOW folder (default $SKCORR_DATA/PF-WILLOW)")
-    willow.add_argument("--method", choices=["identity", "flow"], default="flow")
+        "pf-willow", help="keypoint transfer over PF-WILLOW's 900 pairs, PCK per sub-class",
+        formatter_class=_HelpFormatter)
+    willow.add_argument("--data", help="the PF-WILLOW folder (default: $SKCORR_DATA/PF-WILLOW)")
+    willow.add_argument("--method", choices=["identity", "flow"], default="flow",
+                        help="flow: align each pair with the flow MRF; identity: each keypoint "
+                             "at the same relative position (the baseline)")
     _flow_options(willow)
     willow.add_argument("--radius", type=int, default=None,
-                        help="label window radius in grid steps (default: all positions)")
+                        help="label window radius in target grid steps "
+                             "(default: every target position)")
     willow.add_argument("--image-size", type=int, default=320,
-                        help="longer image side the features are computed at")
-    willow.add_argument("--alpha", type=float, nargs="+", default=[0.05, 0.1, 0.15])
+                        help="longer image side, in pixels, the features are computed at")
+    willow.add_argument("--alpha", type=float, nargs="+", default=[0.05, 0.1, 0.15],
+                        help="PCK tolerances: a keypoint is correct within alpha * max(h, w) "
+                             "of the target's keypoint box")
     _output_options(willow)
     willow.set_defaults(func=_cmd_evaluate_pf_willow)
 
     transfer = protocols.add_parser(
-        "cub-transfer", help="CUB keypoint transfer from retrieved training neighbours")
+        "cub-transfer", help="CUB keypoint transfer from retrieved training neighbours",
+        formatter_class=_HelpFormatter)
     transfer.add_argument("--data", help="the CUB_200_2011 folder "
-                                         "(default $SKCORR_DATA/CUB_200_2011)")
+                                         "(default: $SKCORR_DATA/CUB_200_2011)")
     _flow_options(transfer)
-    transfer.add_argument("--crop-size", type=int, default=160)
-    transfer.add_argument("--n-jobs", type=int, default=2)
+    transfer.add_argument("--crop-size", type=int, default=160,
+                          help="side, in pixels, of the square the box crops (10%% margin) "
+                               "are resized to")
+    transfer.add_argument("--n-jobs", type=int, default=2,
+                          help="threads aligning the neighbours of a test crop")
     _output_options(transfer)
     transfer.set_defaults(func=_cmd_evaluate_cub_transfer)
 
     classify = protocols.add_parser(
-        "cub-classify", help="CUB keypoint classification: SIFT radii against convnet layers")
-    classify.add_argument("--data", help="the CUB_200_2011 folder")
-    classify.add_argument("--image-size", type=int, default=256)
+        "cub-classify", help="CUB keypoint classification: SIFT radii against convnet layers",
+        formatter_class=_HelpFormatter)
+    classify.add_argument("--data", help="the CUB_200_2011 folder "
+                                         "(default: $SKCORR_DATA/CUB_200_2011)")
+    classify.add_argument("--image-size", type=int, default=256,
+                          help="longer image side, in pixels, images are resized to")
     _output_options(classify)
     classify.set_defaults(func=_cmd_evaluate_cub_classify)
 
     detect = protocols.add_parser(
-        "cub-detect", help="CUB part detection with and without the nearest-neighbour prior")
-    detect.add_argument("--data", help="the CUB_200_2011 folder")
-    detect.add_argument("--box-size", type=int, default=224)
+        "cub-detect", help="CUB part detection with and without the nearest-neighbour prior",
+        formatter_class=_HelpFormatter)
+    detect.add_argument("--data", help="the CUB_200_2011 folder "
+                                       "(default: $SKCORR_DATA/CUB_200_2011)")
+    detect.add_argument("--box-size", type=int, default=160,
+                        help="side, in pixels, of the square the ground-truth box crops are "
+                             "rescaled to (RESULTS.md uses 160)")
     _output_options(detect)
     detect.set_defaults(func=_cmd_evaluate_cub_detect)
 
-    layers = sub.add_parser("layers", help="print a backbone's layers and receptive fields")
-    layers.add_argument("--backbone", default="efficientnet_lite0")
+    layers = sub.add_parser("layers", help="print a backbone's layers and receptive fields",
+                            formatter_class=_HelpFormatter)
+    layers.add_argument("--backbone", default="efficientnet_lite0", metavar="NAME",
+                        help="a registered backbone (" + ", ".join(BACKBONE_NAMES) + ") or "
+                             "the name of any torchvision classifier")
     layers.set_defaults(func=_cmd_layers)
     return parser
 
