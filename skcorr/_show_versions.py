@@ -65,7 +65,7 @@ def show_versions() -> None:
     >>> skcorr.show_versions()  # doctest: +ELLIPSIS
     <BLANKLINE>
     System:
-        skcorr: ...
+            skcorr: ...
     """
     sections = {
         "System": _system_info(),

@@ -30,7 +30,6 @@ import math
 import numbers
 
 import numpy as np
-from cyvlfeat.sift import dsift, sift
 from PIL import Image
 from scipy.ndimage import gaussian_filter
 from skimage.color import rgb2gray
@@ -41,6 +40,24 @@ from .._array import l2_normalize
 from ._base import FeatureMap, FeatureTransformer
 
 __all__ = ["DenseSIFT"]
+
+# cyvlfeat is the optional `sift` extra: skcorr imports without it, and DenseSIFT says
+# how to install it when it is used.
+try:
+    from cyvlfeat.sift import dsift, sift
+except ImportError:
+    dsift = sift = None
+
+
+def _require_cyvlfeat() -> None:
+    if sift is None:
+        raise ImportError(
+            "DenseSIFT needs cyvlfeat (VLFeat's SIFT), which is not installed. Install "
+            "skcorr's `sift` extra with `pip install skcorr[sift]` (or `pip install "
+            "'.[sift]'` in a clone); cyvlfeat builds against VLFeat, so install VLFeat's "
+            "headers first (Debian/Ubuntu: `apt-get install libvlfeat-dev`), or install "
+            "cyvlfeat from conda-forge. The convnet features do not need it."
+        )
 
 # VLFeat's SIFT constants (vl_sift_new with its defaults, as cyvlfeat calls it).
 _MAGNIF = 3  # bin side = magnification * keypoint scale
@@ -202,6 +219,7 @@ class DenseSIFT(FeatureTransformer):
         self : DenseSIFT
             The fitted transformer.
         """
+        _require_cyvlfeat()
         self.radii_ = _check_radii(self.radius)
         self.first_octaves_ = tuple(-1 if _octave(r / (2 * _MAGNIF)) < 0 else 0
                                     for r in self.radii_)
@@ -212,6 +230,7 @@ class DenseSIFT(FeatureTransformer):
     # -- image preparation ------------------------------------------------------------
     def _grey(self, image: np.ndarray) -> tuple[np.ndarray, tuple[float, float]]:
         """Grey float32 in [0, 1], resized by image_size; returns it and (scale_x, scale_y)."""
+        _require_cyvlfeat()  # a fitted DenseSIFT unpickled where cyvlfeat is absent
         grey = rgb2gray(image).astype(np.float32)
         height, width = grey.shape
         if self.image_size is None:
