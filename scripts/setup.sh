@@ -39,8 +39,8 @@ fi
 
 if ! "$VENV/bin/python" -c "import skcorr, pytest, hypothesis, sphinx_gallery" 2>/dev/null \
         || [ pyproject.toml -nt "$VENV/.skcorr-installed" ]; then
-    echo "[setup] installing skcorr and its test and docs extras"
-    "$PIP" install -q -e ".[test,docs,dev]"
+    echo "[setup] installing skcorr and its sift, test and docs extras"
+    "$PIP" install -q -e ".[sift,test,docs,dev]"
     touch "$VENV/.skcorr-installed"
 fi
 echo "[setup] ready: $VENV"
