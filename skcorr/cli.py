@@ -103,7 +103,7 @@ def _data_folder(args, name: str) -> Path:
     return path
 
 
-# Smoothness weights chosen by a sweep on PF-WILLOW (bench/README.md), per feature type.
+# Smoothness weights chosen by a sweep on PF-WILLOW (RESULTS.md), per feature type.
 TUNED_LAM = {"conv": 0.1, "sift": 0.2}
 
 

@@ -216,7 +216,7 @@ def align(source: FeatureMap, target: FeatureMap, *, lam: float = 0.1, radius=No
         into the target grid.
     levels : int, default=2
         Coarse-to-fine levels (0 = flat BP). Besides being faster, coarse-to-fine
-        found better flows than flat loopy BP on PF-WILLOW (bench/README.md).
+        found better flows than flat loopy BP on PF-WILLOW (RESULTS.md).
     max_iter, tol : int, float
         BP iteration limit and stopping tolerance.
 

@@ -36,7 +36,7 @@ class FlowAligner(BaseEstimator):
         Dense features for the flow: a ConvColumnExtractor or DenseSIFT (cloned in fit).
         ``None`` means ``ConvColumnExtractor(layer="conv5", image_size=320)``: for the
         default backbone its conv5 role (stride 16) aligned PF-WILLOW better than its
-        conv4 role (bench/README.md); with AlexNet pass ``layer="conv4"`` as the paper.
+        conv4 role (RESULTS.md); with AlexNet pass ``layer="conv4"`` as the paper.
     retrieval : transformer, default=None
         Global features for retrieving neighbours; ``None`` means
         ``ConvColumnExtractor(layer="fc7", mode="global", image_size=224)``. The same
