@@ -193,6 +193,25 @@ def register_backbone(backbone: Backbone) -> Backbone:
     -------
     backbone : Backbone
         The same ``backbone``, unchanged.
+
+    Examples
+    --------
+    >>> from torch import nn
+    >>> from skcorr.backbones import Backbone, WeightsUnavailableError, register_backbone
+    >>> def build():
+    ...     return nn.Sequential(nn.Conv2d(3, 16, 3, stride=2, padding=1), nn.ReLU(),
+    ...                          nn.Conv2d(16, 32, 3, stride=2, padding=1), nn.ReLU())
+    >>> def no_default_weights(module):
+    ...     raise WeightsUnavailableError("tiny has no pretrained weights; pass a path")
+    >>> tiny = register_backbone(Backbone(
+    ...     name="tiny", build=build, load_default_weights=no_default_weights,
+    ...     layers={"conv1": "1", "conv2": "3"}, roles={"conv4": "conv2"}))
+    >>> rf = tiny.receptive_field("conv4")
+    >>> float(rf.size[0]), float(rf.stride[0])
+    (7.0, 4.0)
+
+    ``ConvColumnExtractor(backbone="tiny", layer="conv4", weights="tiny.pth")`` then
+    uses it, with the weights saved in ``tiny.pth``.
     """
     _REGISTRY[backbone.name] = backbone
     _graph_of.cache_clear()
@@ -224,6 +243,16 @@ def get_backbone(name: str) -> Backbone:
     backbone : Backbone
         The backbone description; for an unregistered torchvision model, its layers are
         its torchvision node names and it has no roles.
+
+    Examples
+    --------
+    >>> from skcorr.backbones import get_backbone
+    >>> alexnet = get_backbone("alexnet")  # the architecture only: no weights are loaded
+    >>> alexnet.roles["conv4"], alexnet.resolve_layer("conv4")
+    ('conv4', 'features.9')
+    >>> rf = alexnet.receptive_field("conv4")  # the paper's 131 px, stride 16
+    >>> float(rf.size[0]), float(rf.stride[0])
+    (131.0, 16.0)
     """
     if not isinstance(name, str):
         raise TypeError(f"backbone must be a string name, got {type(name).__name__}.")

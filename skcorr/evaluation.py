@@ -40,6 +40,21 @@ class PCKTable(list):
     ----------
     iterable : iterable of dict, optional
         The initial rows, all with the same keys in the same order.
+
+    Examples
+    --------
+    >>> from skcorr.evaluation import PCKTable
+    >>> table = PCKTable([{"class": "duck", "pairs": 2, "PCK@0.1": 0.625},
+    ...                   {"class": "mean", "pairs": 2, "PCK@0.1": 0.625}])
+    >>> print(table.to_markdown())
+    | class | pairs | PCK@0.1 (%) |
+    |---|---|---:|
+    | duck | 2 | 62.5 |
+    | mean | 2 | 62.5 |
+    >>> print(table.to_csv(), end="")
+    class,pairs,PCK@0.1
+    duck,2,0.625
+    mean,2,0.625
     """
 
     def columns(self) -> list[str]:
@@ -229,9 +244,13 @@ def evaluate_identity_pf_willow(path, alphas=(0.05, 0.1, 0.15)) -> PCKTable:
 
     Examples
     --------
-    >>> from skcorr.datasets import fetch_pf_willow
+    With PF-WILLOW in ``$SKCORR_DATA/PF-WILLOW`` (or downloaded by
+    :func:`~skcorr.datasets.fetch_pf_willow`):
+
+    >>> import os
     >>> from skcorr.evaluation import evaluate_identity_pf_willow
-    >>> print(evaluate_identity_pf_willow(fetch_pf_willow()).to_markdown())  # doctest: +SKIP
+    >>> path = os.path.join(os.environ["SKCORR_DATA"], "PF-WILLOW")  # doctest: +SKIP
+    >>> print(evaluate_identity_pf_willow(path).to_markdown())  # doctest: +SKIP
     """
     from .datasets import load_pf_willow
 
@@ -254,6 +273,16 @@ class FlowTransfer:
     levels : int, default=2
     max_iter : int, default=50
         As in :func:`skcorr.flow.align`.
+
+    Examples
+    --------
+    >>> from skcorr import ConvColumnExtractor
+    >>> from skcorr.datasets import load_sample_pairs
+    >>> from skcorr.evaluation import FlowTransfer, transfer_pck_table
+    >>> transfer = FlowTransfer(ConvColumnExtractor(layer="conv5", mode="dense"), lam=0.1)
+    >>> table = transfer_pck_table(load_sample_pairs(), transfer, alphas=[0.1])
+    >>> [row["class"] for row in table]
+    ['chelsea', 'astronaut', 'coffee', 'rocket', 'mean']
     """
 
     def __init__(self, features, *, lam=0.1, radius=None, levels=2, max_iter=50):
@@ -345,6 +374,19 @@ def evaluate_cub_transfer(path, features, *, lam=0.1, n_neighbors=25, n_top=5,
     PCKTable
         One row per part (``"part"``, ``"n"``, ``"PCK@<alpha>"``) and a ``"mean"`` row,
         the mean over parts.
+
+    Examples
+    --------
+    With CUB-200-2011 in ``$SKCORR_DATA/CUB_200_2011`` (RESULTS.md gives the numbers and
+    ``skcorr evaluate cub-transfer`` runs the same):
+
+    >>> import os
+    >>> from skcorr import ConvColumnExtractor
+    >>> from skcorr.evaluation import evaluate_cub_transfer
+    >>> path = os.path.join(os.environ["SKCORR_DATA"], "CUB_200_2011")  # doctest: +SKIP
+    >>> table = evaluate_cub_transfer(path, ConvColumnExtractor(layer="conv5"),
+    ...                               lam=0.1)  # doctest: +SKIP
+    >>> print(table.to_markdown())  # doctest: +SKIP
     """
     from .datasets import crop_to_boxes, load_cub, uncrop_keypoints
     from .flow import FlowAligner

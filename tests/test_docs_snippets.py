@@ -104,3 +104,42 @@ def test_api_reference_lists_every_public_name():
                 continue
             missing.append(f"{name}.{public}")
     assert not missing, f"add to docs/api.rst: {missing}"
+
+
+def _undefined_names(source: str) -> set[str]:
+    """Names an example reads but never imports or assigns (builtins aside)."""
+    import ast
+    import builtins
+
+    tree = ast.parse(source)
+    bound = set(dir(builtins))
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            bound |= {(alias.asname or alias.name).split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
+            bound.add(node.id)
+        elif isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            bound.add(node.name)
+        elif isinstance(node, ast.arg):
+            bound.add(node.arg)
+    return {node.id for node in ast.walk(tree)
+            if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load)} - bound
+
+
+def test_docstring_examples_import_what_they_use():
+    import doctest
+    import importlib
+    import pkgutil
+
+    import skcorr
+
+    finder = doctest.DocTestFinder(exclude_empty=True)
+    problems = []
+    for info in pkgutil.walk_packages(skcorr.__path__, "skcorr."):
+        module = importlib.import_module(info.name)
+        for test in finder.find(module):
+            source = "".join(example.source for example in test.examples)
+            missing = _undefined_names(source)
+            if missing:
+                problems.append(f"{test.name}: {sorted(missing)}")
+    assert not problems, "examples use names they do not import:\n" + "\n".join(problems)

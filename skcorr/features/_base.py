@@ -140,6 +140,7 @@ def keypoint_samples(images, keypoints):
     Examples
     --------
     >>> import numpy as np
+    >>> from skcorr import keypoint_samples
     >>> image = np.zeros((64, 64, 3), np.uint8)
     >>> X, y, groups = keypoint_samples([image], [[[10, 12], [np.nan, np.nan], [30, 40]]])
     >>> X.shape, y.tolist(), groups.tolist()

@@ -55,6 +55,24 @@ class Flow:
         The smoothness weight the flow was solved with.
     n_iter : int
         Belief-propagation iterations.
+
+    Examples
+    --------
+    A feature grid aligned with itself gives the identity flow:
+
+    >>> import numpy as np
+    >>> from skcorr.features import FeatureMap
+    >>> from skcorr.flow import align
+    >>> rng = np.random.default_rng(0)
+    >>> columns = rng.normal(size=(4, 5, 8))
+    >>> columns /= np.linalg.norm(columns, axis=2, keepdims=True)
+    >>> grid = FeatureMap(features=columns, xs=8.0 + 16 * np.arange(5),
+    ...                   ys=8.0 + 16 * np.arange(4), rf_size=32.0, image_shape=(64, 80))
+    >>> flow = align(grid, grid, lam=0.1)
+    >>> round(float(flow.data_energy), 9), float(flow.deformation), flow.target_index.shape
+    (0.0, 0.0, (4, 5, 2))
+    >>> flow.transfer_points(np.array([[20.0, 30.0]])).tolist()
+    [[20.0, 30.0]]
     """
 
     target_index: np.ndarray
@@ -224,6 +242,23 @@ def align(source: FeatureMap, target: FeatureMap, *, lam: float = 0.1, radius=No
     -------
     Flow
         The flow on the source grid, with its energies.
+
+    Examples
+    --------
+    >>> from skcorr import ConvColumnExtractor
+    >>> from skcorr.datasets import load_sample_pairs
+    >>> from skcorr.flow import align
+    >>> pairs = load_sample_pairs()
+    >>> s, t = pairs.pairs[0]
+    >>> features = ConvColumnExtractor(layer="conv5", mode="dense").fit()
+    >>> source_map, target_map = features.transform([pairs.images[s], pairs.images[t]])
+    >>> flow = align(source_map, target_map, lam=0.1)
+    >>> flow.target_index.shape  # a match on the target grid for each source node
+    (15, 15, 2)
+    >>> flow.transfer_points(pairs.keypoints[s]).shape  # the source keypoints, moved
+    (10, 2)
+    >>> flow.warp_image(pairs.images[t]).shape  # the target in the source frame
+    (240, 240, 3)
     """
     for name, fmap in (("source", source), ("target", target)):
         if not isinstance(fmap, FeatureMap):

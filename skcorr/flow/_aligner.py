@@ -67,7 +67,7 @@ class FlowAligner(BaseEstimator):
 
     Examples
     --------
-    >>> from skcorr import ConvColumnExtractor
+    >>> from skcorr import ConvColumnExtractor, FlowAligner
     >>> from skcorr.datasets import make_warped_pairs
     >>> pairs = make_warped_pairs(2, image_size=128, random_state=0)
     >>> src, tgt = pairs.pairs[0]

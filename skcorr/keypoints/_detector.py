@@ -138,7 +138,7 @@ class SlidingKeypointDetector(CropKeypointsMixin, BaseEstimator):
 
     Examples
     --------
-    >>> from skcorr import ConvColumnExtractor, GaussianNNPrior
+    >>> from skcorr import ConvColumnExtractor, GaussianNNPrior, SlidingKeypointDetector
     >>> from skcorr.datasets import crop_to_boxes, make_affine_category
     >>> cats = make_affine_category(6, height=96, random_state=0)
     >>> crops, kps, _ = crop_to_boxes(cats.images, cats.keypoints, cats.boxes, padding=0.2)

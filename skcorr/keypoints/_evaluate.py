@@ -74,6 +74,18 @@ def evaluate_cub_classification(path, *, layers=DEFAULT_LAYERS, sift_radii=(4, 8
         ``feature`` ("sift" or the backbone), ``setting`` (radius or layer),
         ``test_accuracy``, ``best_C``, ``cv_C`` and ``cv_accuracy`` (the
         cross-validation curve), ``n_train``, ``n_test``, ``seconds``.
+
+    Examples
+    --------
+    With CUB-200-2011 in ``$SKCORR_DATA/CUB_200_2011`` (``skcorr evaluate cub-classify``
+    runs the same; RESULTS.md gives the numbers):
+
+    >>> import os
+    >>> from skcorr.keypoints import evaluate_cub_classification
+    >>> path = os.path.join(os.environ["SKCORR_DATA"], "CUB_200_2011")  # doctest: +SKIP
+    >>> rows = evaluate_cub_classification(path, layers=["conv5"], sift_radii=[12],
+    ...                                    verbose=True)  # doctest: +SKIP
+    >>> [(row["setting"], round(row["test_accuracy"], 3)) for row in rows]  # doctest: +SKIP
     """
     from ..datasets import load_cub
     from ..features import ConvColumnExtractor, keypoint_samples
@@ -162,6 +174,17 @@ def evaluate_cub_detection(path, *, box_size=224, conv_layer="conv5", sift_step=
         ``pck_per_part`` (dict part name -> PCK), ``validation_pck`` (dict beta ->
         PCK, with the prior), ``fit_seconds``, ``predict_seconds_per_image``. A last
         row per feature with ``prior="only"`` gives the prior alone (beta = 1).
+
+    Examples
+    --------
+    With CUB-200-2011 in ``$SKCORR_DATA/CUB_200_2011`` (``skcorr evaluate cub-detect``
+    runs the same with ``box_size=160``; RESULTS.md gives the numbers):
+
+    >>> import os
+    >>> from skcorr.keypoints import evaluate_cub_detection
+    >>> path = os.path.join(os.environ["SKCORR_DATA"], "CUB_200_2011")  # doctest: +SKIP
+    >>> rows = evaluate_cub_detection(path, box_size=160, verbose=True)  # doctest: +SKIP
+    >>> [(row["features"], row["prior"], row["pck_mean"]) for row in rows]  # doctest: +SKIP
     """
     from ..datasets import crop_to_boxes, load_cub, uncrop_keypoints
     from ..features import ConvColumnExtractor
