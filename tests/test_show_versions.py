@@ -98,3 +98,15 @@ def test_dense_sift_without_cyvlfeat_names_the_extra(monkeypatch):
 
 def test_package_ships_py_typed():
     assert (Path(skcorr.__file__).parent / "py.typed").is_file()
+
+
+def test_show_versions_names_the_cuda_devices(monkeypatch, capsys):
+    torch = pytest.importorskip("torch")
+    names = ["NVIDIA H200", "NVIDIA A100"]
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: len(names))
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda i: names[i])
+    skcorr.show_versions()
+    cuda = capsys.readouterr().out.split("CUDA:")[1]
+    assert "device 0: NVIDIA H200" in cuda and "device 1: NVIDIA A100" in cuda
+    assert "none" not in cuda
