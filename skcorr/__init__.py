@@ -46,7 +46,14 @@ if TYPE_CHECKING:  # pragma: no cover - what static type checkers and IDEs see
     from .keypoints import GaussianNNPrior, KeypointClassifier, SlidingKeypointDetector
 
 
+# Sub-packages reachable as attributes after a plain ``import skcorr`` (skcorr.flow.align).
+_SUBMODULES = ("backbones", "datasets", "evaluation", "features", "flow", "keypoints",
+               "metrics", "receptive", "visualize")
+
+
 def __getattr__(name: str):
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
     module = _LAZY_EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'skcorr' has no attribute {name!r}")
@@ -56,4 +63,4 @@ def __getattr__(name: str):
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY_EXPORTS))
+    return sorted(set(globals()) | set(_LAZY_EXPORTS) | set(_SUBMODULES))

@@ -34,6 +34,11 @@ def test_top_level_names_are_lazy_but_complete():
     assert skcorr.FlowAligner is FlowAligner
     with pytest.raises(AttributeError, match="no attribute 'FlowAlinger'"):
         skcorr.FlowAlinger  # noqa: B018
+    # Sub-packages are attributes after a plain `import skcorr`, as before.
+    code = "import skcorr; print(skcorr.flow.align.__name__, skcorr.datasets.__name__)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True)
+    assert result.stdout.split() == ["align", "skcorr.datasets"]
 
 
 def test_import_skcorr_and_help_do_not_import_torch():
