@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 from .._array import l2_normalize
 from .._image import check_images
 from ..features import ConvColumnExtractor
-from ..metrics import pck_score
+from ..metrics import _check_image_keypoints, pck_score
 from ._align import align
 
 __all__ = ["FlowAligner"]
@@ -123,7 +123,7 @@ class FlowAligner(BaseEstimator):
             The fitted estimator.
         """
         images = check_images(X, name="X")
-        keypoints = _check_keypoints(y, len(images))
+        keypoints = _check_keypoints(y, images, fit=True)
         if self.n_top > self.n_neighbors:
             raise ValueError(f"n_top={self.n_top} is larger than n_neighbors="
                              f"{self.n_neighbors}; choose n_top <= n_neighbors.")
@@ -227,6 +227,7 @@ class FlowAligner(BaseEstimator):
         score : float
             PCK in ``[0, 1]``, averaged over keypoint types.
         """
+        y = _check_keypoints(y, check_images(X, name="X"))
         return pck_score(y, self.predict(X), alpha=0.1, bbox=bbox)
 
     def __sklearn_tags__(self):
@@ -236,18 +237,11 @@ class FlowAligner(BaseEstimator):
         return tags
 
 
-def _check_keypoints(y, n_images: int) -> np.ndarray:
+def _check_keypoints(y, images, *, fit: bool = False) -> np.ndarray:
+    """skcorr's one keypoint rule (:func:`skcorr.metrics._check_image_keypoints`)."""
     if y is None:
-        raise ValueError("FlowAligner.fit needs the training keypoints y of shape "
-                         "(n_images, K, 2).")
-    keypoints = np.asarray(y, dtype=np.float64)
-    if keypoints.ndim != 3 or keypoints.shape[2] != 2:
-        raise ValueError(f"keypoints must have shape (n_images, K, 2), got {keypoints.shape}.")
-    if keypoints.shape[0] != n_images:
-        raise ValueError(f"{n_images} images but keypoints for {keypoints.shape[0]}.")
-    if np.isinf(keypoints).any():
-        raise ValueError("keypoints contain infinite values; use NaN for absent keypoints.")
-    return keypoints
+        raise ValueError("FlowAligner needs the keypoints y of shape (n_images, K, 2).")
+    return _check_image_keypoints(images, y, name="y", images_name="X", fit=fit)
 
 
 def _nanmedian(stack: np.ndarray) -> np.ndarray:

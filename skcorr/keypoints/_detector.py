@@ -273,7 +273,7 @@ class SlidingKeypointDetector(CropKeypointsMixin, BaseEstimator):
         -------
         self : SlidingKeypointDetector
         """
-        crops, keypoints = check_crops_keypoints(crops, keypoints)
+        crops, keypoints = check_crops_keypoints(crops, keypoints, fit=True)
         if self.neighborhood % 2 == 0:
             raise ValueError(
                 f"neighborhood must be odd (a cell and as many neighbours on each side), "
@@ -298,14 +298,8 @@ class SlidingKeypointDetector(CropKeypointsMixin, BaseEstimator):
 
         gx, gy = np.meshgrid(self.grid_xs_, self.grid_ys_)  # (rows, cols)
         present = ~np.isnan(box_kp).any(axis=2)
+        # check_crops_keypoints warned about these: no detector, NaN predictions.
         self.skipped_types_ = [k for k in range(K) if not present[:, k].any()]
-        if self.skipped_types_:
-            warnings.warn(
-                f"Keypoint type(s) {self.skipped_types_} have no present keypoint in the "
-                "training data; no detector is trained for them and predict returns NaN "
-                "there. Add crops where they are visible.",
-                UserWarning, stacklevel=2,
-            )
         positives, candidates, cache, anchors = {}, {}, {}, {}
         for k in range(K):
             if k in self.skipped_types_:
@@ -397,7 +391,9 @@ class SlidingKeypointDetector(CropKeypointsMixin, BaseEstimator):
 
         self.prior_ = None
         if self.prior is not None:
-            self.prior_ = clone(self.prior).fit(resized, box_kp)
+            with warnings.catch_warnings():  # absent types: warned about above
+                warnings.filterwarnings("ignore", "Keypoint type", UserWarning)
+                self.prior_ = clone(self.prior).fit(resized, box_kp)
         return self
 
     # -- prediction -------------------------------------------------------------------

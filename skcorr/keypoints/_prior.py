@@ -92,7 +92,7 @@ class GaussianNNPrior(CropKeypointsMixin, BaseEstimator):
         self : GaussianNNPrior
             The fitted estimator.
         """
-        crops, keypoints = check_crops_keypoints(crops, keypoints)
+        crops, keypoints = check_crops_keypoints(crops, keypoints, fit=True)
         features = _default_features() if self.features is None else self.features
         self.features_ = clone(features).fit()
         self.train_features_ = l2_normalize(self.features_.extract_global(crops))
