@@ -262,8 +262,10 @@ def test_ctrl_c_during_the_demo_flow(tmp_path):
 @pytest.mark.realdata
 def test_ctrl_c_during_evaluate_pf_willow(pf_willow_dir, tmp_path):
     out = tmp_path / "tables"
+    # SIFT at 160 px: the flows (numba kernels) start within seconds
     code, err = _interrupt(["evaluate", "pf-willow", "--data", str(pf_willow_dir),
-                            "--output", str(out)], "%|", tmp_path, delay=3.0)
+                            "--features", "sift", "--image-size", "160",
+                            "--output", str(out)], "pairs:", tmp_path, delay=8.0)
     assert code == 130, err[-3000:]
     assert err.rstrip().splitlines()[-1] == "skcorr evaluate: interrupted"
     assert "Traceback" not in err and "SystemError" not in err
