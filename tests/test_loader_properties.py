@@ -160,5 +160,5 @@ def test_a_mat_file_that_crashed_scipy_is_a_named_error(tmp_path):
     name_tag = data.index(b"pts_coord") - 4  # the byte count of the name element
     data[name_tag] = 1
     path.write_bytes(bytes(data))
-    with pytest.raises(ValueError, match=r"img1\.mat.*cannot be read as a MATLAB file.*name"):
+    with pytest.raises(ValueError, match=r"img1\.mat.*cannot be read as a MATLAB file"):
         load_pf_willow(root)
