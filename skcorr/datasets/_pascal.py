@@ -52,7 +52,7 @@ def _attribute(element, name: str, path: Path) -> float:
         return number
     except (TypeError, ValueError):
         raise malformed(
-            path, f"<{element.tag}> has no finite numeric attribute {name}= (found {value!r})"
+            path, f"<{element.tag}> has no numeric attribute {name}= (found {value!r})"
         ) from None
 
 
