@@ -360,3 +360,22 @@ def test_atomic_files_get_the_permissions_of_new_files(tmp_path):
     plain = tmp_path / "plain.txt"
     plain.write_text("x")
     assert (tmp_path / "x.txt").stat().st_mode == plain.stat().st_mode
+
+
+def test_aligner_and_prior_settings_changed_after_fit_are_validated_again():
+    """The siblings of beta: settings predict reads are checked at predict time too."""
+    images = _images(3)
+    keypoints = np.array([[[20.0, 30.0]], [[40.0, 50.0]], [[60.0, 20.0]]])
+    aligner = FlowAligner(features=DenseSIFT(mode="dense"), retrieval=DenseSIFT(mode="global"),
+                          n_neighbors=2, n_top=1).fit(images, keypoints)
+    with pytest.raises(InvalidParameterError, match="lam"):
+        aligner.set_params(lam=-1.0).predict(images[:1])
+    with pytest.raises(ValueError, match="n_neighbors=5 but only 3 training images"):
+        aligner.set_params(lam=0.1, n_neighbors=5).predict(images[:1])
+    with pytest.raises(ValueError, match="n_top=3 is larger than n_neighbors=2"):
+        aligner.set_params(n_neighbors=2, n_top=3).predict(images[:1])
+    assert aligner.set_params(n_top=2).predict(images[:1]).shape == (1, 1, 2)
+
+    prior = GaussianNNPrior(features=DenseSIFT(mode="global"), sigma=5.0).fit(images, keypoints)
+    with pytest.raises(InvalidParameterError, match="sigma"):
+        prior.set_params(sigma=0).log_density(images[:1], [10.0], [10.0])

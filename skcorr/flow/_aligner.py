@@ -57,6 +57,10 @@ class FlowAligner(BaseEstimator):
     verbose : bool, default=False
         Show a progress bar over the images to predict.
 
+    ``features`` and ``retrieval`` take effect at the next ``fit`` (the training
+    features are computed there); every other parameter is read by ``predict`` and may
+    change after ``fit`` (``set_params(lam=...)``), and is validated again there.
+
     Attributes
     ----------
     features_, retrieval_ : fitted transformers
@@ -124,12 +128,7 @@ class FlowAligner(BaseEstimator):
         """
         images = check_images(X, name="X")
         keypoints = _check_keypoints(y, images, fit=True)
-        if self.n_top > self.n_neighbors:
-            raise ValueError(f"n_top={self.n_top} is larger than n_neighbors="
-                             f"{self.n_neighbors}; choose n_top <= n_neighbors.")
-        if self.n_neighbors > len(images):
-            raise ValueError(f"n_neighbors={self.n_neighbors} but only {len(images)} training "
-                             "images; lower n_neighbors or add images.")
+        _check_counts(self, len(images))
         self.features_ = clone(self.features if self.features is not None
                                else ConvColumnExtractor(layer="conv5", image_size=320)).fit()
         self.retrieval_ = clone(self.retrieval if self.retrieval is not None
@@ -155,6 +154,8 @@ class FlowAligner(BaseEstimator):
             retrieval features.
         """
         check_is_fitted(self)
+        self._validate_params()  # the settings predict reads may have changed after fit
+        _check_counts(self, len(self.keypoints_))
         query = l2_normalize(self.retrieval_.extract_global(check_images(X, name="X")))
         similarity = query @ self.train_global_.T
         return np.argsort(-similarity, axis=1, kind="stable")[:, :self.n_neighbors]
@@ -242,6 +243,15 @@ def _check_keypoints(y, images, *, fit: bool = False) -> np.ndarray:
     if y is None:
         raise ValueError("FlowAligner needs the keypoints y of shape (n_images, K, 2).")
     return _check_image_keypoints(images, y, name="y", images_name="X", fit=fit)
+
+
+def _check_counts(aligner, n_train: int) -> None:
+    if aligner.n_top > aligner.n_neighbors:
+        raise ValueError(f"n_top={aligner.n_top} is larger than n_neighbors="
+                         f"{aligner.n_neighbors}; choose n_top <= n_neighbors.")
+    if aligner.n_neighbors > n_train:
+        raise ValueError(f"n_neighbors={aligner.n_neighbors} but only {n_train} training "
+                         "images; lower n_neighbors or add images.")
 
 
 def _nanmedian(stack: np.ndarray) -> np.ndarray:
