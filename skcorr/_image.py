@@ -1,15 +1,27 @@
 """Reading and validating images.
 
-One rule for every entry point of skcorr (see :func:`as_rgb`):
+One rule for every entry point of skcorr, for arrays and image files alike (see
+:func:`as_rgb`):
 
 * an image is an ``(H, W, 3)`` ``uint8`` array, or a path to a file that is read
   when it is needed;
 * grey ``(H, W)`` and ``(H, W, 1)`` images are replicated to three channels;
 * RGBA ``(H, W, 4)`` images are alpha-composited onto white;
+* wider unsigned integers are reduced to 8 bits by their bit depth, keeping the top
+  8 bits (``uint16``: ``x >> 8``, as ``skimage.util.img_as_ubyte`` does); boolean
+  images become 0 and 255;
 * floating point images must lie in ``[0, 1]`` (scikit-image's convention) and are
   scaled by 255 and rounded;
-* any other dtype, shape, NaN or infinite value is rejected with an error that says
-  how to convert the input.
+* any other dtype (signed integers, whose range is ambiguous), shape, NaN or infinite
+  value is rejected with an error that says how to convert the input.
+
+A file is read into the array its samples hold and then follows the same rule: a
+16-bit PNG or TIFF (Pillow modes ``I;16``, ``I;16B``) is a ``uint16`` array, a float
+TIFF (mode ``F``) a ``float32`` array that must lie in ``[0, 1]``, a 32-bit integer TIFF
+(mode ``I``) an ``int32`` array and is rejected. Data of 12 bits stored in a 16-bit
+file without being scaled to the full range (values up to 4095) reads dark: read it
+yourself and pass ``array << 4``. Pillow's decompression-bomb limit (``PIL.Image.MAX_IMAGE_PIXELS``)
+applies to files.
 
 Coordinates: ``x`` is the column and ``y`` the row, 0-based, and integer coordinates
 are pixel *centres*: the pixel in row 0, column 0 covers ``[-0.5, 0.5)`` in both axes.
@@ -20,6 +32,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -29,28 +42,74 @@ __all__ = ["as_rgb", "check_images", "image_size", "outside_image", "read_image"
 ImageLike = "np.ndarray | str | os.PathLike"
 
 
-def read_image(path) -> np.ndarray:
-    """Read an image file into an ``(H, W, 3)`` uint8 array (see :func:`as_rgb`)."""
+def _image_file(path) -> Path:
+    """``path`` as a Path to an existing file; a clear error for a folder or nothing."""
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(
+            f"Image path {str(path)!r} is a directory, not an image file; pass the path of "
+            "an image file (for a folder of images, list its files)."
+        )
+    if not path.exists():
+        raise FileNotFoundError(f"Image file {str(path)!r} does not exist; check the path.")
+    return path
+
+
+@contextmanager
+def _pil_errors(path: Path):
+    """Turn what Pillow raises for a file into errors that name the file."""
     from PIL import Image, UnidentifiedImageError
 
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"Image file {str(path)!r} does not exist; check the path.")
     try:
-        with Image.open(path) as im:
-            im.load()
-            if im.mode in ("RGBA", "LA") or (im.mode == "P" and "transparency" in im.info):
-                array = np.asarray(im.convert("RGBA"))
-            elif im.mode in ("L", "1"):
-                array = np.asarray(im.convert("L"))
-            else:
-                array = np.asarray(im.convert("RGB"))
+        yield
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        # The warning arrives here only where warnings are errors (as under pytest).
+        raise ValueError(
+            f"Image file {str(path)!r} is larger than Pillow's decompression-bomb limit "
+            f"(PIL.Image.MAX_IMAGE_PIXELS = {Image.MAX_IMAGE_PIXELS} pixels): {exc} If you "
+            "trust the file, raise PIL.Image.MAX_IMAGE_PIXELS before reading it."
+        ) from exc
+    except PermissionError:
+        raise
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise ValueError(
             f"Cannot read image file {str(path)!r}: it is corrupt or not an image format "
             f"Pillow understands ({exc}). Re-save it as PNG or JPEG."
         ) from exc
-    return as_rgb(array, name=str(path))
+
+
+def read_image(path) -> np.ndarray:
+    """Read an image file into an ``(H, W, 3)`` uint8 array (see :func:`as_rgb`).
+
+    The file's samples follow the same rule as arrays: 16-bit files keep their top 8
+    bits, float files must lie in ``[0, 1]``, signed 32-bit integer files are rejected.
+
+    Raises
+    ------
+    FileNotFoundError, IsADirectoryError
+        If ``path`` does not exist or is a folder.
+    ValueError
+        If the file is corrupt, above Pillow's decompression-bomb limit, or its samples
+        break the rule (the message names the file).
+    """
+    from PIL import Image
+
+    path = _image_file(path)
+    with _pil_errors(path), Image.open(path) as im:
+        im.load()
+        mode = im.mode
+        if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in im.info):
+            array = np.asarray(im.convert("RGBA"))
+        elif mode in ("L", "1"):
+            array = np.asarray(im.convert("L"))
+        elif mode.startswith("I") or mode == "F":  # 16/32-bit integer or float samples
+            array = np.asarray(im)
+        else:
+            array = np.asarray(im.convert("RGB"))
+    try:
+        return _to_rgb(array, f"image file {str(path)!r} (Pillow mode {mode})")
+    except TypeError as exc:
+        raise ValueError(f"{exc} Re-save the file as 8- or 16-bit PNG.") from None
 
 
 def as_rgb(image, *, name: str = "image") -> np.ndarray:
@@ -62,6 +121,18 @@ def as_rgb(image, *, name: str = "image") -> np.ndarray:
         The image, or the path of an image file.
     name : str
         How error messages refer to the image.
+
+    Returns
+    -------
+    ndarray of shape (H, W, 3), uint8
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> as_rgb(np.array([[0, 65535]], dtype=np.uint16))[0, :, 0]
+    array([  0, 255], dtype=uint8)
+    >>> as_rgb(np.array([[0.0, 0.5]]))[0, :, 0]
+    array([  0, 128], dtype=uint8)
     """
     if isinstance(image, (str, os.PathLike)):
         return read_image(image)
@@ -70,6 +141,10 @@ def as_rgb(image, *, name: str = "image") -> np.ndarray:
             f"{name} must be a numpy array of shape (H, W, 3) or a file path, "
             f"got {type(image).__name__}."
         )
+    return _to_rgb(image, name)
+
+
+def _to_rgb(image: np.ndarray, name: str) -> np.ndarray:
     array = image
     if array.ndim == 3 and array.shape[2] == 1:
         array = array[:, :, 0]
@@ -80,22 +155,7 @@ def as_rgb(image, *, name: str = "image") -> np.ndarray:
         )
     if array.shape[0] == 0 or array.shape[1] == 0:
         raise ValueError(f"{name} is empty (shape {image.shape}).")
-    if array.dtype == np.uint8:
-        pass
-    elif np.issubdtype(array.dtype, np.floating):
-        if not np.all(np.isfinite(array)):
-            raise ValueError(f"{name} contains NaN or infinite values; clean it first.")
-        if array.min() < 0 or array.max() > 1:
-            raise ValueError(
-                f"{name} is a float image with values in [{array.min():g}, {array.max():g}]; "
-                "float images must lie in [0, 1]. Pass uint8 data, or divide by 255."
-            )
-        array = np.round(array * 255.0).astype(np.uint8)
-    else:
-        raise TypeError(
-            f"{name} has dtype {array.dtype}; pass uint8 (0-255) or float in [0, 1], "
-            "for example with skimage.util.img_as_ubyte(image)."
-        )
+    array = _to_uint8(array, name)
     if array.ndim == 2:
         return np.repeat(array[:, :, None], 3, axis=2)
     if array.shape[2] == 4:
@@ -105,23 +165,43 @@ def as_rgb(image, *, name: str = "image") -> np.ndarray:
     return array
 
 
-def image_size(image) -> tuple[int, int]:
-    """``(height, width)`` of an array or image file, reading only the header of a file."""
-    if isinstance(image, (str, os.PathLike)):
-        from PIL import Image, UnidentifiedImageError
-
-        try:
-            with Image.open(image) as im:
-                return im.height, im.width
-        except FileNotFoundError:
-            raise FileNotFoundError(
-                f"Image file {str(image)!r} does not exist; check the path."
-            ) from None
-        except (UnidentifiedImageError, OSError) as exc:
+def _to_uint8(array: np.ndarray, name: str) -> np.ndarray:
+    """The samples as uint8, by dtype (see the module's rule)."""
+    if array.dtype == np.uint8:
+        return array
+    if array.dtype == np.bool_:
+        return array.astype(np.uint8) * np.uint8(255)
+    if np.issubdtype(array.dtype, np.unsignedinteger):
+        shift = 8 * array.dtype.itemsize - 8
+        return (array >> shift).astype(np.uint8)
+    if np.issubdtype(array.dtype, np.floating):
+        if not np.all(np.isfinite(array)):
+            raise ValueError(f"{name} contains NaN or infinite values; clean it first.")
+        low, high = float(array.min()), float(array.max())
+        if low < 0 or high > 1:
             raise ValueError(
-                f"Cannot read image file {str(image)!r}: it is corrupt or not an image "
-                f"({exc}). Re-save it as PNG or JPEG."
-            ) from exc
+                f"{name} is a float image with values in [{low:g}, {high:g}]; float images "
+                "must lie in [0, 1]. Pass uint8 data, or divide by 255."
+            )
+        return np.round(array * 255.0).astype(np.uint8)
+    raise TypeError(
+        f"{name} has dtype {array.dtype}; pass uint8 (0-255), uint16 (0-65535) or float "
+        "in [0, 1], for example with skimage.util.img_as_ubyte(image)."
+    )
+
+
+def image_size(image) -> tuple[int, int]:
+    """``(height, width)`` of an array or image file, reading only the header of a file.
+
+    A file raises the errors of :func:`read_image` for a missing path, a folder, a
+    corrupt file or one above Pillow's decompression-bomb limit.
+    """
+    if isinstance(image, (str, os.PathLike)):
+        from PIL import Image
+
+        path = _image_file(image)
+        with _pil_errors(path), Image.open(path) as im:
+            return im.height, im.width
     return as_rgb(image).shape[:2]
 
 

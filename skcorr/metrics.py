@@ -13,6 +13,7 @@ hold ``(x, y, width, height)``.
 from __future__ import annotations
 
 import numbers
+import warnings
 
 import numpy as np
 from sklearn.metrics import make_scorer
@@ -33,7 +34,7 @@ def _check_keypoints(keypoints, *, name: str = "keypoints", n: int | None = None
     except (TypeError, ValueError) as exc:
         raise ValueError(
             f"{name} must be a numeric array of shape (n_images, n_keypoints, 2); "
-            f"it cannot be converted ({exc})."
+            f"{_ragged(keypoints) or f'it cannot be converted ({exc})'}."
         ) from exc
     if array.ndim != 3 or array.shape[2] != 2:
         raise ValueError(
@@ -50,6 +51,60 @@ def _check_keypoints(keypoints, *, name: str = "keypoints", n: int | None = None
             "keypoints per image."
         )
     return array
+
+
+def _ragged(keypoints) -> str:
+    """Where a nested list of keypoints is ragged, in words; "" if it is not."""
+    try:
+        counts = [len(row) for row in keypoints]
+    except TypeError:
+        return ""
+    if len(set(counts)) > 1:
+        i = next(i for i, c in enumerate(counts) if c != counts[0])
+        return (f"it is ragged: image 0 has {counts[0]} keypoints but image {i} has "
+                f"{counts[i]}; give every image all K keypoint types, NaN where absent")
+    return ""
+
+
+def _check_image_keypoints(images, keypoints, *, name: str = "keypoints",
+                           images_name: str = "images", fit: bool = False) -> np.ndarray:
+    """The one keypoint rule of every estimator and helper that takes keypoints of images.
+
+    ``keypoints`` must be ``(len(images), K, 2)`` numbers (see :func:`_check_keypoints`)
+    with every present point inside its image (see :func:`skcorr._image.outside_image`);
+    image files are measured from their headers only. With ``fit`` (keypoints to learn
+    from) a keypoint type present in no image gets a warning, as nothing is learnt for
+    it. Keypoints that are all NaN are rejected (nothing to learn from or to score).
+    """
+    from ._image import image_size, outside_image
+
+    keypoints = _check_keypoints(keypoints, name=name, n=len(images))
+    for i, image in enumerate(images):
+        shape = image_size(image)
+        outside = outside_image(keypoints[i], shape)
+        if outside.any():
+            k = int(np.flatnonzero(outside)[0])
+            x, y = keypoints[i, k]
+            raise ValueError(
+                f"{name}[{i}, {k}] = ({x:g}, {y:g}) lies outside {images_name}[{i}] of size "
+                f"{shape[1]}x{shape[0]} (width x height); keypoints are 0-based (x, y) pixel "
+                "coordinates of their image. Map them into the image or set them to NaN."
+            )
+    present = ~np.isnan(keypoints).any(axis=2)
+    if not present.any():
+        raise ValueError(
+            f"{name} are all NaN: no keypoint is present, so there is nothing to learn "
+            "from or score. Mark only absent keypoints with NaN."
+        )
+    absent = np.flatnonzero(~present.any(axis=0)).tolist()
+    if fit and absent:
+        warnings.warn(
+            f"Keypoint type(s) {absent} have no present keypoint in the training data, so "
+            "nothing is learnt about them (detectors, priors and aligners predict NaN "
+            "there). Add images where they are visible.",
+            UserWarning, stacklevel=3,
+        )
+    return keypoints
 
 
 def _check_boxes(boxes, *, name: str = "bbox", n: int | None = None) -> np.ndarray:

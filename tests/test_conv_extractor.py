@@ -181,16 +181,19 @@ def test_bad_input_is_rejected_clearly(kwargs, X_kind, error, match, image, tmp_
         return
     corrupt = tmp_path / "broken.png"
     corrupt.write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    def sample(img, x=1.0, y=1.0):  # by hand: keypoint_samples itself rejects these
+        return np.array([[img, x, y]], dtype=object)
+
     X = {
-        "outside": lambda: keypoint_samples([image], [[[140.6, 10.0]]])[0],
+        "outside": lambda: sample(image, 140.6, 10.0),
         "nan": lambda: np.array([[image, np.nan, 3.0]], dtype=object),
         "empty": lambda: np.empty((0, 3), dtype=object),
         "shape": lambda: np.array([[image, 3.0]], dtype=object),
         "tiny": lambda: keypoint_samples([image[:3, :3]], [[[1.0, 1.0]]])[0],
-        "dtype": lambda: keypoint_samples([image.astype(np.int32)], [[[1.0, 1.0]]])[0],
-        "float255": lambda: keypoint_samples([image.astype(float)], [[[1.0, 1.0]]])[0],
-        "corrupt": lambda: keypoint_samples([str(corrupt)], [[[1.0, 1.0]]])[0],
-        "missing": lambda: keypoint_samples([str(tmp_path / "no.png")], [[[1.0, 1.0]]])[0],
+        "dtype": lambda: sample(image.astype(np.int32)),
+        "float255": lambda: sample(image.astype(float)),
+        "corrupt": lambda: sample(str(corrupt)),
+        "missing": lambda: sample(str(tmp_path / "no.png")),
     }[X_kind]()
     extractor = ConvColumnExtractor(**params).fit()
     with pytest.raises(error, match=match):
@@ -198,9 +201,9 @@ def test_bad_input_is_rejected_clearly(kwargs, X_kind, error, match, image, tmp_
 
 
 def test_keypoint_samples_validation(image):
-    with pytest.raises(ValueError, match="2 images but keypoints for 1"):
+    with pytest.raises(ValueError, match="1 rows but there are 2 images"):
         keypoint_samples([image, image], np.zeros((1, 2, 2)))
-    with pytest.raises(ValueError, match="n_keypoint_types, 2"):
+    with pytest.raises(ValueError, match="n_keypoints, 2"):
         keypoint_samples([image], np.zeros((1, 2)))
     with pytest.raises(ValueError, match="empty"):
         keypoint_samples([], np.zeros((0, 2, 2)))

@@ -148,7 +148,7 @@ def test_flow_aligner_rejects_bad_settings(params, n_images, match, warped_pairs
 
 def test_flow_aligner_checks_keypoints_and_fitting(warped_pairs):
     images = warped_pairs.images[:2]
-    with pytest.raises(ValueError, match="2 images but keypoints for 1"):
+    with pytest.raises(ValueError, match="1 rows but there are 2 images"):
         FlowAligner(n_neighbors=1, n_top=1).fit(images, warped_pairs.keypoints[:1])
     from sklearn.exceptions import NotFittedError
 

@@ -22,6 +22,7 @@ that the fields mean the same thing everywhere:
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -68,23 +69,33 @@ def read_table(path: Path, types: Sequence[Callable], *, rest: bool = False) -> 
     """
     rows = []
     n = len(types)
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            fields = line.split(None, n - 1) if rest else line.split()
-            try:
-                if len(fields) != n:
-                    raise ValueError(f"expected {n} fields, found {len(fields)}")
-                converted = zip(types, fields, strict=True)
-                rows.append(tuple(convert(field.strip()) for convert, field in converted))
-            except ValueError as exc:
-                raise ValueError(
-                    f"{path}, line {number}: malformed row {line.strip()!r} ({exc}); fix or "
-                    "remove that line (the original file of the data set release is the "
-                    "reference)."
-                ) from None
+    for number, line in enumerate(read_lines(path), start=1):
+        if not line.strip():
+            continue
+        fields = line.split(None, n - 1) if rest else line.split()
+        try:
+            if len(fields) != n:
+                raise ValueError(f"expected {n} fields, found {len(fields)}")
+            converted = zip(types, fields, strict=True)
+            row = tuple(convert(field.strip()) for convert, field in converted)
+            if any(isinstance(v, float) and not math.isfinite(v) for v in row):
+                raise ValueError("a number is not finite")
+            rows.append(row)
+        except ValueError as exc:
+            raise ValueError(
+                f"{path}, line {number}: malformed row {line.strip()!r} ({exc}); fix or "
+                "remove that line (the original file of the data set release is the "
+                "reference)."
+            ) from None
     return rows
+
+
+def read_lines(path: Path) -> list[str]:
+    """The lines of a UTF-8 text file; a file that is not UTF-8 text is malformed."""
+    try:
+        return Path(path).read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        raise malformed(path, f"it is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
 
 
 def malformed(path, message: str) -> ValueError:
@@ -100,8 +111,13 @@ def class_keypoint_names(class_names: Sequence[str], n_keypoints: Sequence[int])
     return [f"{c}/{i}" for c, k in zip(class_names, n_keypoints, strict=True) for i in range(k)]
 
 
-def dataset_bunch(*, images, keypoints, keypoint_names, boxes, descr: str, **fields) -> Bunch:
-    """Validate the common fields and return the loader's Bunch."""
+def dataset_bunch(*, images, keypoints, keypoint_names, boxes, descr: str, sources=None,
+                  **fields) -> Bunch:
+    """Validate the common fields and return the loader's Bunch.
+
+    ``sources``: the annotation file of each image's box (a list), or of all boxes (a
+    path), named when a box is malformed.
+    """
     keypoints = _check_keypoints(keypoints, n=len(images))
     if keypoints.shape[1] != len(keypoint_names):
         raise ValueError(
@@ -112,9 +128,11 @@ def dataset_bunch(*, images, keypoints, keypoint_names, boxes, descr: str, **fie
         valid = np.isfinite(boxes).all(axis=1) & (boxes[:, 2] > 0) & (boxes[:, 3] > 0)
         if not valid.all():
             i = int(np.flatnonzero(~valid)[0])
+            source = sources[i] if isinstance(sources, (list, tuple)) else sources
             raise ValueError(
                 f"the box of {images[i]} is {boxes[i].tolist()} (x, y, width, height): "
-                "not finite or of zero size; its annotation is malformed, fix or remove it."
+                "not finite or of zero size; its annotation"
+                f"{'' if source is None else f' in {source}'} is malformed, fix or remove it."
             )
     boxes = _check_boxes(boxes, name="boxes", n=len(images))
     if "pairs" in fields:

@@ -169,6 +169,7 @@ def load_cub(path, classes=None):
         keypoints=keypoints,
         keypoint_names=part_names,
         boxes=np.array([boxes[i] for i in ids], dtype=np.float64).reshape(-1, 4),
+        sources=root / "bounding_boxes.txt",
         descr=_CUB_DESCR,
         labels=np.array([labels[i][0] - 1 for i in ids], dtype=np.intp),
         class_names=class_names,

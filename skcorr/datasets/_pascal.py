@@ -46,7 +46,10 @@ _OBJECT_SUFFIX = re.compile(r"_\d+$")
 def _attribute(element, name: str, path: Path) -> float:
     value = element.get(name)
     try:
-        return float(value)
+        number = float(value)
+        if not np.isfinite(number):
+            raise ValueError
+        return number
     except (TypeError, ValueError):
         raise malformed(
             path, f"<{element.tag}> has no numeric attribute {name}= (found {value!r})"
@@ -60,6 +63,8 @@ def _parse(path: Path) -> tuple[str, tuple, list[tuple[str, float, float]]]:
     except ET.ParseError as exc:
         line = exc.position[0]
         raise malformed(path, f"invalid XML at line {line} ({exc})") from None
+    except (LookupError, ValueError) as exc:  # e.g. an unknown declared encoding
+        raise malformed(path, f"invalid XML ({exc})") from None
     category = (root.findtext("category") or "").strip()
     if category not in VOC_CLASSES:
         raise malformed(
@@ -174,4 +179,5 @@ def load_pascal_keypoints(annotation_dir, image_dir=None, *, classes=None):
         labels=np.array([VOC_CLASSES.index(obj[1]) for obj in objects], dtype=np.intp),
         class_names=list(VOC_CLASSES),
         annotation_files=[str(obj[0]) for obj in objects],
+        sources=[str(obj[0]) for obj in objects],
     )

@@ -8,6 +8,7 @@ pixel-centre convention (see :mod:`skcorr._image`).
 from __future__ import annotations
 
 import csv
+import io
 from itertools import permutations
 from pathlib import Path
 
@@ -21,8 +22,10 @@ from ._base import (
     class_keypoint_names,
     dataset_bunch,
     malformed,
+    read_lines,
     require,
 )
+from ._matfile import check_mat5
 
 __all__ = ["load_pf_willow", "load_pf_pascal"]
 
@@ -68,17 +71,24 @@ _PASCAL_PAIR_FILES = {
 def _read_mat_array(path: Path, key: str, rows: int | None, cols: int | None) -> np.ndarray:
     """Read the numeric array ``key`` of a .mat file, checking its shape."""
     try:
-        contents = scipy.io.loadmat(path)
-    except (scipy.io.matlab.MatReadError, ValueError, OSError, NotImplementedError,
-            TypeError) as exc:
-        raise malformed(path, f"cannot be read as a MATLAB file ({exc})") from None
+        data = path.read_bytes()
+        check_mat5(data)  # scipy's reader can crash the process on a damaged file
+        contents = scipy.io.loadmat(io.BytesIO(data))
+    except OSError:
+        raise
+    except Exception as exc:  # scipy's reader raises many types for damaged files
+        raise malformed(
+            path, f"cannot be read as a MATLAB file ({type(exc).__name__}: {exc})"
+        ) from None
     if key not in contents:
         found = sorted(k for k in contents if not k.startswith("__"))
         raise malformed(path, f"it has no variable {key!r} (found {found})")
-    try:
-        array = np.asarray(contents[key], dtype=np.float64)
-    except (TypeError, ValueError):
-        raise malformed(path, f"variable {key!r} is not numeric") from None
+    value = contents[key]
+    if not isinstance(value, np.ndarray) or value.dtype.kind not in "biuf":
+        raise malformed(path, f"variable {key!r} is not a real numeric array")
+    array = value.astype(np.float64)
+    if np.isinf(array).any():
+        raise malformed(path, f"variable {key!r} holds infinite values")
     if array.ndim != 2 or (rows is not None and array.shape[0] != rows) or (
         cols is not None and array.shape[1] != cols
     ):
@@ -262,33 +272,34 @@ def load_pf_pascal(path, *, split="test"):
 def _read_pascal_pairs(csv_path: Path, index: dict) -> list[tuple[int, int]]:
     """Pairs of a PF-PASCAL pair list, as indices into the loaded annotation files."""
     required = ("source_image", "target_image", "class")
-    with open(csv_path, newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        missing = [c for c in required if c not in (reader.fieldnames or [])]
-        if missing:
-            raise malformed(
-                csv_path, f"its header {reader.fieldnames} lacks the columns {missing}"
-            )
-        pairs = []
-        for row in reader:
-            line = reader.line_num
-            try:
-                if not all(row.get(c) for c in required):
-                    raise ValueError("a value is missing")
-                label = int(row["class"]) - 1
-                if not 0 <= label < len(VOC_CLASSES):
-                    raise ValueError(f"class {row['class']} is not in 1..{len(VOC_CLASSES)}")
-                ends = [Path(row[c]).stem for c in required[:2]]
-            except ValueError as exc:
-                raise ValueError(
-                    f"{csv_path}, line {line}: malformed row ({exc}); fix or remove it."
-                ) from None
-            for stem in ends:
-                if (label, stem) not in index:
-                    raise FileNotFoundError(
-                        f"{csv_path}, line {line}: no annotation "
-                        f"Annotations/{VOC_CLASSES[label]}/{stem}.mat for this pair; the "
-                        "folder is incomplete."
-                    )
-            pairs.append(tuple(index[(label, stem)] for stem in ends))
+    try:
+        reader = csv.DictReader(read_lines(csv_path), restkey="_extra")
+        header = reader.fieldnames or []
+        rows = list(reader)
+    except csv.Error as exc:
+        raise malformed(csv_path, f"it is not a CSV table ({exc})") from None
+    missing = [c for c in required if c not in header]
+    if missing:
+        raise malformed(csv_path, f"its header {header} lacks the columns {missing}")
+    pairs = []
+    for line, row in enumerate(rows, start=2):
+        try:
+            if not all(row.get(c) for c in required):
+                raise ValueError("a value is missing")
+            label = int(row["class"]) - 1
+            if not 0 <= label < len(VOC_CLASSES):
+                raise ValueError(f"class {row['class']} is not in 1..{len(VOC_CLASSES)}")
+            ends = [Path(row[c]).stem for c in required[:2]]
+        except ValueError as exc:
+            raise ValueError(
+                f"{csv_path}, line {line}: malformed row ({exc}); fix or remove it."
+            ) from None
+        for stem in ends:
+            if (label, stem) not in index:
+                raise FileNotFoundError(
+                    f"{csv_path}, line {line}: no annotation "
+                    f"Annotations/{VOC_CLASSES[label]}/{stem}.mat for this pair; the "
+                    "folder is incomplete."
+                )
+        pairs.append(tuple(index[(label, stem)] for stem in ends))
     return pairs

@@ -37,11 +37,15 @@ _KEYS = ("src_imname", "trg_imname", "category", "kps_ids", "src_kps", "trg_kps"
          "src_bndbox", "trg_bndbox")  # fmt: skip
 
 
+_MAX_KEYPOINT_ID = 1000  # SPair-71k numbers at most 30 keypoints per category
+
+
 def _read_pair(path: Path) -> dict:
     """One pair file, checked: keys present, keypoints ``(k, 2)`` matching ``kps_ids``."""
     try:
-        with open(path, encoding="utf-8") as handle:
-            pair = json.load(handle)
+        pair = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise malformed(path, f"it is not UTF-8 text ({exc.reason})") from None
     except json.JSONDecodeError as exc:
         raise malformed(path, f"invalid JSON at line {exc.lineno} ({exc.msg})") from None
     if not isinstance(pair, dict):
@@ -49,18 +53,30 @@ def _read_pair(path: Path) -> dict:
     missing = [key for key in _KEYS if key not in pair]
     if missing:
         raise malformed(path, f"keys {missing} are missing")
+    for key in ("src_imname", "trg_imname", "category"):
+        if not isinstance(pair[key], str) or not pair[key] or "/" in pair[key]:
+            raise malformed(path, f"{key} is {pair[key]!r}, not a file or folder name")
     try:
+        if not isinstance(pair["kps_ids"], list):
+            raise ValueError("kps_ids is not a list")
         pair["kps_ids"] = [int(i) for i in pair["kps_ids"]]
-        if any(i < 0 for i in pair["kps_ids"]):
-            raise ValueError("negative kps_ids")
+        if any(not 0 <= i < _MAX_KEYPOINT_ID for i in pair["kps_ids"]):
+            raise ValueError(f"kps_ids outside 0..{_MAX_KEYPOINT_ID - 1}")
         for end in ("src", "trg"):
             kps = np.asarray(pair[f"{end}_kps"], dtype=np.float64).reshape(-1, 2)
             if len(kps) != len(pair["kps_ids"]):
                 raise ValueError(f"{len(kps)} {end}_kps for {len(pair['kps_ids'])} kps_ids")
-            x1, y1, x2, y2 = np.asarray(pair[f"{end}_bndbox"], dtype=np.float64)
+            box = np.asarray(pair[f"{end}_bndbox"], dtype=np.float64)
+            if box.shape != (4,):
+                raise ValueError(f"{end}_bndbox is not [x1, y1, x2, y2]")
+            if not (np.isfinite(kps).all() and np.isfinite(box).all()):
+                raise ValueError("a coordinate is not finite")
+            if not (box[2] > box[0] and box[3] > box[1]):
+                raise ValueError(f"{end}_bndbox {box.tolist()} is empty (x2 <= x1 or y2 <= y1)")
+            x1, y1, x2, y2 = box
             pair[f"{end}_kps"] = kps
             pair[f"{end}_bndbox"] = np.array([x1, y1, x2 - x1, y2 - y1])
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:
         raise malformed(path, f"bad keypoints or box ({exc})") from None
     return pair
 
@@ -116,7 +132,7 @@ def load_spair71k(path, *, split="test"):
     offset = dict(zip(used, np.cumsum([0] + [n_types[c] for c in used][:-1]).tolist(), strict=True))
 
     index: dict[tuple[str, str], int] = {}
-    images, labels, boxes, rows, pairs = [], [], [], [], []
+    images, labels, boxes, rows, pairs, sources = [], [], [], [], [], []
     n_keypoints = sum(n_types.values())
     for file, pair in pairs_read:
         category = pair["category"]
@@ -131,10 +147,12 @@ def load_spair71k(path, *, split="test"):
                 labels.append(class_names.index(category))
                 boxes.append(pair[f"{end}_bndbox"])
                 rows.append(np.full((n_keypoints, 2), np.nan))
+                sources.append(file)
             i = index[key]
             known = ~np.isnan(rows[i][columns, 0])
             if not np.allclose(rows[i][columns][known], pair[f"{end}_kps"][known]):
-                raise malformed(file, f"its keypoints of {key[1]} differ from another pair's")
+                raise malformed(file, f"its keypoints of {key[1]} differ from those in "
+                                      f"{sources[i]}")
             rows[i][columns] = pair[f"{end}_kps"]
             ends.append(i)
         pairs.append(ends)

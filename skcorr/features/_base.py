@@ -24,6 +24,7 @@ from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from .._image import as_rgb, check_images, outside_image
+from ..metrics import _check_image_keypoints
 
 __all__ = ["FeatureMap", "keypoint_samples", "split_keypoint_samples"]
 
@@ -147,16 +148,7 @@ def keypoint_samples(images, keypoints):
     ((2, 3), [0, 2], [0, 0])
     """
     images = check_images(images)
-    keypoints = np.asarray(keypoints, dtype=np.float64)
-    if keypoints.ndim != 3 or keypoints.shape[2] != 2:
-        raise ValueError(
-            f"keypoints must have shape (n_images, n_keypoint_types, 2), got {keypoints.shape}."
-        )
-    if keypoints.shape[0] != len(images):
-        raise ValueError(
-            f"{len(images)} images but keypoints for {keypoints.shape[0]}; pass one row of "
-            "keypoints per image."
-        )
+    keypoints = _check_image_keypoints(images, keypoints)
     present = ~np.isnan(keypoints).any(axis=2)
     image_index, types = np.nonzero(present)
     X = np.empty((len(image_index), 3), dtype=object)

@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 from .._array import l2_normalize
 from .._image import check_images
 from ..features import ConvColumnExtractor
-from ..metrics import pck_score
+from ..metrics import _check_image_keypoints, pck_score
 from ._align import align
 
 __all__ = ["FlowAligner"]
@@ -56,6 +56,10 @@ class FlowAligner(BaseEstimator):
         joblib workers over neighbours.
     verbose : bool, default=False
         Show a progress bar over the images to predict.
+
+    ``features`` and ``retrieval`` take effect at the next ``fit`` (the training
+    features are computed there); every other parameter is read by ``predict`` and may
+    change after ``fit`` (``set_params(lam=...)``), and is validated again there.
 
     Attributes
     ----------
@@ -123,13 +127,8 @@ class FlowAligner(BaseEstimator):
             The fitted estimator.
         """
         images = check_images(X, name="X")
-        keypoints = _check_keypoints(y, len(images))
-        if self.n_top > self.n_neighbors:
-            raise ValueError(f"n_top={self.n_top} is larger than n_neighbors="
-                             f"{self.n_neighbors}; choose n_top <= n_neighbors.")
-        if self.n_neighbors > len(images):
-            raise ValueError(f"n_neighbors={self.n_neighbors} but only {len(images)} training "
-                             "images; lower n_neighbors or add images.")
+        keypoints = _check_keypoints(y, images, fit=True)
+        _check_counts(self, len(images))
         self.features_ = clone(self.features if self.features is not None
                                else ConvColumnExtractor(layer="conv5", image_size=320)).fit()
         self.retrieval_ = clone(self.retrieval if self.retrieval is not None
@@ -155,6 +154,8 @@ class FlowAligner(BaseEstimator):
             retrieval features.
         """
         check_is_fitted(self)
+        self._validate_params()  # the settings predict reads may have changed after fit
+        _check_counts(self, len(self.keypoints_))
         query = l2_normalize(self.retrieval_.extract_global(check_images(X, name="X")))
         similarity = query @ self.train_global_.T
         return np.argsort(-similarity, axis=1, kind="stable")[:, :self.n_neighbors]
@@ -227,6 +228,7 @@ class FlowAligner(BaseEstimator):
         score : float
             PCK in ``[0, 1]``, averaged over keypoint types.
         """
+        y = _check_keypoints(y, check_images(X, name="X"))
         return pck_score(y, self.predict(X), alpha=0.1, bbox=bbox)
 
     def __sklearn_tags__(self):
@@ -236,18 +238,20 @@ class FlowAligner(BaseEstimator):
         return tags
 
 
-def _check_keypoints(y, n_images: int) -> np.ndarray:
+def _check_keypoints(y, images, *, fit: bool = False) -> np.ndarray:
+    """skcorr's one keypoint rule (:func:`skcorr.metrics._check_image_keypoints`)."""
     if y is None:
-        raise ValueError("FlowAligner.fit needs the training keypoints y of shape "
-                         "(n_images, K, 2).")
-    keypoints = np.asarray(y, dtype=np.float64)
-    if keypoints.ndim != 3 or keypoints.shape[2] != 2:
-        raise ValueError(f"keypoints must have shape (n_images, K, 2), got {keypoints.shape}.")
-    if keypoints.shape[0] != n_images:
-        raise ValueError(f"{n_images} images but keypoints for {keypoints.shape[0]}.")
-    if np.isinf(keypoints).any():
-        raise ValueError("keypoints contain infinite values; use NaN for absent keypoints.")
-    return keypoints
+        raise ValueError("FlowAligner needs the keypoints y of shape (n_images, K, 2).")
+    return _check_image_keypoints(images, y, name="y", images_name="X", fit=fit)
+
+
+def _check_counts(aligner, n_train: int) -> None:
+    if aligner.n_top > aligner.n_neighbors:
+        raise ValueError(f"n_top={aligner.n_top} is larger than n_neighbors="
+                         f"{aligner.n_neighbors}; choose n_top <= n_neighbors.")
+    if aligner.n_neighbors > n_train:
+        raise ValueError(f"n_neighbors={aligner.n_neighbors} but only {n_train} training "
+                         "images; lower n_neighbors or add images.")
 
 
 def _nanmedian(stack: np.ndarray) -> np.ndarray:

@@ -61,6 +61,9 @@ class KeypointClassifier(ClassifierMixin, BaseEstimator):
     random_state : int, RandomState or None, default=None
         Shuffling of the folds (without groups) and of liblinear.
 
+    Every parameter takes effect at the next ``fit``; ``predict`` uses only what
+    ``fit`` learnt, so changing a parameter after ``fit`` changes nothing until then.
+
     Attributes
     ----------
     features_ : transformer

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import numpy as np
-
-from .._image import check_images, image_size, outside_image
-from ..metrics import _check_keypoints, pck_score
+from .._image import check_images, image_size
+from ..metrics import _check_image_keypoints, pck_score
 
 
 def crop_shapes(crops) -> list[tuple[int, int]]:
@@ -13,24 +11,14 @@ def crop_shapes(crops) -> list[tuple[int, int]]:
     return [image_size(crop) for crop in crops]
 
 
-def check_crops_keypoints(crops, keypoints, *, name="crops"):
-    """Validate crops and their keypoints (n, K, 2): counts match, points inside crops.
+def check_crops_keypoints(crops, keypoints, *, name="crops", fit=False):
+    """Validate crops and their keypoints (n, K, 2) by skcorr's one keypoint rule.
 
-    Returns the crops as a list and the keypoints as a float array (NaN = absent).
+    Returns the crops as a list and the keypoints as a float array (NaN = absent); see
+    :func:`skcorr.metrics._check_image_keypoints` (``fit``: keypoints to learn from).
     """
     crops = check_images(crops, name=name)
-    keypoints = _check_keypoints(keypoints, n=len(crops))
-    for i, shape in enumerate(crop_shapes(crops)):
-        outside = outside_image(keypoints[i], shape)
-        if outside.any():
-            k = int(np.flatnonzero(outside)[0])
-            x, y = keypoints[i, k]
-            raise ValueError(
-                f"keypoints[{i}, {k}] = ({x:g}, {y:g}) lies outside {name}[{i}] of size "
-                f"{shape[1]}x{shape[0]} (width x height); keypoints are 0-based (x, y) "
-                "pixels of the crop. Map them into the crop (crop_to_boxes does) or set "
-                "them to NaN."
-            )
+    keypoints = _check_image_keypoints(crops, keypoints, images_name=name, fit=fit)
     return crops, keypoints
 
 

@@ -108,7 +108,12 @@ class SlidingKeypointDetector(CropKeypointsMixin, BaseEstimator):
         Cloned and fitted on the rescaled training crops (so its ``sigma`` is in
         pixels of the box frame). Required when ``beta > 0``.
     beta : float in [0, 1], default=0.0
-        Weight of the prior in the combination above.
+        Weight of the prior in the combination above. The one parameter that may
+        change after ``fit`` (``set_params(beta=...)``, then ``predict``): it only
+        weighs scores that ``fit`` prepared, and is checked again at predict time
+        (``beta > 0`` needs a detector fitted with a prior). Every other parameter
+        takes effect at the next ``fit``; ``box_size`` and ``neighborhood`` changed
+        after ``fit`` make ``predict`` raise until the detector is refitted.
     max_iter : int, default=20000
         Iterations of liblinear per SVM.
     random_state : int, RandomState or None, default=None
@@ -273,7 +278,7 @@ class SlidingKeypointDetector(CropKeypointsMixin, BaseEstimator):
         -------
         self : SlidingKeypointDetector
         """
-        crops, keypoints = check_crops_keypoints(crops, keypoints)
+        crops, keypoints = check_crops_keypoints(crops, keypoints, fit=True)
         if self.neighborhood % 2 == 0:
             raise ValueError(
                 f"neighborhood must be odd (a cell and as many neighbours on each side), "
@@ -285,6 +290,7 @@ class SlidingKeypointDetector(CropKeypointsMixin, BaseEstimator):
                 "prior=GaussianNNPrior() or set beta=0."
             )
         rng = check_random_state(self.random_state)
+        self._settings_at_fit = {"box_size": self.box_size, "neighborhood": self.neighborhood}
         features = _default_features() if self.features is None else self.features
         self.features_ = clone(features).fit()
         resized, scales = self._rescale(crops)
@@ -298,14 +304,8 @@ class SlidingKeypointDetector(CropKeypointsMixin, BaseEstimator):
 
         gx, gy = np.meshgrid(self.grid_xs_, self.grid_ys_)  # (rows, cols)
         present = ~np.isnan(box_kp).any(axis=2)
+        # check_crops_keypoints warned about these: no detector, NaN predictions.
         self.skipped_types_ = [k for k in range(K) if not present[:, k].any()]
-        if self.skipped_types_:
-            warnings.warn(
-                f"Keypoint type(s) {self.skipped_types_} have no present keypoint in the "
-                "training data; no detector is trained for them and predict returns NaN "
-                "there. Add crops where they are visible.",
-                UserWarning, stacklevel=2,
-            )
         positives, candidates, cache, anchors = {}, {}, {}, {}
         for k in range(K):
             if k in self.skipped_types_:
@@ -397,7 +397,9 @@ class SlidingKeypointDetector(CropKeypointsMixin, BaseEstimator):
 
         self.prior_ = None
         if self.prior is not None:
-            self.prior_ = clone(self.prior).fit(resized, box_kp)
+            with warnings.catch_warnings():  # absent types: warned about above
+                warnings.filterwarnings("ignore", "Keypoint type", UserWarning)
+                self.prior_ = clone(self.prior).fit(resized, box_kp)
         return self
 
     # -- prediction -------------------------------------------------------------------
@@ -418,6 +420,7 @@ class SlidingKeypointDetector(CropKeypointsMixin, BaseEstimator):
             (n, rows): the RF centres in each input crop's pixels.
         """
         check_is_fitted(self)
+        self._check_predict_params()
         crops = _check_crops(crops)
         resized, scales = self._rescale(crops)
         Fp, _ = self._maps(resized)
@@ -443,6 +446,23 @@ class SlidingKeypointDetector(CropKeypointsMixin, BaseEstimator):
         xs = (self.grid_xs_[None, :] + 0.5) / scales[:, :1] - 0.5
         ys = (self.grid_ys_[None, :] + 0.5) / scales[:, 1:] - 0.5
         return Bunch(detector=raw, log_prior=log_prior, combined=combined, xs=xs, ys=ys)
+
+    def _check_predict_params(self):
+        """Validate the parameters again: only ``beta`` may have changed since fit."""
+        self._validate_params()
+        changed = [f"{name}={getattr(self, name)!r} (fitted with {value!r})"
+                   for name, value in getattr(self, "_settings_at_fit", {}).items()
+                   if getattr(self, name) != value]
+        if changed:
+            raise ValueError(
+                f"{', '.join(changed)} changed after fit; the SVMs were trained for the "
+                "fitted value. Call fit again, or set it back."
+            )
+        if self.beta > 0 and self.prior_ is None:
+            raise ValueError(
+                f"beta={self.beta} weights a prior, but this detector was fitted with "
+                "prior=None; fit it with prior=GaussianNNPrior(), or set beta=0."
+            )
 
     def predict(self, crops):
         """The highest-scoring location of each keypoint type in each crop.

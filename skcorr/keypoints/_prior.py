@@ -42,7 +42,9 @@ class GaussianNNPrior(CropKeypointsMixin, BaseEstimator):
         ``fit``. ``None`` means ``ConvColumnExtractor(layer="pool5", mode="global")``.
     sigma : float, default=22.0
         Standard deviation of the Gaussian, in pixels of the crops it is given (inside
-        a detector: of the ``box_size x box_size`` frame). Must be > 0.
+        a detector: of the ``box_size x box_size`` frame). Must be > 0. It may change
+        after ``fit`` (it is read, and validated again, by :meth:`log_density`);
+        ``features`` takes effect at the next ``fit``.
 
     Attributes
     ----------
@@ -92,7 +94,7 @@ class GaussianNNPrior(CropKeypointsMixin, BaseEstimator):
         self : GaussianNNPrior
             The fitted estimator.
         """
-        crops, keypoints = check_crops_keypoints(crops, keypoints)
+        crops, keypoints = check_crops_keypoints(crops, keypoints, fit=True)
         features = _default_features() if self.features is None else self.features
         self.features_ = clone(features).fit()
         self.train_features_ = l2_normalize(self.features_.extract_global(crops))
@@ -168,6 +170,7 @@ class GaussianNNPrior(CropKeypointsMixin, BaseEstimator):
             type no training crop has (a flat prior).
         """
         check_is_fitted(self)
+        self._validate_params()  # sigma may have changed after fit
         centres = self.predict(crops)
         return self._log_density(centres, np.asarray(xs, float), np.asarray(ys, float))
 

@@ -8,9 +8,13 @@ there (the format from the file's extension).
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 
 from .._image import as_rgb
+from .._io import atomic_path
 from ._reconstruct import reconstruction_error
 
 __all__ = ["plot_flow", "plot_reconstruction", "plot_rf_averages", "plot_score_maps"]
@@ -25,8 +29,17 @@ def _figure(n_rows, n_cols, panel=3.2):
 
 
 def _finish(fig, path):
-    if path is not None:
+    """Save the figure to ``path`` (a file name: whole or not at all; or a file object)."""
+    if path is None:
+        return fig
+    if not isinstance(path, (str, os.PathLike)):
         fig.savefig(path, dpi=100)
+        return fig
+    from matplotlib import rcParams
+
+    fmt = Path(path).suffix[1:].lower() or rcParams["savefig.format"]
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format=fmt)
     return fig
 
 

@@ -1,0 +1,56 @@
+"""Writing files whole or not at all.
+
+Every file skcorr writes (tables, figures; the column database has its own rule) is
+first written under a temporary name in the folder of its target, flushed to disk, and
+then renamed onto the target with :func:`os.replace`, which is atomic on POSIX and
+Windows within one file system. A failure or an interrupt (Ctrl-C) at any point leaves
+the target as it was (absent, or its old content) and removes the temporary file.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+
+__all__ = ["atomic_path", "write_text"]
+
+
+@contextmanager
+def atomic_path(path) -> Iterator[Path]:
+    """A temporary path to write instead of ``path``; renamed onto it on success.
+
+    The temporary file lies in the same folder (so the rename stays on one file system),
+    is hidden (``.name.<random>.tmp``) and ends with the suffix of ``path``, for writers
+    that choose the format from the extension. It is created empty, with the permissions
+    a new file would get.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> with atomic_path(os.path.join(folder, "table.csv")) as tmp:
+    ...     _ = tmp.write_text("a,b\\n")
+    >>> os.listdir(folder)
+    ['table.csv']
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp{path.suffix}")
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    try:
+        yield tmp
+        with open(tmp, "rb+") as handle:  # on disk before the rename makes it visible
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:  # KeyboardInterrupt included: never leave the temporary file
+        with suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_text(path, text: str, *, newline: str | None = None) -> None:
+    """Write ``text`` (UTF-8) to ``path`` whole or not at all."""
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline=newline) as handle:
+        handle.write(text)
