@@ -28,6 +28,7 @@ from numba import njit
 
 __all__ = [
     "bp_iterations",
+    "coarsen_costs",
     "data_cost",
     "data_cost_window",
     "distance_transform_1d",
@@ -315,7 +316,7 @@ def bp_iterations(costs, offsets, lam, messages, max_iter, tol, patience):
 
 
 # --------------------------------------------------------------------------------------
-# Data costs and label-grid resampling (numpy: matrix products and gathers)
+# Data costs (numpy matrix products) and label-grid resampling (numba)
 # --------------------------------------------------------------------------------------
 def _as_features(x, name):
     x = np.asarray(x)
@@ -362,6 +363,28 @@ def data_cost(fs, ft):
     return d.astype(np.float32, copy=False).reshape(fs.shape[:2] + ft.shape[:2])
 
 
+@njit(cache=True, nogil=True)
+def _shift_label_grid(costs, shift, out):
+    H, W, Ly, Lx = costs.shape
+    Ky, Kx = out.shape[2:]
+    for i in range(H):
+        for j in range(W):
+            sy = shift[i, j, 0]
+            sx = shift[i, j, 1]
+            # output columns whose source column b + sx lies on the label grid
+            b0 = min(max(-sx, 0), Kx)
+            b1 = max(min(Lx - sx, Kx), b0)
+            for a in range(Ky):
+                row = out[i, j, a]
+                y = a + sy
+                if y < 0 or y >= Ly:
+                    row[:] = np.inf
+                    continue
+                row[:b0] = np.inf
+                row[b0:b1] = costs[i, j, y, b0 + sx:b1 + sx]
+                row[b1:] = np.inf
+
+
 def shift_label_grid(costs, shift, shape):
     """Resample every node's label grid at shifted positions, ``+inf`` off the grid.
 
@@ -370,7 +393,7 @@ def shift_label_grid(costs, shift, shape):
 
     Parameters
     ----------
-    costs : ndarray of shape (H, W, Ly, Lx)
+    costs : ndarray of shape (H, W, Ly, Lx), float32 or float64
     shift : array-like of int, shape (H, W, 2) or (2,)
         Per-node (or common) label shift ``(sy, sx)``.
     shape : (int, int)
@@ -380,16 +403,71 @@ def shift_label_grid(costs, shift, shape):
     -------
     out : ndarray of shape (H, W, Ky, Kx), dtype of ``costs``
     """
-    H, W, Ly, Lx = costs.shape
-    shift = np.broadcast_to(np.asarray(shift, dtype=np.int64), (H, W, 2))
-    ys = shift[:, :, 0, None, None] + np.arange(shape[0])[:, None]  # (H, W, Ky, 1)
-    xs = shift[:, :, 1, None, None] + np.arange(shape[1])            # (H, W, 1, Kx)
-    inside = (ys >= 0) & (ys < Ly) & (xs >= 0) & (xs < Lx)
-    i = np.arange(H)[:, None, None, None]
-    j = np.arange(W)[:, None, None]
-    out = costs[i, j, np.clip(ys, 0, Ly - 1), np.clip(xs, 0, Lx - 1)]
-    out[~inside] = np.inf
+    costs = np.ascontiguousarray(costs)
+    if costs.dtype not in (np.float32, np.float64):
+        costs = costs.astype(np.float64)
+    H, W = costs.shape[:2]
+    shift = np.ascontiguousarray(np.broadcast_to(np.asarray(shift, dtype=np.int64), (H, W, 2)))
+    out = np.empty((H, W) + tuple(int(k) for k in shape), costs.dtype)
+    _shift_label_grid(costs, shift, out)
     return out
+
+
+@njit(cache=True, nogil=True)
+def _min_filter(f, slack, tmp, out):
+    """``out[a, b] = min f[a', b']`` over ``|a' - a|, |b' - b| <= slack`` on the grid."""
+    Ly, Lx = f.shape
+    for a in range(Ly):
+        for b in range(Lx):
+            x = f[a, b]
+            for c in range(max(b - slack, 0), min(b + slack + 1, Lx)):
+                x = min(x, f[a, c])
+            tmp[a, b] = x
+    for a in range(Ly):
+        out[a, :] = tmp[a, :]
+        for c in range(max(a - slack, 0), min(a + slack + 1, Ly)):
+            for b in range(Lx):
+                out[a, b] = min(out[a, b], tmp[c, b])
+
+
+@njit(cache=True, nogil=True)
+def coarsen_costs(costs, offsets, slack):
+    """Data costs of 2x2 blocks of nodes that share a displacement up to ``slack``.
+
+    Block ``P`` takes the offset of its top-left node; its cost of a label is the sum
+    over its nodes of their cheapest cost within ``slack`` label steps of that
+    displacement (``+inf`` where a node has none). Blocks of one row or column at odd
+    borders.
+
+    Parameters
+    ----------
+    costs : ndarray of shape (H, W, Ly, Lx), float32 or float64
+    offsets : ndarray of shape (H, W, 2), int64
+    slack : int
+
+    Returns
+    -------
+    coarse : ndarray of shape ((H + 1) // 2, (W + 1) // 2, Ly, Lx), dtype of ``costs``
+    """
+    H, W, Ly, Lx = costs.shape
+    coarse = np.zeros(((H + 1) // 2, (W + 1) // 2, Ly, Lx), costs.dtype)
+    tmp = np.empty((Ly, Lx), costs.dtype)
+    near = np.empty((Ly, Lx), costs.dtype)
+    for i in range(H):
+        for j in range(W):
+            _min_filter(costs[i, j], slack, tmp, near)
+            block = coarse[i // 2, j // 2]
+            sy = offsets[i - i % 2, j - j % 2, 0] - offsets[i, j, 0]
+            sx = offsets[i - i % 2, j - j % 2, 1] - offsets[i, j, 1]
+            for a in range(Ly):
+                y = a + sy
+                for b in range(Lx):
+                    x = b + sx
+                    if 0 <= y < Ly and 0 <= x < Lx:
+                        block[a, b] += near[y, x]
+                    else:
+                        block[a, b] = np.inf
+    return coarse
 
 
 def data_cost_window(fs, ft, radius, centers=None):
