@@ -19,8 +19,11 @@ Min-sum BP on it passes
 
 A node's update costs ``O(Ly * Lx)``, against ``O(Ly * Lx)`` distance-transform passes
 per message of 2-D BP; messages are ``O(Ly + Lx)`` floats. Nodes are updated in a
-checkerboard (a raster order oscillates on some real pairs); the nodes of one colour are
-independent and run in parallel (``numba.prange`` over rows). The labelling returned is
+checkerboard (a raster order oscillates on some real pairs). The nodes of one colour are
+independent, but the sweep runs on one thread: on the shared 2-core machine numba's
+threads (``prange`` over rows, omp with or without a passive wait policy, or workqueue)
+never beat one thread and spinning omp threads ran 2-10x slower (bench/README.md);
+parallelism across image pairs is the better use of cores. The labelling returned is
 the lowest-energy one among those decoded after every iteration and the data-only one
 (each node's cheapest label), so it is never worse than nearest-column matching.
 """
@@ -29,7 +32,7 @@ from __future__ import annotations
 
 import numpy as np
 from llvmlite import ir
-from numba import njit, prange, types
+from numba import njit, types
 from numba.extending import intrinsic
 
 __all__ = ["dual_bp_iterations", "transpose_labels"]
@@ -43,20 +46,20 @@ _DJ = (0, 0, -1, 1)
 
 @intrinsic
 def _fmin(typingctx, a, b):
-    """``min(a, b)`` of two float32 as LLVM's ``minnum``.
+    """``min(a, b)`` of two float32 (or two float64) as LLVM's ``minnum``.
 
     numba's ``min`` lowers to a compare and select that LLVM neither vectorises as a
     reduction nor keeps out of masked stores; ``minnum`` vectorises to ``vminps``.
     """
-    sig = types.float32(types.float32, types.float32)
+    if a != b or a not in (types.float32, types.float64):
+        return None
 
     def codegen(context, builder, signature, args):
-        f32 = ir.FloatType()
-        fnty = ir.FunctionType(f32, [f32, f32])
-        fn = builder.module.declare_intrinsic("llvm.minnum", [f32], fnty)
+        ty = context.get_value_type(a)
+        fn = builder.module.declare_intrinsic("llvm.minnum", [ty], ir.FunctionType(ty, [ty, ty]))
         return builder.call(fn, args)
 
-    return sig, codegen
+    return a(a, b), codegen
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
@@ -176,11 +179,11 @@ def _data_only_labels(costs, costs_t, labels):
             labels[i, j, 0], labels[i, j, 1] = _decode(costs[i, j], zu, zv, gv)
 
 
-@njit(cache=True, nogil=True, parallel=True)
-def _half_sweep(costs, costs_t, offsets, lam, mu, mv, colour, labels, row_delta, row_changed):
+@njit(cache=True, nogil=True)
+def _half_sweep(costs, costs_t, offsets, lam, mu, mv, colour, labels, row_delta):
     """Every node of one colour sends its eight messages; decode its label on the way."""
     H, W, Ly, Lx = costs.shape
-    for i in prange(H):
+    for i in range(H):
         bu = np.empty(Lx, np.float32)
         bv = np.empty(Ly, np.float32)
         gu = np.empty(Lx, np.float32)
@@ -190,15 +193,10 @@ def _half_sweep(costs, costs_t, offsets, lam, mu, mv, colour, labels, row_delta,
         h = np.empty(max(Lx, Ly), np.float32)
         out = np.empty(max(Lx, Ly), np.float32)
         delta = np.float32(0.0)
-        changed = False
         for j in range((i + colour) % 2, W, 2):
             _beliefs(mu, mv, i, j, bu, bv)
             _data_messages(costs[i, j], costs_t[i, j], bu, bv, gu, gv)
-            ly, lx = _decode(costs[i, j], bu, bv, gv)
-            if ly != labels[i, j, 0] or lx != labels[i, j, 1]:
-                changed = True
-                labels[i, j, 0] = ly
-                labels[i, j, 1] = lx
+            labels[i, j, 0], labels[i, j, 1] = _decode(costs[i, j], bu, bv, gv)
             for b in range(Lx):
                 hu[b] = gu[b] + bu[b]
             for a in range(Ly):
@@ -215,7 +213,6 @@ def _half_sweep(costs, costs_t, offsets, lam, mu, mv, colour, labels, row_delta,
                 delta = max(delta, _send(hv, mv[k, i, j], lam, sy, h[:Ly], out[:Ly],
                                          mv[k ^ 1, pi, pj]))
         row_delta[i] = delta
-        row_changed[i] = changed
 
 
 @njit(cache=True, nogil=True)
@@ -293,8 +290,10 @@ def dual_bp_iterations(costs, costs_t, offsets, lam, mu, mv, max_iter, tol, pati
     tol : float
         Stop after an iteration whose largest message change is ``<= tol``.
     patience : int
-        Stop once the decoded labelling has not changed for ``patience`` iterations in a
-        row (``0``: never stop on this rule).
+        Stop once ``patience`` iterations in a row have decoded no labelling of lower
+        energy than the best so far (``0``: never stop on this rule). Loopy BP on the
+        coarse levels of coarse-to-fine often cycles among labellings without ever
+        settling, so waiting for an unchanged labelling would run to ``max_iter``.
 
     Returns
     -------
@@ -311,24 +310,21 @@ def dual_bp_iterations(costs, costs_t, offsets, lam, mu, mv, max_iter, tol, pati
     best_energy = data + smooth
     best = labels.copy()
     row_delta = np.zeros(H, np.float32)
-    row_changed = np.zeros(H, np.bool_)
-    stable = 0
+    stale = 0
     n_iter = 0
     for _ in range(max_iter):
         n_iter += 1
         delta = 0.0
-        changed = False
         for colour in range(2):
-            _half_sweep(costs, costs_t, offsets, lam, mu, mv, colour, labels, row_delta,
-                        row_changed)
+            _half_sweep(costs, costs_t, offsets, lam, mu, mv, colour, labels, row_delta)
             delta = max(delta, row_delta.max())
-            changed = changed or row_changed.any()
         data, smooth = labelling_energy(costs, offsets, lam, labels)
+        stale += 1
         if data + smooth < best_energy:
             best_energy = data + smooth
             best[:] = labels
-        stable = 0 if changed else stable + 1
-        if delta <= tol or (patience > 0 and stable >= patience):
+            stale = 0
+        if delta <= tol or (patience > 0 and stale >= patience):
             break
     _decode_all(costs, costs_t, mu, mv, labels)
     data, smooth = labelling_energy(costs, offsets, lam, labels)

@@ -26,6 +26,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from ._dual import _fmin
+
 __all__ = [
     "bp_iterations",
     "coarsen_costs",
@@ -415,19 +417,24 @@ def shift_label_grid(costs, shift, shape):
 
 @njit(cache=True, nogil=True)
 def _min_filter(f, slack, tmp, out):
-    """``out[a, b] = min f[a', b']`` over ``|a' - a|, |b' - b| <= slack`` on the grid."""
+    """``out[a, b] = min f[a', b']`` over ``|a' - a|, |b' - b| <= slack`` on the grid.
+
+    Separable, one shifted row at a time, so that the inner loops vectorise.
+    """
     Ly, Lx = f.shape
     for a in range(Ly):
-        for b in range(Lx):
-            x = f[a, b]
-            for c in range(max(b - slack, 0), min(b + slack + 1, Lx)):
-                x = min(x, f[a, c])
-            tmp[a, b] = x
+        row = tmp[a]
+        row[:] = f[a]
+        for o in range(1, slack + 1):
+            for b in range(Lx - o):
+                row[b] = _fmin(row[b], f[a, b + o])
+                row[b + o] = _fmin(row[b + o], f[a, b])
     for a in range(Ly):
-        out[a, :] = tmp[a, :]
+        row = out[a]
+        row[:] = tmp[a]
         for c in range(max(a - slack, 0), min(a + slack + 1, Ly)):
             for b in range(Lx):
-                out[a, b] = min(out[a, b], tmp[c, b])
+                row[b] = _fmin(row[b], tmp[c, b])
 
 
 @njit(cache=True, nogil=True)
