@@ -302,9 +302,9 @@ def dual_layer_bp(costs, lam, offsets=None, *, max_iter=100, tol=1e-6, patience=
     floats and a node update ``O(Ly * Lx)``, against ``O(Ly * Lx)`` per message of 2-D
     BP: tens of times faster for the same number of iterations. Loopy BP on the two
     factor graphs is not the same algorithm, so labellings can differ; the returned one
-    is the lowest-energy labelling decoded after any iteration, never worse than each
-    node's cheapest label. Runs in float32 on the nodes of a checkerboard colour in
-    parallel (numba threads).
+    is the lowest-energy labelling decoded after any iteration (or each node's cheapest
+    label, if lower), polished by iterated conditional modes. Runs in float32, one
+    thread, checkerboard schedule.
 
     Parameters
     ----------

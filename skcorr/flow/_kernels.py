@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ._dual import _fmin
+from ._dual import _FASTMATH, _fmin
 
 __all__ = [
     "bp_iterations",
@@ -318,7 +318,7 @@ def bp_iterations(costs, offsets, lam, messages, max_iter, tol, patience):
 
 
 # --------------------------------------------------------------------------------------
-# Data costs (numpy matrix products) and label-grid resampling (numba)
+# Data costs and label-grid resampling
 # --------------------------------------------------------------------------------------
 def _as_features(x, name):
     x = np.asarray(x)
@@ -333,8 +333,9 @@ def _as_features(x, name):
 def data_cost(fs, ft):
     """Squared Euclidean distances from every source feature to every target feature.
 
-    ``D[i, j, y, x] = ||fs[i, j] - ft[y, x]||^2``, computed for all pairs at once as
-    ``||a||^2 + ||b||^2 - 2 a.b`` with one matrix product, clipped at 0.
+    ``D[i, j, y, x] = ||fs[i, j] - ft[y, x]||^2``, summed in float32 by a numba kernel on
+    one thread (a BLAS matrix product is faster on an idle machine but its threads
+    spin; on the shared 2-core machine it took 10-50x longer than the kernel).
 
     Parameters
     ----------
@@ -349,20 +350,54 @@ def data_cost(fs, ft):
         The data costs of the label set "every target position" (label = target
         position ``(y, x)``).
     """
+    fs, ft = _as_feature_pair(fs, ft)
+    out = np.empty(fs.shape[:2] + ft.shape[:2], np.float32)
+    _data_cost_into(fs.reshape(-1, fs.shape[2]), ft.reshape(-1, ft.shape[2]),
+                    out.reshape(fs.shape[0] * fs.shape[1], -1))
+    return out
+
+
+def _as_feature_pair(fs, ft):
     fs = _as_features(fs, "fs")
     ft = _as_features(ft, "ft")
     if fs.shape[2] != ft.shape[2]:
         raise ValueError(f"fs and ft must have the same number of features; got "
                          f"{fs.shape[2]} and {ft.shape[2]}.")
-    dtype = np.result_type(fs.dtype, ft.dtype, np.float32)
-    a = fs.reshape(-1, fs.shape[2]).astype(dtype, copy=False)
-    b = ft.reshape(-1, ft.shape[2]).astype(dtype, copy=False)
-    d = a @ b.T
-    d *= -2
-    d += np.einsum("ij,ij->i", a, a)[:, None]
-    d += np.einsum("ij,ij->i", b, b)[None, :]
-    np.maximum(d, 0, out=d)
-    return d.astype(np.float32, copy=False).reshape(fs.shape[:2] + ft.shape[:2])
+    return (np.ascontiguousarray(fs, dtype=np.float32),
+            np.ascontiguousarray(ft, dtype=np.float32))
+
+
+@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def _squared_distance(a, b):
+    acc = np.float32(0.0)
+    for k in range(a.shape[0]):
+        d = a[k] - b[k]
+        acc += d * d
+    return acc
+
+
+@njit(cache=True, nogil=True)
+def _data_cost_into(fs, ft, out):
+    for p in range(fs.shape[0]):
+        for q in range(ft.shape[0]):
+            out[p, q] = _squared_distance(fs[p], ft[q])
+
+
+@njit(cache=True, nogil=True)
+def _data_cost_window_into(fs, ft, shift, out):
+    H, W = fs.shape[:2]
+    Ht, Wt = ft.shape[:2]
+    K = out.shape[2]
+    for i in range(H):
+        for j in range(W):
+            for a in range(K):
+                y = i + shift[i, j, 0] + a
+                for b in range(K):
+                    x = j + shift[i, j, 1] + b
+                    if 0 <= y < Ht and 0 <= x < Wt:
+                        out[i, j, a, b] = _squared_distance(fs[i, j], ft[y, x])
+                    else:
+                        out[i, j, a, b] = np.inf
 
 
 @njit(cache=True, nogil=True)
@@ -437,7 +472,6 @@ def _min_filter(f, slack, tmp, out):
                 row[b] = _fmin(row[b], tmp[c, b])
 
 
-@njit(cache=True, nogil=True)
 def coarsen_costs(costs, offsets, slack):
     """Data costs of 2x2 blocks of nodes that share a displacement up to ``slack``.
 
@@ -458,6 +492,13 @@ def coarsen_costs(costs, offsets, slack):
     """
     H, W, Ly, Lx = costs.shape
     coarse = np.zeros(((H + 1) // 2, (W + 1) // 2, Ly, Lx), costs.dtype)
+    _coarsen_into(costs, offsets, slack, coarse)
+    return coarse
+
+
+@njit(cache=True, nogil=True)
+def _coarsen_into(costs, offsets, slack, coarse):
+    H, W, Ly, Lx = costs.shape
     tmp = np.empty((Ly, Lx), costs.dtype)
     near = np.empty((Ly, Lx), costs.dtype)
     for i in range(H):
@@ -474,7 +515,6 @@ def coarsen_costs(costs, offsets, slack):
                         block[a, b] += near[y, x]
                     else:
                         block[a, b] = np.inf
-    return coarse
 
 
 def data_cost_window(fs, ft, radius, centers=None):
@@ -504,16 +544,11 @@ def data_cost_window(fs, ft, radius, centers=None):
     fs = _as_features(fs, "fs")
     H, W = fs.shape[:2]
     centers = _as_label_vectors(centers, (H, W), "centers")
-    ft = _as_features(ft, "ft")
-    grid = np.stack(np.meshgrid(np.arange(H), np.arange(W), indexing="ij"), axis=-1)
-    shift = grid + centers - radius
+    fs, ft = _as_feature_pair(fs, ft)
     size = 2 * radius + 1
-    # Full cost rows by blocks of source rows, so at most ~2**24 floats are held at once.
-    step = max(1, 2**24 // (W * ft.shape[0] * ft.shape[1]))
-    return np.concatenate([
-        shift_label_grid(data_cost(fs[r:r + step], ft), shift[r:r + step], (size, size))
-        for r in range(0, H, step)
-    ])
+    out = np.empty((H, W, size, size), np.float32)
+    _data_cost_window_into(fs, ft, centers - radius, out)
+    return out
 
 
 def _as_radius(radius):
