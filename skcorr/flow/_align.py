@@ -227,7 +227,9 @@ def align(source: FeatureMap, target: FeatureMap, *, lam: float = 0.1, radius=No
         found better flows than flat loopy BP on PF-WILLOW (bench/README.md).
     max_iter, tol, patience : int, float, int
         BP iteration limit, stopping tolerance (largest message change) and the number
-        of iterations without a label change after which BP stops (0: never).
+        of iterations without progress after which BP stops (0: never): without a
+        lower-energy labelling for ``"dual"``, without a label change for ``"2d"``. The
+        iterations run are ``Flow.n_iter``.
     solver : {"dual", "2d"}, default="dual"
         ``"dual"``: dual-layer BP (:func:`~skcorr.flow.dual_layer_bp`, SIFT Flow's
         decomposition of the same energy; tens of times faster). ``"2d"``: BP with 2-D

@@ -320,8 +320,8 @@ def dual_layer_bp(costs, lam, offsets=None, *, max_iter=100, tol=1e-6, patience=
     tol : float, default=1e-6
         Stop after an iteration whose largest message change is at most ``tol``.
     patience : int, default=5
-        Stop once the labelling has not changed for ``patience`` iterations in a row;
-        0 turns this rule off.
+        Stop once ``patience`` iterations in a row have found no labelling of lower
+        energy than the best so far; 0 turns this rule off.
     return_messages : bool, default=False
         Also return the final messages.
 
