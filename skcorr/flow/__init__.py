@@ -2,10 +2,11 @@
 
 * :func:`align` and :class:`Flow`: pairwise alignment, warping, point transfer.
 * :class:`FlowAligner`: the estimator that transfers keypoints from neighbours.
-* :func:`min_sum_bp`, :func:`coarse_to_fine_bp`, :func:`distance_transform_1d`,
-  :func:`distance_transform_2d`, :func:`data_cost`: the numba distance transform and
-  the min-sum belief propagation they run on, with the label-set offsets
-  :func:`absolute_offsets` and :func:`window_offsets`.
+* :func:`dual_layer_bp` (the default solver: SIFT Flow's dual-layer decomposition of the
+  same energy), :func:`min_sum_bp` (2-D messages), :func:`coarse_to_fine_bp`,
+  :func:`distance_transform_1d`, :func:`distance_transform_2d`, :func:`data_cost`,
+  :func:`data_cost_window`: the numba min-sum belief propagation and its kernels, with
+  the label-set offsets :func:`absolute_offsets` and :func:`window_offsets`.
 """
 
 from ._align import Flow, align
@@ -15,10 +16,11 @@ from ._bp import (
     absolute_offsets,
     bp_energy,
     coarse_to_fine_bp,
+    dual_layer_bp,
     min_sum_bp,
     window_offsets,
 )
-from ._kernels import data_cost, distance_transform_1d, distance_transform_2d
+from ._kernels import data_cost, data_cost_window, distance_transform_1d, distance_transform_2d
 
 __all__ = [
     "BPResult",
@@ -29,8 +31,10 @@ __all__ = [
     "bp_energy",
     "coarse_to_fine_bp",
     "data_cost",
+    "data_cost_window",
     "distance_transform_1d",
     "distance_transform_2d",
+    "dual_layer_bp",
     "min_sum_bp",
     "window_offsets",
 ]

@@ -24,7 +24,14 @@ from scipy.ndimage import map_coordinates
 
 from .._image import as_rgb
 from ..features._base import FeatureMap, _grid_coordinate
-from ._bp import absolute_offsets, coarse_to_fine_bp, min_sum_bp, window_offsets
+from ._bp import (
+    _SOLVE,
+    _check_iteration,
+    _check_solver,
+    _coarse_to_fine,
+    absolute_offsets,
+    window_offsets,
+)
 from ._kernels import data_cost, data_cost_window
 
 __all__ = ["Flow", "align"]
@@ -215,7 +222,8 @@ class Flow:
 
 
 def align(source: FeatureMap, target: FeatureMap, *, lam: float = 0.1, radius=None,
-          levels: int = 2, max_iter: int = 50, tol: float = 1e-6) -> Flow:
+          levels: int = 2, max_iter: int = 50, tol: float = 1e-6, patience: int = 5,
+          solver: str = "dual") -> Flow:
     """Align two feature grids by min-sum belief propagation.
 
     Parameters
@@ -235,8 +243,16 @@ def align(source: FeatureMap, target: FeatureMap, *, lam: float = 0.1, radius=No
     levels : int, default=2
         Coarse-to-fine levels (0 = flat BP). Besides being faster, coarse-to-fine
         found better flows than flat loopy BP on PF-WILLOW (RESULTS.md).
-    max_iter, tol : int, float
-        BP iteration limit and stopping tolerance.
+    max_iter, tol, patience : int, float, int
+        BP iteration limit, stopping tolerance (largest message change) and the number
+        of iterations without progress after which BP stops (0: never): without a
+        lower-energy labelling for ``"dual"``, without a label change for ``"2d"``. The
+        iterations run are ``Flow.n_iter``.
+    solver : {"dual", "2d"}, default="dual"
+        ``"dual"``: dual-layer BP (:func:`~skcorr.flow.dual_layer_bp`, SIFT Flow's
+        decomposition of the same energy; tens of times faster). ``"2d"``: BP with 2-D
+        messages (:func:`~skcorr.flow.min_sum_bp`). Energies reached on PF-WILLOW are
+        compared in bench/README.md.
 
     Returns
     -------
@@ -278,6 +294,10 @@ def align(source: FeatureMap, target: FeatureMap, *, lam: float = 0.1, radius=No
             )
     if not np.isfinite(lam) or lam < 0:
         raise ValueError(f"lam must be a finite number >= 0, got {lam!r}.")
+    solver = _check_solver(solver)
+    iteration = _check_iteration(max_iter, tol, patience)
+    if isinstance(levels, bool) or not isinstance(levels, int | np.integer) or levels < 0:
+        raise ValueError(f"levels must be an integer >= 0; got {levels!r}.")
     rows, cols = source.grid_shape
     if radius is None:
         costs = data_cost(source.features, target.features)
@@ -286,13 +306,11 @@ def align(source: FeatureMap, target: FeatureMap, *, lam: float = 0.1, radius=No
         centers = _scaled_positions((rows, cols), target.grid_shape)
         costs = data_cost_window(source.features, target.features, radius, centers)
         offsets = window_offsets((rows, cols), radius, centers)
+    # The costs are finite (or +inf off the target grid, with a finite label per node).
     if lam == 0:  # independent nodes: one pass gives each node its best label exactly
-        result = min_sum_bp(costs, 0.0, offsets, max_iter=1)
-    elif levels:
-        result = coarse_to_fine_bp(costs, lam, offsets, levels=levels, max_iter=max_iter,
-                                   tol=tol)
+        result = _SOLVE[solver](costs, offsets, 0.0, 1, tol, patience)[0]
     else:
-        result = min_sum_bp(costs, lam, offsets, max_iter=max_iter, tol=tol)
+        result = _coarse_to_fine(costs, offsets, float(lam), int(levels), 2, iteration, solver)
     grid = np.stack(np.meshgrid(np.arange(rows), np.arange(cols), indexing="ij"), -1)
     target_index = grid + result.displacements
     w = result.displacements

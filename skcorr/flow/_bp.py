@@ -22,15 +22,22 @@ import numbers
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.ndimage import minimum_filter
 
-from ._kernels import _as_label_vectors, _as_radius, bp_iterations, shift_label_grid
+from ._dual import dual_bp_iterations, transpose_labels
+from ._kernels import (
+    _as_label_vectors,
+    _as_radius,
+    bp_iterations,
+    coarsen_costs,
+    shift_label_grid,
+)
 
 __all__ = [
     "BPResult",
     "absolute_offsets",
     "bp_energy",
     "coarse_to_fine_bp",
+    "dual_layer_bp",
     "min_sum_bp",
     "window_offsets",
 ]
@@ -120,7 +127,8 @@ def _check_costs(costs):
                          f"shape {costs.shape}.")
     if not (np.issubdtype(costs.dtype, np.floating) or np.issubdtype(costs.dtype, np.integer)):
         raise TypeError(f"costs must be real numbers; got dtype {costs.dtype}.")
-    costs = np.ascontiguousarray(costs, dtype=np.float64)
+    dtype = np.float32 if costs.dtype == np.float32 else np.float64
+    costs = np.ascontiguousarray(costs, dtype=dtype)
     if np.isnan(costs).any():
         raise ValueError("costs contain NaN; use +inf for labels that are not allowed.")
     if (costs == -np.inf).any():
@@ -150,6 +158,15 @@ def _check_iteration(max_iter, tol, patience):
     if not isinstance(tol, numbers.Real) or not np.isfinite(tol) or tol < 0:
         raise ValueError(f"tol must be a finite number >= 0; got {tol!r}.")
     return _check_int(max_iter, "max_iter", 1), float(tol), _check_int(patience, "patience", 0)
+
+
+SOLVERS = ("dual", "2d")
+
+
+def _check_solver(solver):
+    if solver not in SOLVERS:
+        raise ValueError(f"solver must be one of {SOLVERS}; got {solver!r}.")
+    return solver
 
 
 def _check_problem(costs, lam, offsets):
@@ -197,7 +214,8 @@ def bp_energy(costs, labels, lam, offsets=None):
 
 
 def _solve(costs, offsets, lam, max_iter, tol, patience):
-    """Flat BP on a validated problem; returns ``(BPResult, messages)``."""
+    """Flat 2-D BP on a validated problem; returns ``(BPResult, messages)``."""
+    costs = np.ascontiguousarray(costs, dtype=np.float64)
     H, W, Ly, Lx = costs.shape
     messages = np.zeros((4, H, W, Ly, Lx))
     flat, n_iter = bp_iterations(costs, np.ascontiguousarray(offsets, dtype=np.int64), lam,
@@ -205,6 +223,25 @@ def _solve(costs, offsets, lam, max_iter, tol, patience):
     labels = np.stack(np.divmod(flat, Lx), axis=-1)
     return BPResult(labels, labels + offsets, *_energy(costs, labels, lam, offsets),
                     n_iter), messages
+
+
+def _solve_dual(costs, offsets, lam, max_iter, tol, patience):
+    """Flat dual-layer BP on a validated problem; returns ``(BPResult, messages)``.
+
+    BP runs in float32; the energies are those of ``costs`` as given.
+    """
+    costs32 = np.ascontiguousarray(costs, dtype=np.float32)
+    offsets = np.ascontiguousarray(offsets, dtype=np.int64)
+    H, W, Ly, Lx = costs.shape
+    mu = np.zeros((4, H, W, Lx), np.float32)
+    mv = np.zeros((4, H, W, Ly), np.float32)
+    labels, n_iter = dual_bp_iterations(costs32, transpose_labels(costs32), offsets,
+                                        np.float32(lam), mu, mv, max_iter, tol, patience)
+    return BPResult(labels, labels + offsets, *_energy(costs, labels, lam, offsets),
+                    n_iter), (mu, mv)
+
+
+_SOLVE = {"2d": _solve, "dual": _solve_dual}
 
 
 def min_sum_bp(costs, lam, offsets=None, *, max_iter=100, tol=1e-6, patience=5,
@@ -254,37 +291,83 @@ def min_sum_bp(costs, lam, offsets=None, *, max_iter=100, tol=1e-6, patience=5,
     return (result, messages) if return_messages else result
 
 
-def _coarsen(costs, offsets, slack):
-    """Problem on 2x2 blocks of nodes that share one displacement, up to ``slack``.
+def dual_layer_bp(costs, lam, offsets=None, *, max_iter=100, tol=1e-6, patience=5,
+                  return_messages=False):
+    """Dual-layer min-sum BP (SIFT Flow's decomposition) on a 4-connected grid.
 
-    The block ``P`` takes the offset of its top-left node; its cost for a displacement
-    ``w`` is the sum over its nodes of their cheapest cost within ``slack`` label steps
-    of ``w`` (``+inf`` where a node has none). Blocks of one row or column at odd borders.
+    Minimises the same energy as :func:`min_sum_bp`,
+    ``sum_p D_p(l_p) + lam * sum_{(p, q)} ||(l_p + o_p) - (l_q + o_q)||^2``, on its
+    exact factorisation into a layer of row labels and a layer of column labels joined by
+    the data term (the smoothness is separable). A message then costs ``O(Ly + Lx)``
+    floats and a node update ``O(Ly * Lx)``, against ``O(Ly * Lx)`` per message of 2-D
+    BP: tens of times faster for the same number of iterations. Loopy BP on the two
+    factor graphs is not the same algorithm, so labellings can differ; the returned one
+    is the lowest-energy labelling decoded after any iteration (or each node's cheapest
+    label, if lower), polished by iterated conditional modes. Runs in float32, one
+    thread, checkerboard schedule.
+
+    Parameters
+    ----------
+    costs : array-like of shape (H, W, Ly, Lx)
+        Data costs ``D_p(l)``; ``+inf`` forbids a label (each node needs a finite one).
+        NaN and ``-inf`` are errors. Computed in float32.
+    lam : float
+        Smoothness weight, ``>= 0``, per squared label-grid step.
+    offsets : array-like of int, shape (H, W, 2) or (2,), optional
+        Label ``l`` at node ``p`` is the displacement ``l + offsets[p]``; default zero.
+    max_iter : int, default=100
+        Iterations at most (one iteration: every node sends its messages once).
+    tol : float, default=1e-6
+        Stop after an iteration whose largest message change is at most ``tol``.
+    patience : int, default=5
+        Stop once ``patience`` iterations in a row have found no labelling of lower
+        energy than the best so far; 0 turns this rule off.
+    return_messages : bool, default=False
+        Also return the final messages.
+
+    Returns
+    -------
+    result : BPResult
+        Labels ``(H, W, 2)``, displacements, the data and smoothness energy (float64
+        sums of the float32 costs), iterations run.
+    messages : tuple of ndarray
+        Only with ``return_messages=True``: ``(mu, mv)`` of shapes ``(4, H, W, Lx)`` and
+        ``(4, H, W, Ly)``, the column-layer and row-layer messages into every node from
+        its neighbour above (k=0), below (1), left (2), right (3).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skcorr.flow import dual_layer_bp
+    >>> costs = np.ones((3, 3, 2, 2), np.float32)
+    >>> costs[..., 1, 0] = 0.0              # every node prefers label (1, 0) ...
+    >>> costs[1, 1, 1, 0] = 3.0             # ... but the centre one, which is outvoted
+    >>> dual_layer_bp(costs, lam=1.0).labels[1, 1].tolist()
+    [1, 0]
     """
-    H, W, Ly, Lx = costs.shape
-    size = 2 * slack + 1
-    costs = minimum_filter(costs, size=(1, 1, size, size), mode="constant", cval=np.inf)
-    coarse_offsets = offsets[::2, ::2]
-    coarse = np.zeros(coarse_offsets.shape[:2] + (Ly, Lx))
-    for dy in (0, 1):
-        for dx in (0, 1):
-            child = costs[dy::2, dx::2]
-            h, w = child.shape[:2]
-            shift = coarse_offsets[:h, :w] - offsets[dy::2, dx::2]
-            coarse[:h, :w] += shift_label_grid(child, shift, (Ly, Lx))
-    return coarse, coarse_offsets
+    costs, lam, offsets = _check_problem(costs, lam, offsets)
+    result, messages = _solve_dual(costs, offsets, lam,
+                                   *_check_iteration(max_iter, tol, patience))
+    return (result, messages) if return_messages else result
 
 
-def _coarse_to_fine(costs, offsets, lam, levels, radius, iteration):
+def _coarsen(costs, offsets, slack):
+    """Problem on 2x2 blocks of nodes that share one displacement, up to ``slack``."""
+    offsets = np.ascontiguousarray(offsets, dtype=np.int64)
+    return coarsen_costs(costs, offsets, slack), offsets[::2, ::2]
+
+
+def _coarse_to_fine(costs, offsets, lam, levels, radius, iteration, solver="dual"):
+    solve = _SOLVE[solver]
     H, W = costs.shape[:2]
     if levels == 0 or H * W == 1:
-        return _solve(costs, offsets, lam, *iteration)[0]
+        return solve(costs, offsets, lam, *iteration)[0]
     coarse_costs, coarse_offsets = _coarsen(costs, offsets, min(radius, 1))
     if not np.isfinite(coarse_costs).any(axis=(2, 3)).all():  # some block has no common label
-        return _solve(costs, offsets, lam, *iteration)[0]
+        return solve(costs, offsets, lam, *iteration)[0]
     # A coarse edge stands for (up to) two fine edges between blocks of equal displacement.
     coarse = _coarse_to_fine(coarse_costs, coarse_offsets, 2 * lam, levels - 1, radius,
-                             iteration)
+                             iteration, solver)
     centers = coarse.displacements.repeat(2, axis=0).repeat(2, axis=1)[:H, :W]
     size = (2 * radius + 1,) * 2
     window_costs = shift_label_grid(costs, centers - radius - offsets, size)
@@ -294,7 +377,7 @@ def _coarse_to_fine(costs, offsets, lam, levels, radius, iteration):
                         axis=-1)
         centers[lost] = (best + offsets)[lost]
         window_costs = shift_label_grid(costs, centers - radius - offsets, size)
-    fine = _solve(window_costs, centers - radius, lam, *iteration)[0]
+    fine = solve(window_costs, centers - radius, lam, *iteration)[0]
     labels = fine.displacements - offsets
     candidates = [BPResult(labels, fine.displacements, fine.data_energy,
                            fine.smoothness_energy, fine.n_iter)]
@@ -306,15 +389,16 @@ def _coarse_to_fine(costs, offsets, lam, levels, radius, iteration):
 
 
 def coarse_to_fine_bp(costs, lam, offsets=None, *, levels=2, radius=2, max_iter=100,
-                      tol=1e-6, patience=5):
+                      tol=1e-6, patience=5, solver="dual"):
     """Coarse-to-fine min-sum BP: solve on blocks of nodes, refine in a window around it.
 
     One coarsening groups the node grid into 2x2 blocks that share a displacement up to
     one label step: the block's cost of a displacement ``w`` is the sum over its nodes of
     their cheapest cost within one step of ``w``, and the smoothness weight doubles (a
     block edge stands for two node edges). That problem is coarsened again, ``levels``
-    times in all; the coarsest one is solved with flat :func:`min_sum_bp` over the full
-    label grid. Each finer level then runs BP over a window of ``(2 radius + 1)**2``
+    times in all; the coarsest one is solved with flat BP over the full label grid
+    (:func:`dual_layer_bp`, or :func:`min_sum_bp` with ``solver="2d"``).
+    Each finer level then runs BP over a window of ``(2 radius + 1)**2``
     displacements centred on its block's coarse displacement (a node with no allowed
     label in that window is centred on its own cheapest label instead).
 
@@ -332,6 +416,8 @@ def coarse_to_fine_bp(costs, lam, offsets=None, *, levels=2, radius=2, max_iter=
         Number of coarsenings; ``0`` is flat BP.
     radius : int, default=2
         Half-width of the refinement window, in label-grid steps (``>= 1`` advised).
+    solver : {"dual", "2d"}, default="dual"
+        The BP at every level: :func:`dual_layer_bp` or :func:`min_sum_bp`.
 
     Returns
     -------
@@ -342,4 +428,4 @@ def coarse_to_fine_bp(costs, lam, offsets=None, *, levels=2, radius=2, max_iter=
     costs, lam, offsets = _check_problem(costs, lam, offsets)
     iteration = _check_iteration(max_iter, tol, patience)
     return _coarse_to_fine(costs, offsets, lam, _check_int(levels, "levels", 0),
-                           _as_radius(radius), iteration)
+                           _as_radius(radius), iteration, _check_solver(solver))

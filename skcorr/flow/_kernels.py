@@ -26,8 +26,11 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from ._dual import _FASTMATH, _fmin
+
 __all__ = [
     "bp_iterations",
+    "coarsen_costs",
     "data_cost",
     "data_cost_window",
     "distance_transform_1d",
@@ -315,7 +318,7 @@ def bp_iterations(costs, offsets, lam, messages, max_iter, tol, patience):
 
 
 # --------------------------------------------------------------------------------------
-# Data costs and label-grid resampling (numpy: matrix products and gathers)
+# Data costs and label-grid resampling
 # --------------------------------------------------------------------------------------
 def _as_features(x, name):
     x = np.asarray(x)
@@ -330,8 +333,9 @@ def _as_features(x, name):
 def data_cost(fs, ft):
     """Squared Euclidean distances from every source feature to every target feature.
 
-    ``D[i, j, y, x] = ||fs[i, j] - ft[y, x]||^2``, computed for all pairs at once as
-    ``||a||^2 + ||b||^2 - 2 a.b`` with one matrix product, clipped at 0.
+    ``D[i, j, y, x] = ||fs[i, j] - ft[y, x]||^2``, summed in float32 by a numba kernel on
+    one thread (a BLAS matrix product is faster on an idle machine but its threads
+    spin; on the shared 2-core machine it took 10-50x longer than the kernel).
 
     Parameters
     ----------
@@ -346,20 +350,76 @@ def data_cost(fs, ft):
         The data costs of the label set "every target position" (label = target
         position ``(y, x)``).
     """
+    fs, ft = _as_feature_pair(fs, ft)
+    out = np.empty(fs.shape[:2] + ft.shape[:2], np.float32)
+    _data_cost_into(fs.reshape(-1, fs.shape[2]), ft.reshape(-1, ft.shape[2]),
+                    out.reshape(fs.shape[0] * fs.shape[1], -1))
+    return out
+
+
+def _as_feature_pair(fs, ft):
     fs = _as_features(fs, "fs")
     ft = _as_features(ft, "ft")
     if fs.shape[2] != ft.shape[2]:
         raise ValueError(f"fs and ft must have the same number of features; got "
                          f"{fs.shape[2]} and {ft.shape[2]}.")
-    dtype = np.result_type(fs.dtype, ft.dtype, np.float32)
-    a = fs.reshape(-1, fs.shape[2]).astype(dtype, copy=False)
-    b = ft.reshape(-1, ft.shape[2]).astype(dtype, copy=False)
-    d = a @ b.T
-    d *= -2
-    d += np.einsum("ij,ij->i", a, a)[:, None]
-    d += np.einsum("ij,ij->i", b, b)[None, :]
-    np.maximum(d, 0, out=d)
-    return d.astype(np.float32, copy=False).reshape(fs.shape[:2] + ft.shape[:2])
+    return (np.ascontiguousarray(fs, dtype=np.float32),
+            np.ascontiguousarray(ft, dtype=np.float32))
+
+
+@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def _squared_distance(a, b):
+    acc = np.float32(0.0)
+    for k in range(a.shape[0]):
+        d = a[k] - b[k]
+        acc += d * d
+    return acc
+
+
+@njit(cache=True, nogil=True)
+def _data_cost_into(fs, ft, out):
+    for p in range(fs.shape[0]):
+        for q in range(ft.shape[0]):
+            out[p, q] = _squared_distance(fs[p], ft[q])
+
+
+@njit(cache=True, nogil=True)
+def _data_cost_window_into(fs, ft, shift, out):
+    H, W = fs.shape[:2]
+    Ht, Wt = ft.shape[:2]
+    K = out.shape[2]
+    for i in range(H):
+        for j in range(W):
+            for a in range(K):
+                y = i + shift[i, j, 0] + a
+                for b in range(K):
+                    x = j + shift[i, j, 1] + b
+                    if 0 <= y < Ht and 0 <= x < Wt:
+                        out[i, j, a, b] = _squared_distance(fs[i, j], ft[y, x])
+                    else:
+                        out[i, j, a, b] = np.inf
+
+
+@njit(cache=True, nogil=True)
+def _shift_label_grid(costs, shift, out):
+    H, W, Ly, Lx = costs.shape
+    Ky, Kx = out.shape[2:]
+    for i in range(H):
+        for j in range(W):
+            sy = shift[i, j, 0]
+            sx = shift[i, j, 1]
+            # output columns whose source column b + sx lies on the label grid
+            b0 = min(max(-sx, 0), Kx)
+            b1 = max(min(Lx - sx, Kx), b0)
+            for a in range(Ky):
+                row = out[i, j, a]
+                y = a + sy
+                if y < 0 or y >= Ly:
+                    row[:] = np.inf
+                    continue
+                row[:b0] = np.inf
+                row[b0:b1] = costs[i, j, y, b0 + sx:b1 + sx]
+                row[b1:] = np.inf
 
 
 def shift_label_grid(costs, shift, shape):
@@ -370,7 +430,7 @@ def shift_label_grid(costs, shift, shape):
 
     Parameters
     ----------
-    costs : ndarray of shape (H, W, Ly, Lx)
+    costs : ndarray of shape (H, W, Ly, Lx), float32 or float64
     shift : array-like of int, shape (H, W, 2) or (2,)
         Per-node (or common) label shift ``(sy, sx)``.
     shape : (int, int)
@@ -380,16 +440,81 @@ def shift_label_grid(costs, shift, shape):
     -------
     out : ndarray of shape (H, W, Ky, Kx), dtype of ``costs``
     """
-    H, W, Ly, Lx = costs.shape
-    shift = np.broadcast_to(np.asarray(shift, dtype=np.int64), (H, W, 2))
-    ys = shift[:, :, 0, None, None] + np.arange(shape[0])[:, None]  # (H, W, Ky, 1)
-    xs = shift[:, :, 1, None, None] + np.arange(shape[1])            # (H, W, 1, Kx)
-    inside = (ys >= 0) & (ys < Ly) & (xs >= 0) & (xs < Lx)
-    i = np.arange(H)[:, None, None, None]
-    j = np.arange(W)[:, None, None]
-    out = costs[i, j, np.clip(ys, 0, Ly - 1), np.clip(xs, 0, Lx - 1)]
-    out[~inside] = np.inf
+    costs = np.ascontiguousarray(costs)
+    if costs.dtype not in (np.float32, np.float64):
+        costs = costs.astype(np.float64)
+    H, W = costs.shape[:2]
+    shift = np.ascontiguousarray(np.broadcast_to(np.asarray(shift, dtype=np.int64), (H, W, 2)))
+    out = np.empty((H, W) + tuple(int(k) for k in shape), costs.dtype)
+    _shift_label_grid(costs, shift, out)
     return out
+
+
+@njit(cache=True, nogil=True)
+def _min_filter(f, slack, tmp, out):
+    """``out[a, b] = min f[a', b']`` over ``|a' - a|, |b' - b| <= slack`` on the grid.
+
+    Separable, one shifted row at a time, so that the inner loops vectorise.
+    """
+    Ly, Lx = f.shape
+    for a in range(Ly):
+        row = tmp[a]
+        row[:] = f[a]
+        for o in range(1, slack + 1):
+            for b in range(Lx - o):
+                row[b] = _fmin(row[b], f[a, b + o])
+                row[b + o] = _fmin(row[b + o], f[a, b])
+    for a in range(Ly):
+        row = out[a]
+        row[:] = tmp[a]
+        for c in range(max(a - slack, 0), min(a + slack + 1, Ly)):
+            for b in range(Lx):
+                row[b] = _fmin(row[b], tmp[c, b])
+
+
+def coarsen_costs(costs, offsets, slack):
+    """Data costs of 2x2 blocks of nodes that share a displacement up to ``slack``.
+
+    Block ``P`` takes the offset of its top-left node; its cost of a label is the sum
+    over its nodes of their cheapest cost within ``slack`` label steps of that
+    displacement (``+inf`` where a node has none). Blocks of one row or column at odd
+    borders.
+
+    Parameters
+    ----------
+    costs : ndarray of shape (H, W, Ly, Lx), float32 or float64
+    offsets : ndarray of shape (H, W, 2), int64
+    slack : int
+
+    Returns
+    -------
+    coarse : ndarray of shape ((H + 1) // 2, (W + 1) // 2, Ly, Lx), dtype of ``costs``
+    """
+    H, W, Ly, Lx = costs.shape
+    coarse = np.zeros(((H + 1) // 2, (W + 1) // 2, Ly, Lx), costs.dtype)
+    _coarsen_into(costs, offsets, slack, coarse)
+    return coarse
+
+
+@njit(cache=True, nogil=True)
+def _coarsen_into(costs, offsets, slack, coarse):
+    H, W, Ly, Lx = costs.shape
+    tmp = np.empty((Ly, Lx), costs.dtype)
+    near = np.empty((Ly, Lx), costs.dtype)
+    for i in range(H):
+        for j in range(W):
+            _min_filter(costs[i, j], slack, tmp, near)
+            block = coarse[i // 2, j // 2]
+            sy = offsets[i - i % 2, j - j % 2, 0] - offsets[i, j, 0]
+            sx = offsets[i - i % 2, j - j % 2, 1] - offsets[i, j, 1]
+            for a in range(Ly):
+                y = a + sy
+                for b in range(Lx):
+                    x = b + sx
+                    if 0 <= y < Ly and 0 <= x < Lx:
+                        block[a, b] += near[y, x]
+                    else:
+                        block[a, b] = np.inf
 
 
 def data_cost_window(fs, ft, radius, centers=None):
@@ -419,16 +544,11 @@ def data_cost_window(fs, ft, radius, centers=None):
     fs = _as_features(fs, "fs")
     H, W = fs.shape[:2]
     centers = _as_label_vectors(centers, (H, W), "centers")
-    ft = _as_features(ft, "ft")
-    grid = np.stack(np.meshgrid(np.arange(H), np.arange(W), indexing="ij"), axis=-1)
-    shift = grid + centers - radius
+    fs, ft = _as_feature_pair(fs, ft)
     size = 2 * radius + 1
-    # Full cost rows by blocks of source rows, so at most ~2**24 floats are held at once.
-    step = max(1, 2**24 // (W * ft.shape[0] * ft.shape[1]))
-    return np.concatenate([
-        shift_label_grid(data_cost(fs[r:r + step], ft), shift[r:r + step], (size, size))
-        for r in range(0, H, step)
-    ])
+    out = np.empty((H, W, size, size), np.float32)
+    _data_cost_window_into(fs, ft, centers - radius, out)
+    return out
 
 
 def _as_radius(radius):

@@ -65,6 +65,76 @@ def min_sum_bp_reference(costs, lam, offsets, n_iter):
     return labels, messages.reshape(4, H, W, Ly, Lx)
 
 
+def dual_bp_reference(costs, lam, offsets, n_iter):
+    """Run ``n_iter`` checkerboard dual-layer min-sum BP iterations by brute force.
+
+    The schedule and normalisation of :func:`skcorr.flow.dual_layer_bp`: each node of a
+    colour takes the sums ``bu``, ``bv`` of its incoming column- and row-layer messages,
+    passes them through the data factor (``gu[lx] = min_ly D + bv``, ``gv[ly] = min_lx
+    D + bu``), and sends each neighbour ``p`` the explicit minimum
+    ``m(l) = min_l' h(l') + lam (l + s - l')**2`` of ``h = g + b - (p's message)``, minus
+    its minimum, in each layer. float64 throughout.
+
+    Returns
+    -------
+    mu, mv : ndarray of shape (4, H, W, Lx) and (4, H, W, Ly)
+        As ``dual_layer_bp(..., return_messages=True)`` returns them.
+    """
+    costs = np.asarray(costs, dtype=np.float64)
+    offsets = np.asarray(offsets, dtype=np.int64)
+    H, W, Ly, Lx = costs.shape
+    mu = np.zeros((4, H, W, Lx))
+    mv = np.zeros((4, H, W, Ly))
+
+    def message(h, shift):
+        labels = np.arange(len(h))
+        m = (h[None, :] + lam * (labels[:, None] + shift - labels[None, :]) ** 2).min(axis=1)
+        return m - m.min()
+
+    for _ in range(n_iter):
+        for colour in (0, 1):
+            for i in range(H):
+                for j in range((i + colour) % 2, W, 2):
+                    bu, bv = mu[:, i, j].sum(axis=0), mv[:, i, j].sum(axis=0)
+                    gu = (costs[i, j] + bv[:, None]).min(axis=0)
+                    gv = (costs[i, j] + bu[None, :]).min(axis=1)
+                    for k in range(4):
+                        pi, pj = i + _DI[k], j + _DJ[k]
+                        if not (0 <= pi < H and 0 <= pj < W):
+                            continue
+                        sy, sx = offsets[pi, pj] - offsets[i, j]
+                        mu[k ^ 1, pi, pj] = message(gu + bu - mu[k, i, j], sx)
+                        mv[k ^ 1, pi, pj] = message(gv + bv - mv[k, i, j], sy)
+    return mu, mv
+
+
+def exhaustive_minimum(costs, lam, offsets):
+    """The lowest energy of any labelling, by enumerating them all (tiny problems only).
+
+    Returns
+    -------
+    energy : float
+    labels : ndarray of shape (H, W, 2), int64
+    """
+    costs = np.asarray(costs, dtype=np.float64)
+    offsets = np.asarray(offsets, dtype=np.int64)
+    H, W, Ly, Lx = costs.shape
+    n, L = H * W, Ly * Lx
+    if L**n > 2**22:
+        raise ValueError(f"{L}**{n} labellings are too many to enumerate.")
+    flat = np.indices((L,) * n).reshape(n, -1).T                 # (L**n, n) flat labels
+    ly, lx = np.divmod(flat, Lx)
+    nodes = np.arange(n)
+    energy = costs.reshape(n, L)[nodes, flat].sum(axis=1)
+    wy = (ly + offsets[..., 0].ravel()).reshape(-1, H, W)
+    wx = (lx + offsets[..., 1].ravel()).reshape(-1, H, W)
+    for w in (wy, wx):
+        energy = energy + lam * ((np.diff(w, axis=1) ** 2).sum(axis=(1, 2))
+                                 + (np.diff(w, axis=2) ** 2).sum(axis=(1, 2)))
+    best = int(np.argmin(energy))
+    return float(energy[best]), np.stack([ly[best], lx[best]], axis=-1).reshape(H, W, 2)
+
+
 def synthetic_flow_pair(shape, n_features=16, amplitude=2.0, noise=0.1, seed=0):
     """A feature grid and a copy displaced by a known smooth integer flow.
 
