@@ -148,7 +148,8 @@ def _cmd_evaluate_pf_willow(args) -> int:
         what = (f"flow on {args.features} features, lam={lam:g}, levels={args.levels}, "
                 f"labels={'all' if args.radius is None else f'radius {args.radius}'}, "
                 f"image_size={args.image_size}")
-    table = transfer_pck_table(dataset, predict, alphas=args.alpha, verbose=True)
+    table = transfer_pck_table(dataset, predict, alphas=args.alpha, n_jobs=args.n_jobs,
+                               verbose=True)
     seconds = time.perf_counter() - start
     print(f"PF-WILLOW, {len(dataset.pairs)} pairs, {what} ({seconds:.1f} s)\n")
     print(table.to_markdown())
@@ -211,6 +212,15 @@ def _cmd_evaluate_cub_detect(args) -> int:
     return 0
 
 
+def _parallel_options(parser, default_jobs=None) -> None:
+    parser.add_argument("--n-jobs", type=int, default=default_jobs,
+                        help="parallel workers (-1: all cores; default: "
+                             f"{default_jobs or 1} locally, every worker with --scheduler)")
+    parser.add_argument("--scheduler", metavar="ADDRESS",
+                        help="run the work on a dask cluster whose scheduler is at ADDRESS "
+                             "(e.g. tcp://10.0.0.5:8786); local processes when absent")
+
+
 def _output_options(parser) -> None:
     parser.add_argument("--output", help="folder for the tables (CSV and Markdown)")
     parser.add_argument("--overwrite", action="store_true",
@@ -255,6 +265,7 @@ def _build_parser() -> argparse.ArgumentParser:
     willow.add_argument("--image-size", type=int, default=320,
                         help="longer image side the features are computed at")
     willow.add_argument("--alpha", type=float, nargs="+", default=[0.05, 0.1, 0.15])
+    _parallel_options(willow)
     _output_options(willow)
     willow.set_defaults(func=_cmd_evaluate_pf_willow)
 
@@ -264,7 +275,7 @@ def _build_parser() -> argparse.ArgumentParser:
                                          "(default $SKCORR_DATA/CUB_200_2011)")
     _flow_options(transfer)
     transfer.add_argument("--crop-size", type=int, default=160)
-    transfer.add_argument("--n-jobs", type=int, default=2)
+    _parallel_options(transfer, default_jobs=2)
     _output_options(transfer)
     transfer.set_defaults(func=_cmd_evaluate_cub_transfer)
 
@@ -293,10 +304,16 @@ def main(argv: list[str] | None = None) -> int:
 
     Returns the exit status: 0 on success, 2 for bad input (with the reason on stderr).
     """
+    import contextlib
+
+    from ._parallel import dask_backend
+
     parser = _build_parser()
     args = parser.parse_args(argv)
     try:
-        return args.func(args)
+        scheduler = getattr(args, "scheduler", None)
+        with dask_backend(scheduler) if scheduler else contextlib.nullcontext():
+            return args.func(args)
     except (ValueError, FileNotFoundError, TypeError) as exc:
         print(f"skcorr {args.command}: error: {exc}", file=sys.stderr)
         return 2

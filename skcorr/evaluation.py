@@ -405,7 +405,7 @@ def evaluate_cub_transfer(path, features, *, lam=0.1, n_neighbors=25, n_top=5,
     radius, levels : int or None, int
         Label set and coarse-to-fine levels of the flow.
     n_jobs : int or None
-        Threads over neighbours.
+        joblib workers over the test crops (see :class:`~skcorr.flow.FlowAligner`).
     verbose : bool, default=False
         Progress bar.
 
