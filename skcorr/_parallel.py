@@ -15,7 +15,7 @@ __all__ = ["dask_backend"]
 
 
 @contextlib.contextmanager
-def dask_backend(address: str, timeout: float = 10.0):
+def dask_backend(address: str, timeout: float = 5.0):
     """Run joblib work inside the block on the dask cluster whose scheduler is at ``address``.
 
     Parameters
@@ -23,7 +23,7 @@ def dask_backend(address: str, timeout: float = 10.0):
     address : str
         The scheduler's address, e.g. ``"tcp://10.0.0.5:8786"`` (as ``dask scheduler``
         prints it).
-    timeout : float, default=10.0
+    timeout : float, default=5.0
         Seconds to wait for the scheduler to answer.
 
     Yields

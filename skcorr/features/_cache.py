@@ -32,21 +32,23 @@ def check_memory_folder(memory):
 
     Raises a ValueError when its folder cannot be created or written, before any work.
     """
+    if isinstance(memory, os.PathLike):
+        memory = os.fspath(memory)
+    location = memory
     try:
-        memory = check_memory(memory)
+        memory = check_memory(memory)  # joblib.Memory(folder) creates the folder
+        location = getattr(memory, "location", None)
+        if location is None:
+            return None
+        if os.fspath(location) in _WRITABLE:
+            return memory
+        os.makedirs(location, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=location, prefix=".skcorr-write-test-"):
+            pass
     except ValueError as exc:
         raise ValueError(
             f"memory must be None, a folder path or a joblib.Memory, got {memory!r}."
         ) from exc
-    location = getattr(memory, "location", None)
-    if location is None:
-        return None
-    if os.fspath(location) in _WRITABLE:
-        return memory
-    try:
-        os.makedirs(location, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=location, prefix=".skcorr-write-test-"):
-            pass
     except OSError as exc:
         raise ValueError(
             f"The feature cache folder {os.fspath(location)!r} is not writable "
