@@ -50,7 +50,7 @@ def bench_search(root: Path) -> None:
     chosen = np.flatnonzero(cub.split == "train")[:60]
     crops, keypoints, _ = crop_to_boxes([cub.images[i] for i in chosen], cub.keypoints[chosen],
                                         cub.boxes[chosen], size=160, padding=0.1)
-    print(f"GridSearchCV(FlowAligner(n_neighbors=10, n_top=3), lam in 4 values, cv=3) on "
+    print(f"GridSearchCV(FlowAligner(n_neighbors=5, n_top=2), lam in 4 values, cv=3) on "
           f"{len(crops)} CUB crops; default features (conv5 dense at 320 px, fc7 global "
           "at 224 px)\n")
     print("| run | wall (s) | images through the network | probe passes | best lam |")
@@ -58,7 +58,7 @@ def bench_search(root: Path) -> None:
     results = {}
     for name in ("no cache (before)", "memory=folder (after)"):
         memory = tempfile.mkdtemp() if "memory" in name else None
-        search = GridSearchCV(FlowAligner(n_neighbors=10, n_top=3, memory=memory),
+        search = GridSearchCV(FlowAligner(n_neighbors=5, n_top=2, memory=memory),
                               {"lam": [0.0, 0.03, 0.1, 0.3]}, cv=3,
                               scoring=pck_scorer(alpha=0.1))
         counter = ForwardCounter()
