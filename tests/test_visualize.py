@@ -198,6 +198,13 @@ def test_approximate_index_finds_most_true_neighbours(tmp_path, small_extractor,
     shutil.copy(other.path / "index.json", db.path / "index.json")
     with pytest.raises(ValueError, match="build_id"):
         ColumnDatabase.open(db.path).search(queries, k=5, approximate=True)
+    # The database's own index.json beside an index built with other settings.
+    db.build_index("IVF16,PQ8", train_size=2000, overwrite=True)
+    own = (db.path / "index.json").read_bytes()
+    db.build_index("IVF8,Flat", train_size=2000, overwrite=True)
+    (db.path / "index.json").write_bytes(own)
+    with pytest.raises(ValueError, match=r"index.faiss is not the index .*IVF16,PQ8"):
+        ColumnDatabase.open(db.path).search(queries, k=5, approximate=True)
 
 
 def test_overwrite_removes_an_incomplete_build_and_nothing_else(tmp_path, small_extractor,

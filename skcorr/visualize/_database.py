@@ -171,6 +171,12 @@ def _write_whole(file: Path, content) -> None:
         temporary.unlink(missing_ok=True)
 
 
+def _digest(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.blake2b(data, digest_size=20).hexdigest()
+
+
 def _made_by_skcorr(path: Path) -> bool:
     """True for an empty folder or one skcorr made for a database (marker, or valid meta)."""
     if not path.is_dir():
@@ -719,9 +725,9 @@ class ColumnDatabase:
                 allowed &= ~np.isin(images, excluded)
             if own >= 0:
                 allowed &= images != own
-            params = faiss.SearchParametersIVF() if nprobe is not None else \
-                faiss.SearchParameters()
-            if nprobe is not None:
+            ivf = nprobe is not None and faiss.try_extract_index_ivf(index) is not None
+            params = faiss.SearchParametersIVF() if ivf else faiss.SearchParameters()
+            if ivf:
                 params.nprobe = int(nprobe)
             if not allowed.all():
                 bits = np.packbits(allowed, bitorder="little")  # kept alive below
@@ -789,8 +795,8 @@ class ColumnDatabase:
         sample = np.sort(rng.choice(n, min(n, train_size), replace=False))
         train = np.ascontiguousarray(self.columns[sample], dtype=np.float32)
         if not index.is_trained:
-            lists = getattr(faiss.extract_index_ivf(index), "nlist", 0) if "IVF" in \
-                str(factory) else 0
+            ivf = faiss.try_extract_index_ivf(index)
+            lists = ivf.nlist if ivf is not None else 0
             if lists > len(train):
                 raise ValueError(
                     f"{factory!r} has {lists} inverted lists but only {len(train)} training "
@@ -800,10 +806,11 @@ class ColumnDatabase:
         for start in tqdm(range(0, n, chunk_size), desc="index", disable=not verbose):
             index.add(np.ascontiguousarray(self.columns[start:start + chunk_size],
                                            dtype=np.float32))
+        data = faiss.serialize_index(index).tobytes()
         info = {"factory": str(factory), "nprobe": int(nprobe), "n_columns": n,
                 "n_features": self.n_features, "metric": "inner_product",
-                "build_id": self.meta.get("build_id")}
-        _write_whole(index_file, faiss.serialize_index(index).tobytes())
+                "build_id": self.meta.get("build_id"), "digest": _digest(data)}
+        _write_whole(index_file, data)
         _write_whole(info_file, json.dumps(info, indent=1) + "\n")
         self._index = (index, info)
         return self
@@ -821,7 +828,8 @@ class ColumnDatabase:
                "approximate=False.")
         try:
             info = json.loads(info_file.read_text())
-            index = faiss.read_index(str(index_file))
+            data = index_file.read_bytes()
+            index = faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))
         except (OSError, ValueError, RuntimeError) as exc:
             raise ValueError(f"The index {str(index_file)!r} (or its index.json) cannot be "
                              f"read ({exc}). {fix}") from exc
@@ -835,6 +843,8 @@ class ColumnDatabase:
                 for key in expected if actual[key] != expected[key]]
         if not isinstance(info, dict) or "nprobe" not in info:
             diff.append("index.json is not the one build_index writes")
+        elif info.get("digest") != _digest(data):
+            diff.append(f"index.faiss is not the index index.json describes ({info['factory']})")
         if diff:
             raise ValueError(f"The index {str(index_file)!r} was built with other settings "
                              f"than the database ({'; '.join(diff)}). {fix}")
