@@ -1,11 +1,13 @@
 """Features computed once, work spread over cores and a local dask cluster.
 
-    SKCORR_DATA=../shared/data .venv/bin/python bench/scale.py [--part search|willow|all]
+    SKCORR_DATA=../shared/data .venv/bin/python bench/scale.py [--part search|pairs|willow|all]
 
 * ``search``: GridSearchCV of FlowAligner over 4 values of lam with 3 folds on 60 CUB
   crops (160 px), without and with ``memory=`` (a fresh cache folder): wall time and
   images through the network's first convolution (the constant probe image each fit
   runs is counted apart).
+* ``pairs``: only the pair loop of that evaluation (features computed first), in one
+  process, ``n_jobs=1`` and ``n_jobs=2`` interleaved twice on the first 120 pairs.
 * ``willow``: the whole ``skcorr evaluate pf-willow --features conv`` command (a fresh
   process each) with ``--n-jobs 1``, ``--n-jobs 2``, and through a local dask cluster
   of 2 single-threaded worker processes (``--scheduler``).
@@ -74,6 +76,29 @@ def bench_search(root: Path) -> None:
     print(f"\ncross-validated scores equal with and without the cache: {same}\n")
 
 
+def bench_pairs(root: Path) -> None:
+    from skcorr import ConvColumnExtractor
+    from skcorr.datasets import load_pf_willow
+    from skcorr.evaluation import FlowTransfer, _predict_pairs_parallel
+
+    dataset = load_pf_willow(root / "PF-WILLOW")
+    pairs = np.asarray(dataset.pairs)[:120]
+    transfer = FlowTransfer(ConvColumnExtractor(layer="conv5", image_size=320), lam=0.1)
+    transfer.precompute([dataset.images[i] for i in np.unique(pairs)])
+    _predict_pairs_parallel(dataset, pairs[:4], transfer, 1, False)  # warm-up
+    print("| pair loop, 120 PF-WILLOW pairs | n_jobs=1 (s) | n_jobs=2 (s) | speed-up | load |")
+    print("|---|---|---|---|---|")
+    for repeat in range(2):
+        times = []
+        for n_jobs in (1, 2):
+            start = time.perf_counter()
+            _predict_pairs_parallel(dataset, pairs, transfer, n_jobs, False)
+            times.append(time.perf_counter() - start)
+        print(f"| repeat {repeat + 1} | {times[0]:.1f} | {times[1]:.1f} | "
+              f"{times[0] / times[1]:.2f} | {os.getloadavg()[0]:.1f} |", flush=True)
+    print()
+
+
 def _run(command: list[str]) -> float:
     start = time.perf_counter()
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -100,7 +125,7 @@ def bench_willow(root: Path) -> None:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--part", choices=["search", "willow", "all"], default="all")
+    parser.add_argument("--part", choices=["search", "pairs", "willow", "all"], default="all")
     args = parser.parse_args()
     root = Path(os.environ.get("SKCORR_DATA", Path(__file__).parents[1] / "../shared/data"))
     load = os.getloadavg()[0]
@@ -109,6 +134,8 @@ def main():
           f"{torch.get_num_threads()}\n")
     if args.part in ("search", "all"):
         bench_search(root)
+    if args.part in ("pairs", "all"):
+        bench_pairs(root)
     if args.part in ("willow", "all"):
         bench_willow(root)
 
