@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 
@@ -168,7 +169,8 @@ def _cmd_evaluate_pf_willow(args) -> int:
         what = (f"flow on {args.features} features, lam={lam:g}, levels={args.levels}, "
                 f"labels={'all' if args.radius is None else f'radius {args.radius}'}, "
                 f"image_size={args.image_size}")
-    table = transfer_pck_table(dataset, predict, alphas=args.alpha, verbose=True)
+    table = transfer_pck_table(dataset, predict, alphas=args.alpha, n_jobs=args.n_jobs,
+                               verbose=True)
     seconds = time.perf_counter() - start
     print(f"PF-WILLOW, {len(dataset.pairs)} pairs, {what} ({seconds:.1f} s)\n")
     print(table.to_markdown())
@@ -240,6 +242,13 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         if action.default is None or action.default is False or "default:" in (action.help or ""):
             return action.help
         return super()._get_help_string(action)
+def _parallel_options(parser, default_jobs=None) -> None:
+    parser.add_argument("--n-jobs", type=int, default=default_jobs,
+                        help="parallel workers (-1: all cores; default: "
+                             f"{default_jobs or 1} locally, every worker with --scheduler)")
+    parser.add_argument("--scheduler", metavar="ADDRESS",
+                        help="run the work on a dask cluster whose scheduler is at ADDRESS "
+                             "(e.g. tcp://10.0.0.5:8786); local processes when absent")
 
 
 def _output_options(parser) -> None:
@@ -302,6 +311,7 @@ def _build_parser() -> argparse.ArgumentParser:
     willow.add_argument("--alpha", type=float, nargs="+", default=[0.05, 0.1, 0.15],
                         help="PCK tolerances: a keypoint is correct within alpha * max(h, w) "
                              "of the target's keypoint box")
+    _parallel_options(willow)
     _output_options(willow)
     willow.set_defaults(func=_cmd_evaluate_pf_willow)
 
@@ -314,8 +324,7 @@ def _build_parser() -> argparse.ArgumentParser:
     transfer.add_argument("--crop-size", type=int, default=160,
                           help="side, in pixels, of the square the box crops (10%% margin) "
                                "are resized to")
-    transfer.add_argument("--n-jobs", type=int, default=2,
-                          help="threads aligning the neighbours of a test crop")
+    _parallel_options(transfer, default_jobs=2)
     _output_options(transfer)
     transfer.set_defaults(func=_cmd_evaluate_cub_transfer)
 
@@ -357,10 +366,14 @@ def main(argv: list[str] | None = None) -> int:
     Ctrl-C. Files are written whole or not at all, so a failed or interrupted command
     leaves no partial output (and removes an output folder it created, if still empty).
     """
+    from ._parallel import dask_backend
+
     parser = _build_parser()
     args = parser.parse_args(argv)
     try:
-        return args.func(args)
+        scheduler = getattr(args, "scheduler", None)
+        with dask_backend(scheduler) if scheduler else contextlib.nullcontext():
+            return args.func(args)
     except (ValueError, TypeError, OSError) as exc:
         _remove_created_dirs()
         message = " ".join(str(exc).split()) or type(exc).__name__
@@ -390,8 +403,6 @@ def _is_interrupt(exc: BaseException | None) -> bool:
 
 def _remove_created_dirs() -> None:
     """Remove the output folders this command created while they are still empty."""
-    import contextlib
-
     for path in reversed(_created_dirs):
         with contextlib.suppress(OSError):
             path.rmdir()

@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 from collections.abc import Callable, Sequence
 
 import numpy as np
+from joblib import Parallel, delayed, effective_n_jobs
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
 from ._image import image_size
+from .features._cache import image_digest
 from .metrics import _check_alpha, pck_score
 
 __all__ = [
@@ -145,6 +148,7 @@ def transfer_pck_table(
     *,
     alphas: Sequence[float] = (0.05, 0.1, 0.15),
     average: str = "types",
+    n_jobs: int | None = None,
     verbose: bool = False,
 ) -> PCKTable:
     """PCK of a keypoint transfer method over the pairs of a data set, per class.
@@ -163,6 +167,13 @@ def transfer_pck_table(
         PCK tolerances, as fractions of ``max(h, w)`` of the *target* box.
     average : {"types", "keypoints"}, default="types"
         How PCK averages within a class, see :func:`skcorr.metrics.pck_score`.
+    n_jobs : int or None, default=None
+        joblib workers over the pairs (``None``: one, unless a
+        :func:`joblib.parallel_config` context, e.g. ``backend="dask"``, says
+        otherwise; ``-1``: all cores). The table does not depend on it. Pairs are
+        sent in chunks; a ``predict_fn`` with ``precompute(images)`` (as
+        :class:`FlowTransfer`) gets it called once with all the images first, and
+        one with ``for_images(images)`` sends each chunk only what its images need.
     verbose : bool, default=False
         Show a progress bar over the pairs.
 
@@ -193,15 +204,7 @@ def transfer_pck_table(
     if len(pairs) == 0:
         raise ValueError("the data set defines no pairs (its 'pairs' field is missing or empty).")
     keypoints, images = dataset.keypoints, dataset.images
-    predictions = np.empty((len(pairs), *keypoints.shape[1:]))
-    for p, (s, t) in enumerate(tqdm(pairs, desc="pairs", disable=not verbose)):
-        predicted = np.asarray(predict_fn(images[s], images[t], keypoints[s]), dtype=np.float64)
-        if predicted.shape != keypoints.shape[1:]:
-            raise ValueError(
-                f"predict_fn returned shape {predicted.shape} for pair {p} ({s}, {t}); it must "
-                f"return the {keypoints.shape[1:]} positions of the source keypoints."
-            )
-        predictions[p] = predicted
+    predictions = _predict_pairs_parallel(dataset, pairs, predict_fn, n_jobs, verbose)
 
     targets = pairs[:, 1]
     labels = np.asarray(dataset.get("labels", np.zeros(len(images), dtype=np.intp)))[targets]
@@ -221,6 +224,47 @@ def transfer_pck_table(
         mean[column] = float(np.mean([row[column] for row in table]))
     table.append(mean)
     return table
+
+
+def _predict_pairs_parallel(dataset, pairs, predict_fn, n_jobs, verbose) -> np.ndarray:
+    """Predictions (n_pairs, K, 2) of ``predict_fn`` over the pairs, in chunks via joblib."""
+    keypoints, images = dataset.keypoints, dataset.images
+    n_workers = effective_n_jobs(n_jobs)
+    if hasattr(predict_fn, "precompute"):
+        predict_fn.precompute([images[i] for i in np.unique(pairs)])
+    # Several chunks per worker balance the load; one pair per chunk when sequential.
+    size = 1 if n_workers == 1 else max(1, -(-len(pairs) // (8 * n_workers)))
+    chunks = [pairs[start:start + size] for start in range(0, len(pairs), size)]
+
+    def task(chunk):
+        fn = predict_fn
+        if n_workers > 1 and hasattr(predict_fn, "for_images"):
+            fn = predict_fn.for_images([images[i] for i in np.unique(chunk)])
+        return delayed(_predict_pairs)(fn, [(images[s], images[t], keypoints[s])
+                                            for s, t in chunk])
+
+    results = Parallel(n_jobs=n_jobs, prefer="threads", return_as="generator")(
+        task(chunk) for chunk in chunks)
+    predictions = np.empty((len(pairs), *keypoints.shape[1:]))
+    progress = tqdm(total=len(pairs), desc="pairs", disable=not verbose)
+    p = 0
+    for chunk, predicted in zip(chunks, results, strict=True):
+        for (s, t), value in zip(chunk, predicted, strict=True):
+            if value.shape != keypoints.shape[1:]:
+                raise ValueError(
+                    f"predict_fn returned shape {value.shape} for pair {p} ({s}, {t}); it "
+                    f"must return the {keypoints.shape[1:]} positions of the source keypoints."
+                )
+            predictions[p] = value
+            p += 1
+        progress.update(len(chunk))
+    progress.close()
+    return predictions
+
+
+def _predict_pairs(predict_fn, triples) -> list[np.ndarray]:
+    return [np.asarray(predict_fn(source, target, points), dtype=np.float64)
+            for source, target, points in triples]
 
 
 def evaluate_identity_pf_willow(path, alphas=(0.05, 0.1, 0.15)) -> PCKTable:
@@ -296,13 +340,14 @@ class FlowTransfer:
 
     @staticmethod
     def _key(image):
-        return image if isinstance(image, str) else id(image)
+        # Arrays by content, so that copies sent to other processes find their maps.
+        return os.fspath(image) if isinstance(image, (str, os.PathLike)) else image_digest(image)
 
     def precompute(self, images) -> FlowTransfer:
         """Compute the feature maps of ``images`` in batches.
 
         Images already computed are skipped; images are identified by path, or by
-        object identity for arrays.
+        content for arrays.
 
         Parameters
         ----------
@@ -321,8 +366,32 @@ class FlowTransfer:
                 self._maps[self._key(image)] = fmap
         return self
 
+    def for_images(self, images) -> FlowTransfer:
+        """A light copy holding only the feature maps of ``images`` (and no network).
+
+        What :func:`transfer_pck_table` sends to a worker process or machine.
+
+        Parameters
+        ----------
+        images : sequence of ndarray or path
+            The images the copy will be asked about.
+
+        Returns
+        -------
+        FlowTransfer
+            A copy that aligns pairs of these images only.
+        """
+        self.precompute(images)
+        copy = FlowTransfer.__new__(FlowTransfer)
+        copy.features, copy.settings = None, self.settings
+        copy._maps = {self._key(im): self._maps[self._key(im)] for im in images}
+        return copy
+
     def _map(self, image):
         if self._key(image) not in self._maps:
+            if self.features is None:
+                raise ValueError("This FlowTransfer copy (from for_images) holds no map of "
+                                 "this image; make the copy with every image it will see.")
             self.precompute([image])
         return self._maps[self._key(image)]
 
@@ -365,7 +434,7 @@ def evaluate_cub_transfer(path, features, *, lam=0.1, n_neighbors=25, n_top=5,
     radius, levels : int or None, int
         Label set and coarse-to-fine levels of the flow.
     n_jobs : int or None
-        Threads over neighbours.
+        joblib workers over the test crops (see :class:`~skcorr.flow.FlowAligner`).
     verbose : bool, default=False
         Progress bar.
 

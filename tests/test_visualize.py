@@ -165,6 +165,115 @@ def test_search_exclusions(small_db, rng):
     assert (small_db.image_index[indices] != own[:, None]).all()
 
 
+def test_approximate_index_finds_most_true_neighbours(tmp_path, small_extractor,
+                                                     random_images, rng):
+    db = ColumnDatabase.build(small_extractor, random_images, tmp_path / "db", dtype="float32")
+    queries = rng.normal(size=(40, db.n_features)).astype(np.float32)
+    with pytest.raises(ValueError, match="no approximate index"):
+        db.search(queries, k=5, approximate=True)
+    db.build_index("IVF16,PQ8", nprobe=4, train_size=2000, chunk_size=300)
+    exact, _ = db.search(queries, k=5)
+    reopened = ColumnDatabase.open(db.path)
+    approx, sims = reopened.search(queries, k=5, approximate=True)
+    recall = np.mean([len(set(a) & set(e)) / 5 for a, e in zip(approx, exact, strict=True)])
+    assert recall > 0.5
+    all_lists, _ = reopened.search(queries, k=5, approximate=True, nprobe=16)
+    all_recall = np.mean([len(set(a) & set(e)) / 5
+                          for a, e in zip(all_lists, exact, strict=True)])
+    assert all_recall >= recall
+    assert np.all(np.diff(sims, axis=1) <= 1e-6)
+    indices, _ = reopened.search(queries, k=5, approximate=True, exclude_images=[1, 2])
+    assert not np.isin(db.image_index[indices[indices >= 0]], [1, 2]).any()
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        db.build_index("IVF16,PQ8")
+    with pytest.raises(ValueError, match="faiss cannot build the index"):
+        db.build_index("IVF16,PQ7", overwrite=True)  # 7 does not divide 24
+
+    # An index from another database (or other settings) is refused with the fix.
+    other = ColumnDatabase.build(small_extractor, random_images[:2], tmp_path / "other",
+                                 dtype="float32").build_index("IVF4,Flat", train_size=500)
+    shutil.copy(other.path / "index.faiss", db.path / "index.faiss")
+    with pytest.raises(ValueError, match=r"built with other settings.*n_columns.*overwrite"):
+        ColumnDatabase.open(db.path).search(queries, k=5, approximate=True)
+    shutil.copy(other.path / "index.json", db.path / "index.json")
+    with pytest.raises(ValueError, match="build_id"):
+        ColumnDatabase.open(db.path).search(queries, k=5, approximate=True)
+    # The database's own index.json beside an index built with other settings.
+    db.build_index("IVF16,PQ8", train_size=2000, overwrite=True)
+    own = (db.path / "index.json").read_bytes()
+    db.build_index("IVF8,Flat", train_size=2000, overwrite=True)
+    (db.path / "index.json").write_bytes(own)
+    with pytest.raises(ValueError, match=r"index.faiss is not the index .*IVF16,PQ8"):
+        ColumnDatabase.open(db.path).search(queries, k=5, approximate=True)
+
+
+def test_overwrite_removes_an_incomplete_build_and_nothing_else(tmp_path, small_extractor,
+                                                                 random_images):
+    path = tmp_path / "db"
+    ColumnDatabase.build(small_extractor, random_images, path)
+    (path / "meta.json").unlink()  # what a killed build leaves: the marker, no meta.json
+    with pytest.raises(FileNotFoundError, match="build did not finish.*overwrite=True"):
+        ColumnDatabase.open(path)
+    rebuilt = ColumnDatabase.build(small_extractor, random_images, path, overwrite=True)
+    assert rebuilt.n_images == len(random_images)
+
+    user = tmp_path / "user-folder"
+    user.mkdir()
+    (user / "columns.npy").write_text("the user's own file")
+    with pytest.raises(FileExistsError, match="not a column database.*refusing"):
+        ColumnDatabase.build(small_extractor, random_images, user, overwrite=True)
+    assert (user / "columns.npy").read_text() == "the user's own file"
+
+
+@pytest.mark.parametrize("content, problem", [
+    ("{not json", "not readable JSON"),
+    ("", "not readable JSON"),
+    ("[1, 2]", "holds a list"),
+    ("drop n_columns", "lacks the key 'n_columns'"),
+    ("n_features=text", "n_features='x', of the wrong type"),
+])
+def test_damaged_meta_json_is_one_error_naming_the_file(tmp_path, small_db, content, problem):
+    path = shutil.copytree(small_db.path, tmp_path / "db")
+    meta = json.loads((path / "meta.json").read_text())
+    if content == "drop n_columns":
+        del meta["n_columns"]
+        content = json.dumps(meta)
+    elif content == "n_features=text":
+        meta["n_features"] = "x"
+        content = json.dumps(meta)
+    (path / "meta.json").write_text(content)
+    with pytest.raises(ValueError, match=f"meta.json.*{problem}.*overwrite=True") as info:
+        ColumnDatabase.open(path)
+    assert str(path / "meta.json") in str(info.value)
+
+
+@pytest.mark.parametrize("damage, problem", [
+    ("truncate columns", "columns.npy cannot be read"),
+    ("short image_index", r"image_index.npy has shape \(\d+,\)"),
+    ("long centers", "centers.npy has shape"),
+    ("short pixels", "pixels.npy has shape"),
+    ("images out of order", "image_index.npy must list images"),
+    ("garbage rf_sizes", "rf_sizes.npy cannot be read"),
+])
+def test_damaged_arrays_are_caught_on_open(tmp_path, small_db, damage, problem):
+    path = shutil.copytree(small_db.path, tmp_path / "db")
+    if damage == "truncate columns":
+        with open(path / "columns.npy", "r+b") as handle:
+            handle.truncate((path / "columns.npy").stat().st_size // 2)
+    elif damage == "short image_index":
+        np.save(path / "image_index.npy", np.load(path / "image_index.npy")[:-3])
+    elif damage == "long centers":
+        np.save(path / "centers.npy", np.zeros((len(small_db) + 1, 2), np.float32))
+    elif damage == "short pixels":
+        np.save(path / "pixels.npy", np.load(path / "pixels.npy")[:-10])
+    elif damage == "images out of order":
+        np.save(path / "image_index.npy", np.load(path / "image_index.npy")[::-1].copy())
+    else:
+        (path / "rf_sizes.npy").write_bytes(b"garbage")
+    with pytest.raises(ValueError, match=f"is damaged: {problem}.*overwrite=True"):
+        ColumnDatabase.open(path)
+
+
 # -- reconstruction ----------------------------------------------------------------------
 def test_reconstruction_with_the_query_in_the_database_copies_its_patches(
         photo_db, conv4, photos):

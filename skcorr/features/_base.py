@@ -20,11 +20,12 @@ from dataclasses import dataclass
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.utils._param_validation import StrOptions
+from sklearn.utils._param_validation import HasMethods, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from .._image import as_rgb, check_images, outside_image
 from ..metrics import _check_image_keypoints
+from ._cache import FeatureCache, check_memory_folder, signature
 
 __all__ = ["FeatureMap", "keypoint_samples", "split_keypoint_samples"]
 
@@ -232,7 +233,11 @@ class FeatureTransformer(TransformerMixin, BaseEstimator):
 
     _parameter_constraints: dict = {
         "mode": [StrOptions({"keypoints", "dense", "global"})],
+        "memory": [None, str, os.PathLike, HasMethods(["cache"])],
     }
+
+    #: Parameters that do not change the features (left out of the cache key).
+    _cache_ignored = frozenset({"memory", "device", "batch_size", "mode"})
 
     # -- the API ----------------------------------------------------------------------
     def transform(self, X):
@@ -284,7 +289,7 @@ class FeatureTransformer(TransformerMixin, BaseEstimator):
             rgbs = [as_rgb(image, name=_describe(image)) for image, _, _ in chunk]
             for rgb, (image, _, points) in zip(rgbs, chunk, strict=True):
                 check_points_inside(points, rgb.shape[:2], _describe(image))
-            columns = self._at_points_batch(rgbs, [points for _, _, points in chunk])
+            columns = self._cached_at_points(rgbs, [points for _, _, points in chunk])
             for (_, rows, _), values in zip(chunk, columns, strict=True):
                 if out is None:
                     out = np.empty((len(X), values.shape[1]), dtype=values.dtype)
@@ -305,7 +310,8 @@ class FeatureTransformer(TransformerMixin, BaseEstimator):
             The dense features of each image, in order.
         """
         check_is_fitted(self)
-        return [fmap for chunk in self._rgb_chunks(images) for fmap in self._dense_batch(chunk)]
+        return [fmap for chunk in self._rgb_chunks(images)
+                for fmap in self._cached("dense", chunk, self._dense_batch)]
 
     def extract_global(self, images) -> np.ndarray:
         """One feature vector per image, whatever the mode: (n_images, n_features).
@@ -322,7 +328,7 @@ class FeatureTransformer(TransformerMixin, BaseEstimator):
         """
         check_is_fitted(self)
         return np.stack([vector for chunk in self._rgb_chunks(images)
-                         for vector in self._global_batch(chunk)])
+                         for vector in self._cached("global", chunk, self._global_batch)])
 
     def _chunk_size(self) -> int:
         return max(1, int(getattr(self, "batch_size", 1) or 1))
@@ -331,6 +337,32 @@ class FeatureTransformer(TransformerMixin, BaseEstimator):
         indexed = list(enumerate(check_images(images)))
         for chunk in _chunks(indexed, self._chunk_size()):
             yield [as_rgb(image, name=_describe(image, i)) for i, image in chunk]
+
+    # -- the feature cache (``memory``) ------------------------------------------------
+    def _feature_cache(self) -> FeatureCache | None:
+        """The cache of this transformer's current parameters and weights, or None."""
+        memory = check_memory_folder(getattr(self, "memory", None))
+        if memory is None:
+            return None
+        return FeatureCache(memory, signature(self, self._cache_ignored, self._cache_identity()))
+
+    def _cache_identity(self):
+        """What besides the parameters determines the features (e.g. a weights digest)."""
+        return None
+
+    def _cached(self, kind: str, images: list, compute) -> list:
+        cache = self._feature_cache()
+        return compute(images) if cache is None else cache.get_or_compute(kind, images, compute)
+
+    def _cached_at_points(self, images, points) -> list[np.ndarray]:
+        cache = self._feature_cache()
+        if cache is None:
+            return self._at_points_batch(images, points)
+        if type(self)._at_points_batch is FeatureTransformer._at_points_batch:
+            # Columns are read off the dense map: cache the map, whatever the points.
+            return self._sample_maps(cache.get_or_compute("dense", images, self._dense_batch),
+                                     points)
+        return cache.get_or_compute("points", images, self._at_points_batch, extras=points)
 
     # -- what subclasses provide ------------------------------------------------------
     # Each works on a batch of RGB arrays; the defaults map the one-image versions.
@@ -341,9 +373,11 @@ class FeatureTransformer(TransformerMixin, BaseEstimator):
         return [self._dense(image) for image in images]
 
     def _at_points_batch(self, images, points) -> list[np.ndarray]:
+        return self._sample_maps(self._dense_batch(images), points)
+
+    def _sample_maps(self, maps, points) -> list[np.ndarray]:
         interpolation = getattr(self, "interpolation", "nearest")
-        return [fmap.sample(p, interpolation)
-                for fmap, p in zip(self._dense_batch(images), points, strict=True)]
+        return [fmap.sample(p, interpolation) for fmap, p in zip(maps, points, strict=True)]
 
     def _global_batch(self, images) -> list[np.ndarray]:
         return [fmap.features.mean(axis=(0, 1)) for fmap in self._dense_batch(images)]

@@ -16,6 +16,7 @@ from .._array import l2_normalize
 from ..backbones import get_backbone, load_network
 from ..receptive import ReceptiveField, grid_centers
 from ._base import FeatureMap, FeatureTransformer
+from ._cache import weights_digest
 
 __all__ = ["ConvColumnExtractor"]
 
@@ -60,6 +61,11 @@ class ConvColumnExtractor(FeatureTransformer):
         Images per forward pass (images of equal size are batched together).
     dtype : {"float32", "float64"}, default="float32"
         Output dtype.
+    memory : None, str or joblib.Memory, default=None
+        Cache of features (as ``Pipeline(memory=...)``): a folder or a
+        :class:`joblib.Memory`. Features are keyed by the image's pixels, the weights'
+        content and every parameter that changes them (not ``device`` or
+        ``batch_size``), so clones in a grid search share them.
 
     Attributes
     ----------
@@ -97,10 +103,13 @@ class ConvColumnExtractor(FeatureTransformer):
         "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
         "dtype": [StrOptions({"float32", "float64"})],
     }
+    # The weights are known by their content (_cache_identity); columns at points are
+    # sampled from cached dense maps, whatever the interpolation.
+    _cache_ignored = FeatureTransformer._cache_ignored | {"weights", "interpolation"}
 
     def __init__(self, *, backbone="efficientnet_lite0", weights="default", layer="conv4",
                  mode="keypoints", image_size=None, normalize=True, interpolation="nearest",
-                 device="auto", batch_size=8, dtype="float32"):
+                 device="auto", batch_size=8, dtype="float32", memory=None):
         self.backbone = backbone
         self.weights = weights
         self.layer = layer
@@ -111,6 +120,10 @@ class ConvColumnExtractor(FeatureTransformer):
         self.device = device
         self.batch_size = batch_size
         self.dtype = dtype
+        self.memory = memory
+
+    def _cache_identity(self):
+        return weights_digest(self.network_)
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X=None, y=None):

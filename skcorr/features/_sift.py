@@ -137,6 +137,10 @@ class DenseSIFT(FeatureTransformer):
         Coordinates in and out are always in pixels of the original image.
     dtype : {"float32", "float64"}, default="float32"
         Output dtype.
+    memory : None, str or joblib.Memory, default=None
+        Cache of descriptors (as ``Pipeline(memory=...)``): a folder or a
+        :class:`joblib.Memory`, keyed by the image's pixels and the parameters (in
+        keypoint mode also by the points asked for).
 
     Attributes
     ----------
@@ -192,7 +196,7 @@ class DenseSIFT(FeatureTransformer):
     }
 
     def __init__(self, *, mode="keypoints", radius=20, step=8, bin_size=8, smoothing=True,
-                 fast=True, normalize=True, image_size=None, dtype="float32"):
+                 fast=True, normalize=True, image_size=None, dtype="float32", memory=None):
         self.mode = mode
         self.radius = radius
         self.step = step
@@ -202,6 +206,7 @@ class DenseSIFT(FeatureTransformer):
         self.normalize = normalize
         self.image_size = image_size
         self.dtype = dtype
+        self.memory = memory
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X=None, y=None):

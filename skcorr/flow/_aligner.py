@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numbers
+import os
 
 import numpy as np
 from joblib import Parallel, delayed
@@ -14,6 +15,7 @@ from tqdm.auto import tqdm
 from .._array import l2_normalize
 from .._image import check_images
 from ..features import ConvColumnExtractor
+from ..features._cache import pass_memory
 from ..metrics import _check_image_keypoints, pck_score
 from ._align import align
 
@@ -53,9 +55,16 @@ class FlowAligner(BaseEstimator):
     max_iter : int, default=50
         Belief-propagation iterations at most.
     n_jobs : int or None, default=None
-        joblib workers over neighbours.
+        joblib workers over the images to predict (``None``: one, unless a
+        :func:`joblib.parallel_config` context says otherwise; ``-1``: all cores). Work
+        goes through joblib, so ``with joblib.parallel_config(backend="dask"):`` spreads
+        it over a dask cluster. Predictions do not depend on it.
     verbose : bool, default=False
         Show a progress bar over the images to predict.
+    memory : None, str or joblib.Memory, default=None
+        Feature cache given to ``features`` and ``retrieval`` (unless they have their
+        own): in a grid search over ``lam`` or ``n_top`` each image's features are then
+        computed once.
 
     ``features`` and ``retrieval`` take effect at the next ``fit`` (the training
     features are computed there); every other parameter is read by ``predict`` and may
@@ -93,11 +102,12 @@ class FlowAligner(BaseEstimator):
         "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
         "n_jobs": [numbers.Integral, None],
         "verbose": ["boolean"],
+        "memory": [None, str, os.PathLike, HasMethods(["cache"])],
     }
 
     def __init__(self, *, features=None, retrieval=None, lam=0.1, n_neighbors=25, n_top=5,
                  ordering="deformation", radius=None, levels=2, max_iter=50, n_jobs=None,
-                 verbose=False):
+                 verbose=False, memory=None):
         self.features = features
         self.retrieval = retrieval
         self.lam = lam
@@ -109,6 +119,7 @@ class FlowAligner(BaseEstimator):
         self.max_iter = max_iter
         self.n_jobs = n_jobs
         self.verbose = verbose
+        self.memory = memory
 
     @_fit_context(prefer_skip_nested_validation=False)
     def fit(self, X, y):
@@ -129,11 +140,12 @@ class FlowAligner(BaseEstimator):
         images = check_images(X, name="X")
         keypoints = _check_keypoints(y, images, fit=True)
         _check_counts(self, len(images))
-        self.features_ = clone(self.features if self.features is not None
-                               else ConvColumnExtractor(layer="conv5", image_size=320)).fit()
-        self.retrieval_ = clone(self.retrieval if self.retrieval is not None
-                                else ConvColumnExtractor(layer="fc7", mode="global",
-                                                         image_size=224)).fit()
+        features = (self.features if self.features is not None
+                    else ConvColumnExtractor(layer="conv5", image_size=320))
+        retrieval = (self.retrieval if self.retrieval is not None
+                     else ConvColumnExtractor(layer="fc7", mode="global", image_size=224))
+        self.features_ = pass_memory(clone(features), self.memory).fit()
+        self.retrieval_ = pass_memory(clone(retrieval), self.memory).fit()
         self.train_maps_ = self.features_.extract_dense(images)
         self.train_global_ = l2_normalize(self.retrieval_.extract_global(images))
         self.keypoints_ = keypoints
@@ -175,8 +187,11 @@ class FlowAligner(BaseEstimator):
         Flow
             The flow from source to target (see :func:`skcorr.flow.align`).
         """
-        return align(source_map, target_map, lam=self.lam, radius=self.radius,
-                     levels=self.levels, max_iter=self.max_iter)
+        return align(source_map, target_map, **self._flow_settings())
+
+    def _flow_settings(self) -> dict:
+        return {"lam": self.lam, "radius": self.radius, "levels": self.levels,
+                "max_iter": self.max_iter}
 
     def predict(self, X) -> np.ndarray:
         """Keypoints (n_images, K, 2) transferred from the best-aligned neighbours.
@@ -197,18 +212,14 @@ class FlowAligner(BaseEstimator):
         images = check_images(X, name="X")
         neighbors = self.neighbors(images)
         maps = self.features_.extract_dense(images)
-        out = np.empty((len(images), self.keypoints_.shape[1], 2))
-        rows = tqdm(range(len(images)), desc="aligning", disable=not self.verbose)
-        for i in rows:
-            flows = Parallel(n_jobs=self.n_jobs, prefer="threads")(
-                delayed(self.align)(self.train_maps_[j], maps[i]) for j in neighbors[i])
-            key = [f.deformation if self.ordering == "deformation" else f.data_energy
-                   for f in flows]
-            order = np.argsort(key, kind="stable")[:self.n_top]
-            transferred = np.stack([flows[k].transfer_points(self.keypoints_[neighbors[i][k]])
-                                    for k in order])
-            out[i] = _nanmedian(transferred)
-        return out
+        settings = self._flow_settings()
+        # One task per image to predict, carrying only its neighbours' maps.
+        tasks = (delayed(_transfer_from_neighbours)(
+            maps[i], [self.train_maps_[j] for j in neighbors[i]], self.keypoints_[neighbors[i]],
+            settings, self.ordering, self.n_top) for i in range(len(images)))
+        results = Parallel(n_jobs=self.n_jobs, prefer="threads", return_as="generator")(tasks)
+        return np.stack(list(tqdm(results, total=len(images), desc="aligning",
+                                  disable=not self.verbose)))
 
     def score(self, X, y, bbox=None) -> float:
         """``PCK@0.1`` of the predictions (see :func:`skcorr.metrics.pck_score`).
@@ -252,6 +263,16 @@ def _check_counts(aligner, n_train: int) -> None:
     if aligner.n_neighbors > n_train:
         raise ValueError(f"n_neighbors={aligner.n_neighbors} but only {n_train} training "
                          "images; lower n_neighbors or add images.")
+
+
+def _transfer_from_neighbours(target_map, neighbour_maps, neighbour_keypoints, settings,
+                              ordering, n_top) -> np.ndarray:
+    """Align each neighbour to the target; median of the best ``n_top`` transfers (K, 2)."""
+    flows = [align(source, target_map, **settings) for source in neighbour_maps]
+    key = [f.deformation if ordering == "deformation" else f.data_energy for f in flows]
+    order = np.argsort(key, kind="stable")[:n_top]
+    return _nanmedian(np.stack([flows[k].transfer_points(neighbour_keypoints[k])
+                                for k in order]))
 
 
 def _nanmedian(stack: np.ndarray) -> np.ndarray:

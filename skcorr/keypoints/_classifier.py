@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import numbers
+import os
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context, clone
 from sklearn.model_selection import GridSearchCV, GroupKFold, StratifiedKFold
+from sklearn.multiclass import OneVsRestClassifier
 from sklearn.svm import LinearSVC
 from sklearn.utils._param_validation import HasMethods, Interval
 from sklearn.utils.validation import check_is_fitted
 
 from ..features._base import split_keypoint_samples
+from ..features._cache import pass_memory
 
 __all__ = ["KeypointClassifier"]
 
@@ -57,9 +60,14 @@ class KeypointClassifier(ClassifierMixin, BaseEstimator):
     max_iter : int, default=20000
         Iterations of liblinear per SVM (raise it if a ConvergenceWarning appears).
     n_jobs : int, default=None
-        Parallel jobs of the inner grid search.
+        joblib workers of the inner grid search (over ``C`` and folds) and of the
+        one-vs-all SVMs (one per class); any joblib backend, e.g. dask through
+        :func:`joblib.parallel_config`. Results do not depend on it.
     random_state : int, RandomState or None, default=None
         Shuffling of the folds (without groups) and of liblinear.
+    memory : None, str or joblib.Memory, default=None
+        Feature cache given to ``features`` (unless it has its own): in a grid
+        search each image's features are then computed once.
 
     Every parameter takes effect at the next ``fit``; ``predict`` uses only what
     ``fit`` learnt, so changing a parameter after ``fit`` changes nothing until then.
@@ -68,8 +76,9 @@ class KeypointClassifier(ClassifierMixin, BaseEstimator):
     ----------
     features_ : transformer
         The fitted clone of ``features``.
-    svc_ : LinearSVC
-        The SVMs refitted on all training samples with ``best_C_``.
+    svc_ : OneVsRestClassifier
+        The one-vs-all :class:`~sklearn.svm.LinearSVC` s refitted on all training
+        samples with ``best_C_``.
     best_C_ : float
         The ``C`` of highest mean cross-validated accuracy.
     cv_results_ : dict
@@ -100,20 +109,23 @@ class KeypointClassifier(ClassifierMixin, BaseEstimator):
         "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
         "n_jobs": [numbers.Integral, None],
         "random_state": ["random_state"],
+        "memory": [None, str, os.PathLike, HasMethods(["cache"])],
     }
 
     def __init__(self, *, features=None, Cs=(1e-3, 1e-2, 1e-1, 1.0, 10.0), cv=5,
-                 max_iter=20000, n_jobs=None, random_state=None):
+                 max_iter=20000, n_jobs=None, random_state=None, memory=None):
         self.features = features
         self.Cs = Cs
         self.cv = cv
         self.max_iter = max_iter
         self.n_jobs = n_jobs
         self.random_state = random_state
+        self.memory = memory
 
-    def _svc(self, C=1.0):
-        return LinearSVC(C=C, dual="auto", max_iter=self.max_iter,
-                         random_state=self.random_state)
+    def _svc(self, C=1.0, n_jobs=None):
+        """One-vs-all linear SVMs, fitted one class per joblib task."""
+        return OneVsRestClassifier(LinearSVC(C=C, dual="auto", max_iter=self.max_iter,
+                                             random_state=self.random_state), n_jobs=n_jobs)
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None, groups=None):
@@ -155,7 +167,7 @@ class KeypointClassifier(ClassifierMixin, BaseEstimator):
                 "of at least two keypoint types."
             )
         features = _default_features() if self.features is None else self.features
-        self.features_ = clone(features).fit(X)
+        self.features_ = pass_memory(clone(features), self.memory).fit(X)
         F = self.features_.extract_at(X)
         if groups is not None:
             groups = np.asarray(groups)
@@ -174,16 +186,16 @@ class KeypointClassifier(ClassifierMixin, BaseEstimator):
         else:
             splitter = StratifiedKFold(n_splits=self.cv, shuffle=True,
                                        random_state=self.random_state)
-        search = GridSearchCV(self._svc(), {"C": list(Cs)}, cv=splitter, n_jobs=self.n_jobs,
-                              scoring="accuracy", refit=True)
+        search = GridSearchCV(self._svc(), {"estimator__C": list(Cs)}, cv=splitter,
+                              n_jobs=self.n_jobs, scoring="accuracy", refit=False)
         search.fit(F, y, groups=groups)
-        self.best_C_ = float(search.best_params_["C"])
+        self.best_C_ = float(search.best_params_["estimator__C"])
         self.cv_results_ = {
             "C": Cs.copy(),
             "mean_test_score": np.asarray(search.cv_results_["mean_test_score"]),
             "std_test_score": np.asarray(search.cv_results_["std_test_score"]),
         }
-        self.svc_ = search.best_estimator_
+        self.svc_ = self._svc(self.best_C_, n_jobs=self.n_jobs).fit(F, y)
         self.n_features_in_ = 3
         return self
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import numbers
+import os
 import warnings
 
 import numpy as np
+from joblib import Parallel, delayed
 from PIL import Image
 from sklearn.base import BaseEstimator, _fit_context, clone
 from sklearn.linear_model import LogisticRegression
@@ -15,6 +17,7 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from .._image import as_rgb
+from ..features._cache import pass_memory
 from ._crops import CropKeypointsMixin, check_crops_keypoints
 
 __all__ = ["SlidingKeypointDetector"]
@@ -118,6 +121,14 @@ class SlidingKeypointDetector(CropKeypointsMixin, BaseEstimator):
         Iterations of liblinear per SVM.
     random_state : int, RandomState or None, default=None
         The initial random negatives and liblinear.
+    n_jobs : int or None, default=None
+        joblib workers over the keypoint types (one SVM each; liblinear releases the
+        GIL, so threads are preferred). Any joblib backend works, e.g. dask through
+        :func:`joblib.parallel_config`. Results do not depend on it.
+    memory : None, str or joblib.Memory, default=None
+        Feature cache given to ``features`` and ``prior`` (unless they have their
+        own): in a grid search over ``C`` or ``beta`` each crop's features are then
+        computed once.
 
     Attributes
     ----------
@@ -170,12 +181,14 @@ class SlidingKeypointDetector(CropKeypointsMixin, BaseEstimator):
         "beta": [Interval(numbers.Real, 0, 1, closed="both")],
         "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
         "random_state": ["random_state"],
+        "n_jobs": [numbers.Integral, None],
+        "memory": [None, str, os.PathLike, HasMethods(["cache"])],
     }
 
     def __init__(self, *, features=None, box_size=224, neighborhood=3, C=0.1,
                  n_positives=10, positive_radius="auto", negative_radius="auto",
                  mining_rounds=3, cache_size=4000, class_weight="balanced", prior=None,
-                 beta=0.0, max_iter=20000, random_state=None):
+                 beta=0.0, max_iter=20000, random_state=None, n_jobs=None, memory=None):
         self.features = features
         self.box_size = box_size
         self.neighborhood = neighborhood
@@ -190,6 +203,8 @@ class SlidingKeypointDetector(CropKeypointsMixin, BaseEstimator):
         self.beta = beta
         self.max_iter = max_iter
         self.random_state = random_state
+        self.n_jobs = n_jobs
+        self.memory = memory
 
     # -- features ---------------------------------------------------------------------
     def _rescale(self, crops):
@@ -292,7 +307,7 @@ class SlidingKeypointDetector(CropKeypointsMixin, BaseEstimator):
         rng = check_random_state(self.random_state)
         self._settings_at_fit = {"box_size": self.box_size, "neighborhood": self.neighborhood}
         features = _default_features() if self.features is None else self.features
-        self.features_ = clone(features).fit()
+        self.features_ = pass_memory(clone(features), self.memory).fit()
         resized, scales = self._rescale(crops)
         box_kp = (keypoints + 0.5) * scales[:, None, :] - 0.5
         Fp, fmap = self._maps(resized)
@@ -344,21 +359,21 @@ class SlidingKeypointDetector(CropKeypointsMixin, BaseEstimator):
             r, c = np.divmod(rest, cols)
             return img, r, c
 
-        def train(k):
-            pos, neg = self._gather(Fp, *unravel(positives[k])), \
-                self._gather(Fp, *unravel(cache[k]))
-            X = np.concatenate([pos, neg])
-            y = np.r_[np.ones(len(pos)), -np.ones(len(neg))]
-            svc = LinearSVC(C=self.C, dual="auto", class_weight=self.class_weight,
-                            max_iter=self.max_iter, random_state=seed).fit(X, y)
-            self.coef_[k] = svc.coef_[0]
-            self.intercept_[k] = svc.intercept_[0]
-            return X, y
+        svc = LinearSVC(C=self.C, dual="auto", class_weight=self.class_weight,
+                        max_iter=self.max_iter, random_state=seed)
+
+        def train_all():
+            # One SVM per type, as joblib tasks (descriptors gathered as tasks start).
+            tasks = (delayed(_fit_linear)(svc, self._gather(Fp, *unravel(positives[k])),
+                                          self._gather(Fp, *unravel(cache[k])))
+                     for k in trained)
+            fitted = Parallel(n_jobs=self.n_jobs, prefer="threads")(tasks)
+            for k, (coef, intercept) in zip(trained, fitted, strict=True):
+                self.coef_[k], self.intercept_[k] = coef, intercept
 
         self.n_mining_rounds_ = 0
         for round_ in range(self.mining_rounds + 1):
-            for k in trained:
-                train(k)
+            train_all()
             if round_ == self.mining_rounds:
                 break
             scores = self._score_padded(Fp, np.nan_to_num(self.coef_),
@@ -399,7 +414,7 @@ class SlidingKeypointDetector(CropKeypointsMixin, BaseEstimator):
         if self.prior is not None:
             with warnings.catch_warnings():  # absent types: warned about above
                 warnings.filterwarnings("ignore", "Keypoint type", UserWarning)
-                self.prior_ = clone(self.prior).fit(resized, box_kp)
+                self.prior_ = pass_memory(clone(self.prior), self.memory).fit(resized, box_kp)
         return self
 
     # -- prediction -------------------------------------------------------------------
@@ -487,6 +502,14 @@ class SlidingKeypointDetector(CropKeypointsMixin, BaseEstimator):
                         np.take_along_axis(maps.ys, r, axis=1)], axis=2)
         out[:, self.skipped_types_] = np.nan
         return out
+
+
+def _fit_linear(svc, positives, negatives):
+    """Fit a clone of ``svc`` on positives against negatives: (coef, intercept)."""
+    X = np.concatenate([positives, negatives])
+    y = np.r_[np.ones(len(positives)), -np.ones(len(negatives))]
+    fitted = clone(svc).fit(X, y)
+    return fitted.coef_[0], fitted.intercept_[0]
 
 
 def _check_crops(crops):

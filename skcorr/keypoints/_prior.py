@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numbers
+import os
 
 import numpy as np
 from sklearn.base import BaseEstimator, _fit_context, clone
@@ -10,6 +11,7 @@ from sklearn.utils._param_validation import HasMethods, Interval
 from sklearn.utils.validation import check_is_fitted
 
 from .._array import l2_normalize
+from ..features._cache import pass_memory
 from ._crops import CropKeypointsMixin, check_crops_keypoints, crop_shapes
 
 __all__ = ["GaussianNNPrior"]
@@ -45,6 +47,9 @@ class GaussianNNPrior(CropKeypointsMixin, BaseEstimator):
         a detector: of the ``box_size x box_size`` frame). Must be > 0. It may change
         after ``fit`` (it is read, and validated again, by :meth:`log_density`);
         ``features`` takes effect at the next ``fit``.
+    memory : None, str or joblib.Memory, default=None
+        Feature cache given to ``features`` (unless it has its own): in a grid
+        search each image's features are then computed once.
 
     Attributes
     ----------
@@ -72,11 +77,13 @@ class GaussianNNPrior(CropKeypointsMixin, BaseEstimator):
     _parameter_constraints: dict = {
         "features": [HasMethods(["fit", "extract_global"]), None],
         "sigma": [Interval(numbers.Real, 0, None, closed="neither")],
+        "memory": [None, str, os.PathLike, HasMethods(["cache"])],
     }
 
-    def __init__(self, *, features=None, sigma=22.0):
+    def __init__(self, *, features=None, sigma=22.0, memory=None):
         self.features = features
         self.sigma = sigma
+        self.memory = memory
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, crops, keypoints):
@@ -96,7 +103,7 @@ class GaussianNNPrior(CropKeypointsMixin, BaseEstimator):
         """
         crops, keypoints = check_crops_keypoints(crops, keypoints, fit=True)
         features = _default_features() if self.features is None else self.features
-        self.features_ = clone(features).fit()
+        self.features_ = pass_memory(clone(features), self.memory).fit()
         self.train_features_ = l2_normalize(self.features_.extract_global(crops))
         sizes = np.array([(w, h) for h, w in crop_shapes(crops)], dtype=np.float64)
         self.train_keypoints_ = (keypoints + 0.5) / sizes[:, None, :]

@@ -14,7 +14,15 @@ file                shape, dtype                 content
 ``rf_sizes.npy``    (n_images,) float64          the layer's RF side in that image's pixels
 ``fingerprint.npy`` (m,) float32                 the extractor's response to a fixed probe
 ``meta.json``                                    backbone, weights, layers, n_features, ...
+``.skcorr-column-database``                      marker: skcorr made this folder
+``index.faiss``                                  optional approximate index (build_index)
+``index.json``                                   what the index was built from and with
 ==================  ===========================  ===========================================
+
+Search runs on faiss: exact inner product (a flat index over blocks of the
+memory-mapped columns, so only one block is in memory) by default, or an approximate
+IVF/PQ index built by :meth:`ColumnDatabase.build_index` for tens of millions of
+columns.
 
 Patches are cut on demand from the stored pixels (a copy of every image, so a database
 does not depend on files that may move and works for images given as arrays): any
@@ -26,7 +34,9 @@ bytes beside its columns.
 building never holds more than one batch of columns in memory: the ``.npy`` header is
 written first for zero rows (numpy reserves room in it for the first axis to grow), the
 rows are appended, and the header is rewritten in place with the final count.
-``meta.json`` is written last; a folder without it is an incomplete build.
+The marker file is written first and ``meta.json`` last (whole, by a rename): a folder
+with the marker and no ``meta.json`` is an incomplete build, which
+``build(..., overwrite=True)`` may remove; it removes nothing without the marker.
 """
 
 from __future__ import annotations
@@ -35,8 +45,10 @@ import json
 import numbers
 import os
 import shutil
+import uuid
 from pathlib import Path
 
+import faiss
 import numpy as np
 from tqdm.auto import tqdm
 
@@ -50,6 +62,15 @@ _PROBE_SIDE = 96
 _FINGERPRINT_MIN_COSINE = 0.999
 #: Default budget of one search block: queries x rows of similarities (64 MiB float32).
 _BLOCK_ELEMENTS = 1 << 24
+#: Largest block of columns converted to float32 for one flat search (256 MiB).
+_BLOCK_BYTES = 1 << 28
+_MARKER = ".skcorr-column-database"
+#: meta.json keys, with the types their values must have.
+_META_TYPES = {
+    "format_version": int, "backbone": str, "weights": (str, type(None)), "layers": list,
+    "n_features": int, "normalize": bool, "image_size": (int, type(None)), "dtype": str,
+    "rf_size": list, "stride": list, "n_columns": int, "n_images": int,
+}
 
 
 class _NpyAppender:
@@ -137,6 +158,119 @@ def _check_fitted_extractor(extractor):
     return extractor
 
 
+def _write_whole(file: Path, content) -> None:
+    """Write a file whole or not at all: a temporary name in the folder, then a rename."""
+    temporary = file.with_name(f".{file.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        if isinstance(content, bytes):
+            temporary.write_bytes(content)
+        else:
+            temporary.write_text(content)
+        os.replace(temporary, file)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def _digest(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.blake2b(data, digest_size=20).hexdigest()
+
+
+def _made_by_skcorr(path: Path) -> bool:
+    """True for an empty folder or one skcorr made for a database (marker, or valid meta)."""
+    if not path.is_dir():
+        return False
+    if (path / _MARKER).is_file() or not any(path.iterdir()):
+        return True
+    try:  # databases written before the marker existed
+        meta = json.loads((path / "meta.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and meta.get("format_version") == 1 and "n_columns" in meta
+
+
+def _damaged(path: Path, what: str) -> ValueError:
+    return ValueError(
+        f"Column database {str(path)!r} is damaged: {what}. Build it again with "
+        "ColumnDatabase.build(extractor, images, path, overwrite=True)."
+    )
+
+
+def _read_meta(path: Path) -> dict:
+    file = path / "meta.json"
+    try:
+        meta = json.loads(file.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise _damaged(path, f"{file} is not readable JSON ({exc})") from exc
+    if not isinstance(meta, dict):
+        raise _damaged(path, f"{file} holds a {type(meta).__name__}, not an object")
+    for key, kind in _META_TYPES.items():
+        if key not in meta:
+            raise _damaged(path, f"{file} lacks the key {key!r}")
+        value = meta[key]
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise _damaged(path, f"{file} has {key}={value!r}, of the wrong type")
+    if meta["dtype"] not in ("float16", "float32") or meta["n_features"] < 1 \
+            or meta["n_columns"] < 1 or meta["n_images"] < 1:
+        raise _damaged(path, f"{file} has impossible values (dtype {meta['dtype']!r}, "
+                             f"{meta['n_columns']} columns of {meta['n_features']} from "
+                             f"{meta['n_images']} images)")
+    return meta
+
+
+def _read_arrays(path: Path, meta: dict) -> dict:
+    """Load the arrays and check them against each other and against meta.json."""
+    n, d, n_images = meta["n_columns"], meta["n_features"], meta["n_images"]
+    arrays = {}
+    for name in ("columns", "pixels", "image_index", "centers", "images", "rf_sizes",
+                 "fingerprint"):
+        file = path / f"{name}.npy"
+        if not file.is_file():
+            raise FileNotFoundError(
+                f"Column database {str(path)!r} lacks {file.name}; it is damaged. Build "
+                "it again with ColumnDatabase.build(..., overwrite=True)."
+            )
+        try:
+            arrays[name] = np.load(file, mmap_mode="r" if name in ("columns", "pixels")
+                                   else None, allow_pickle=False)
+        except (OSError, ValueError, EOFError) as exc:
+            raise _damaged(path, f"{file.name} cannot be read, truncated or not a .npy "
+                                 f"file ({exc})") from exc
+    expected = {"columns": ((n, d), meta["dtype"]), "image_index": ((n,), "int32"),
+                "centers": ((n, 2), "float32"), "images": ((n_images, 5), "float64"),
+                "rf_sizes": ((n_images,), "float64")}
+    for name, (shape, dtype) in expected.items():
+        array = arrays[name]
+        if array.shape != shape or array.dtype != np.dtype(dtype):
+            raise _damaged(path, f"{name}.npy has shape {array.shape} and dtype {array.dtype}"
+                                 f", meta.json implies {shape} and {dtype}")
+    images, index = arrays["images"], arrays["image_index"]
+    heights, widths = images[:, 1], images[:, 2]
+    sizes = 3 * heights * widths
+    offsets = np.concatenate([[0.0], np.cumsum(sizes)[:-1]])
+    if np.any(heights < 1) or np.any(widths < 1) or not np.array_equal(images[:, 0], offsets):
+        raise _damaged(path, "images.npy holds image sizes or pixel offsets that do not fit "
+                             "together")
+    if arrays["pixels"].shape != (int(sizes.sum()),) or arrays["pixels"].dtype != np.uint8:
+        raise _damaged(path, f"pixels.npy has shape {arrays['pixels'].shape}, the images need "
+                             f"({int(sizes.sum())},) uint8")
+    if index.min() < 0 or index.max() >= n_images or np.any(np.diff(index) < 0):
+        raise _damaged(path, f"image_index.npy must list images 0 .. {n_images - 1} in order")
+    if arrays["fingerprint"].ndim != 1 or arrays["fingerprint"].size == 0:
+        raise _damaged(path, "fingerprint.npy is empty")
+    return arrays
+
+
+def _merge_top_k(best_sim, best_idx, sims, idx, k):
+    """The k largest of two (n, .) candidate lists, most similar first."""
+    cand_sim = np.concatenate([best_sim, sims], axis=1)
+    cand_idx = np.concatenate([best_idx, idx], axis=1)
+    order = np.argsort(-cand_sim, axis=1, kind="stable")[:, :k]
+    return (np.take_along_axis(cand_sim, order, axis=1),
+            np.take_along_axis(cand_idx, order, axis=1))
+
+
 def _grid_steps(fmap, fallback: float) -> tuple[float, float]:
     steps = [float(np.diff(a).mean()) if len(a) > 1 else float("nan")
              for a in (fmap.xs, fmap.ys)]
@@ -158,9 +292,11 @@ class ColumnDatabase:
     that patches around any column can be cut later (see the module notes for the
     layout and its disk cost).
 
-    Search (:meth:`search`) is exact: the cosine similarity of every query with every
-    column, by blocks of BLAS matrix products over the memory-mapped columns, keeping a
-    running top-k. Columns are L2-normalised at build time, so cosine is a dot product.
+    Search (:meth:`search`) runs on faiss and is exact by default: a flat inner-product
+    search over blocks of the memory-mapped columns, keeping a running top-k. Columns
+    are L2-normalised at build time, so cosine is a dot product. For tens of millions
+    of columns, :meth:`build_index` adds an approximate IVF/PQ index
+    (``search(..., approximate=True)``).
 
     Parameters
     ----------
@@ -287,14 +423,16 @@ class ColumnDatabase:
                     f"{str(path)!r} already exists; open it with ColumnDatabase.open, choose "
                     "another path, or pass overwrite=True to replace it."
                 )
-            if (path / "meta.json").is_file() or not any(path.iterdir()):
-                shutil.rmtree(path)
-            else:
+            if not _made_by_skcorr(path):
                 raise FileExistsError(
-                    f"{str(path)!r} exists and is not a column database (no meta.json); "
-                    "refusing to delete it. Choose another path."
+                    f"{str(path)!r} exists and is not a column database (no "
+                    f"{_MARKER} marker or meta.json of one); refusing to delete it. Choose "
+                    "another path."
                 )
+            shutil.rmtree(path)
         path.mkdir(parents=True)
+        (path / _MARKER).write_text("A skcorr ColumnDatabase; removed by build(..., "
+                                    "overwrite=True).\n")
         d = int(extractor.n_features_out_)
         layer = extractor.layers_[0]
         network_rf = extractor.receptive_fields_[layer]
@@ -335,11 +473,14 @@ class ColumnDatabase:
                 "stride": [float(v) for v in network_rf.stride],
                 "n_columns": int(columns.n_rows),
                 "n_images": len(images),
+                "build_id": uuid.uuid4().hex,
             }
-            (path / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
+            _write_whole(path / "meta.json", json.dumps(meta, indent=1) + "\n")
         except BaseException:
             columns.abort()
             pixels.abort()
+            # A killed process never gets here: its folder keeps the marker, so that
+            # build(..., overwrite=True) can remove it later.
             shutil.rmtree(path, ignore_errors=True)
             raise
         return cls.open(path)
@@ -365,35 +506,25 @@ class ColumnDatabase:
                 "ColumnDatabase.build(extractor, images, path)."
             )
         if not (path / "meta.json").is_file():
+            if (path / _MARKER).is_file():
+                raise FileNotFoundError(
+                    f"The column database {str(path)!r} is incomplete: its build did not "
+                    "finish (interrupted or killed). Build it again with "
+                    "ColumnDatabase.build(extractor, images, path, overwrite=True), which "
+                    "removes the incomplete folder."
+                )
             raise FileNotFoundError(
-                f"{str(path)!r} holds no meta.json: it is not a column database, or its "
-                "build did not finish. Build it again with ColumnDatabase.build(..., "
-                "overwrite=True)."
+                f"{str(path)!r} holds no meta.json: it is not a column database. Build one "
+                "with ColumnDatabase.build(extractor, images, path)."
             )
-        meta = json.loads((path / "meta.json").read_text())
-        if meta.get("format_version") != FORMAT_VERSION:
+        meta = _read_meta(path)
+        if meta["format_version"] != FORMAT_VERSION:
             raise ValueError(
                 f"Column database {str(path)!r} has format version "
-                f"{meta.get('format_version')!r}; this skcorr reads version {FORMAT_VERSION}. "
+                f"{meta['format_version']!r}; this skcorr reads version {FORMAT_VERSION}. "
                 "Build it again."
             )
-        arrays = {}
-        for name in ("columns", "pixels", "image_index", "centers", "images", "rf_sizes",
-                     "fingerprint"):
-            file = path / f"{name}.npy"
-            if not file.is_file():
-                raise FileNotFoundError(
-                    f"Column database {str(path)!r} lacks {file.name}; it is damaged. Build "
-                    "it again with ColumnDatabase.build(..., overwrite=True)."
-                )
-            mmap = "r" if name in ("columns", "pixels") else None
-            arrays[name] = np.load(file, mmap_mode=mmap)
-        if arrays["columns"].shape != (meta["n_columns"], meta["n_features"]):
-            raise ValueError(
-                f"Column database {str(path)!r} is damaged: columns.npy has shape "
-                f"{arrays['columns'].shape}, meta.json says "
-                f"({meta['n_columns']}, {meta['n_features']})."
-            )
+        arrays = _read_arrays(path, meta)
         return cls(path, meta, **arrays)
 
     # -- properties ------------------------------------------------------------------------
@@ -505,8 +636,13 @@ class ColumnDatabase:
 
     # -- search ----------------------------------------------------------------------------
     def search(self, queries, k=1, *, exclude_images=None, query_images=None,
-               chunk_size=None):
-        """Exact top-k cosine neighbours of each query among the columns.
+               chunk_size=None, approximate=False, nprobe=None):
+        """Top-k cosine neighbours of each query among the columns, by faiss.
+
+        Exact by default: a flat inner-product search over blocks of the memory-mapped
+        columns (the same top-k as a brute-force search). With ``approximate=True`` the
+        index of :meth:`build_index` answers instead (faster on tens of millions of
+        columns; most but not all true neighbours).
 
         Parameters
         ----------
@@ -521,16 +657,22 @@ class ColumnDatabase:
             For each query, one more database image to exclude for it alone (-1: none);
             used to search database columns against the rest of the database.
         chunk_size : int, default=None
-            Database rows per matrix product. ``None`` picks it so that one block of
-            similarities holds about 16 million floats (64 MiB). The result does not
+            Exact search: database rows per block. ``None`` bounds a block to about 16
+            million similarities and 256 MiB of float32 columns. The result does not
             depend on it.
+        approximate : bool, default=False
+            Search the approximate index written by :meth:`build_index`.
+        nprobe : int, default=None
+            Approximate search: inverted lists visited per query (more: slower, closer
+            to exact); ``None`` uses the one given to :meth:`build_index`.
 
         Returns
         -------
         indices : ndarray of shape (n_queries, k), int64
-            Database rows of the neighbours, most similar first.
+            Database rows of the neighbours, most similar first (-1 where an
+            approximate search found fewer than ``k``).
         similarities : ndarray of shape (n_queries, k), float32
-            Their cosine similarities.
+            Their cosine similarities (``-inf`` for a missing neighbour).
         """
         queries = np.asarray(queries, dtype=np.float32)
         if queries.ndim == 1:
@@ -542,8 +684,8 @@ class ColumnDatabase:
             )
         if not np.all(np.isfinite(queries)):
             raise ValueError("queries contain NaN or infinite values.")
-        queries = l2_normalize(queries)
-        m, n = len(queries), self.n_columns
+        queries = np.ascontiguousarray(l2_normalize(queries))
+        m = len(queries)
         excluded = self._excluded_images(exclude_images)
         own = None
         if query_images is not None:
@@ -551,33 +693,172 @@ class ColumnDatabase:
             if own.shape != (m,):
                 raise ValueError(f"query_images must have shape ({m},), got {own.shape}.")
         self._check_k(k, excluded, own)
+        # Queries that exclude the same images are searched together.
+        groups = [(np.arange(m), -1)] if own is None else [
+            (np.flatnonzero(own == value), value) for value in np.unique(own)]
+        if approximate:
+            return self._search_index(queries, k, excluded, groups, nprobe)
         if chunk_size is None:
-            chunk_size = max(k, 1024, _BLOCK_ELEMENTS // max(m, 1))
+            chunk_size = max(k, 1024, min(_BLOCK_ELEMENTS // max(m, 1),
+                                          _BLOCK_BYTES // (4 * self.n_features)))
         elif not isinstance(chunk_size, numbers.Integral) or chunk_size < 1:
             raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}.")
         best_sim = np.full((m, k), -np.inf, dtype=np.float32)
         best_idx = np.full((m, k), -1, dtype=np.int64)
-        rows = np.arange(m)[:, None]
-        for start in range(0, n, chunk_size):
-            stop = min(start + chunk_size, n)
-            block = np.asarray(self.columns[start:stop], dtype=np.float32)
-            sims = queries @ block.T
-            if excluded is not None or own is not None:
-                images = self.image_index[start:stop]
-                if excluded is not None:
-                    sims[:, np.isin(images, excluded)] = -np.inf
-                if own is not None:
-                    sims[own[:, None] == images[None, :]] = -np.inf
-            if stop - start > k:
-                top = np.argpartition(sims, -k, axis=1)[:, -k:]
-            else:
-                top = np.broadcast_to(np.arange(stop - start), (m, stop - start))
-            cand_sim = np.concatenate([best_sim, sims[rows, top]], axis=1)
-            cand_idx = np.concatenate([best_idx, top + start], axis=1)
-            keep = np.argpartition(cand_sim, -k, axis=1)[:, -k:]
-            best_sim, best_idx = cand_sim[rows, keep], cand_idx[rows, keep]
-        order = np.argsort(-best_sim, axis=1, kind="stable")
-        return best_idx[rows, order], best_sim[rows, order]
+        for start in range(0, self.n_columns, chunk_size):
+            stop = min(start + chunk_size, self.n_columns)
+            index = faiss.IndexFlatIP(self.n_features)
+            index.add(np.ascontiguousarray(self.columns[start:stop], dtype=np.float32))
+            sims, idx = self._search_groups(index, queries, min(k, stop - start), groups,
+                                            excluded, self.image_index[start:stop])
+            best_sim, best_idx = _merge_top_k(best_sim, best_idx, sims,
+                                              np.where(idx >= 0, idx + start, -1), k)
+        return best_idx, best_sim
+
+    def _search_groups(self, index, queries, k, groups, excluded, images, nprobe=None):
+        """Search each query group with a selector of the columns it may match."""
+        sims = np.full((len(queries), k), -np.inf, dtype=np.float32)
+        idx = np.full((len(queries), k), -1, dtype=np.int64)
+        for rows, own in groups:
+            allowed = np.ones(len(images), dtype=bool)
+            if excluded is not None:
+                allowed &= ~np.isin(images, excluded)
+            if own >= 0:
+                allowed &= images != own
+            ivf = nprobe is not None and faiss.try_extract_index_ivf(index) is not None
+            params = faiss.SearchParametersIVF() if ivf else faiss.SearchParameters()
+            if ivf:
+                params.nprobe = int(nprobe)
+            if not allowed.all():
+                bits = np.packbits(allowed, bitorder="little")  # kept alive below
+                params.sel = faiss.IDSelectorBitmap(len(allowed), faiss.swig_ptr(bits))
+            D, I = index.search(queries[rows], k, params=params)  # noqa: E741
+            found = I >= 0
+            sims[rows] = np.where(found, D, -np.inf)
+            idx[rows] = I
+        return sims, idx
+
+    # -- the approximate index -----------------------------------------------------------
+    def build_index(self, factory="IVF1024,PQ16", *, nprobe=16, train_size=200_000,
+                    chunk_size=1_000_000, random_state=0, overwrite=False, verbose=False):
+        """Build and save an approximate faiss index of the columns (``index.faiss``).
+
+        The index is trained on a random sample of columns and filled block by block
+        from the memory-mapped columns, so memory holds one block and the index (for
+        ``PQ16``: 16 bytes per column, plus 8 for its id).
+
+        Parameters
+        ----------
+        factory : str, default="IVF1024,PQ16"
+            A :func:`faiss.index_factory` description with inner-product metric, e.g.
+            ``"IVF4096,PQ16"`` (inverted lists and 16-byte product codes: tens of
+            millions of columns in a few hundred MB) or ``"IVF1024,Flat"`` (exact
+            distances within the lists visited). ``"IVF<n>"`` needs at least ``n``
+            training columns (faiss advises 39 n).
+        nprobe : int, default=16
+            Default number of lists a search visits.
+        train_size : int, default=200000
+            Columns sampled to train the quantisers.
+        chunk_size : int, default=1000000
+            Columns added per block.
+        random_state : int, default=0
+            Seed of the training sample.
+        overwrite : bool, default=False
+            Replace an existing index.
+        verbose : bool, default=False
+            Progress bar over the blocks.
+
+        Returns
+        -------
+        self : ColumnDatabase
+        """
+        index_file, info_file = self.path / "index.faiss", self.path / "index.json"
+        if index_file.exists() and not overwrite:
+            raise FileExistsError(
+                f"{str(index_file)!r} exists; pass overwrite=True to build it again."
+            )
+        for name, value in (("nprobe", nprobe), ("train_size", train_size),
+                            ("chunk_size", chunk_size)):
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+        try:
+            index = faiss.index_factory(self.n_features, str(factory),
+                                        faiss.METRIC_INNER_PRODUCT)
+        except RuntimeError as exc:
+            raise ValueError(
+                f"faiss cannot build the index {factory!r} for columns of {self.n_features} "
+                f"({str(exc).strip().splitlines()[-1]}); see faiss.index_factory, e.g. "
+                "'IVF1024,PQ16' (the PQ size must divide the column length)."
+            ) from exc
+        n = self.n_columns
+        rng = np.random.default_rng(random_state)
+        sample = np.sort(rng.choice(n, min(n, train_size), replace=False))
+        train = np.ascontiguousarray(self.columns[sample], dtype=np.float32)
+        if not index.is_trained:
+            ivf = faiss.try_extract_index_ivf(index)
+            lists = ivf.nlist if ivf is not None else 0
+            if lists > len(train):
+                raise ValueError(
+                    f"{factory!r} has {lists} inverted lists but only {len(train)} training "
+                    "columns; use fewer lists (IVF<n> with n well below the column count)."
+                )
+            index.train(train)
+        for start in tqdm(range(0, n, chunk_size), desc="index", disable=not verbose):
+            index.add(np.ascontiguousarray(self.columns[start:start + chunk_size],
+                                           dtype=np.float32))
+        data = faiss.serialize_index(index).tobytes()
+        info = {"factory": str(factory), "nprobe": int(nprobe), "n_columns": n,
+                "n_features": self.n_features, "metric": "inner_product",
+                "build_id": self.meta.get("build_id"), "digest": _digest(data)}
+        _write_whole(index_file, data)
+        _write_whole(info_file, json.dumps(info, indent=1) + "\n")
+        self._index = (index, info)
+        return self
+
+    def _load_index(self):
+        if getattr(self, "_index", None) is not None:
+            return self._index
+        index_file, info_file = self.path / "index.faiss", self.path / "index.json"
+        if not index_file.is_file():
+            raise ValueError(
+                f"Column database {str(self.path)!r} has no approximate index; build one "
+                "with db.build_index() or search with approximate=False."
+            )
+        fix = ("Build it again with db.build_index(..., overwrite=True), or search with "
+               "approximate=False.")
+        try:
+            info = json.loads(info_file.read_text())
+            data = index_file.read_bytes()
+            index = faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise ValueError(f"The index {str(index_file)!r} (or its index.json) cannot be "
+                             f"read ({exc}). {fix}") from exc
+        expected = {"n_columns": self.n_columns, "n_features": self.n_features,
+                    "metric": "inner_product", "build_id": self.meta.get("build_id")}
+        actual = {"n_columns": index.ntotal, "n_features": index.d,
+                  "metric": ("inner_product" if index.metric_type == faiss.METRIC_INNER_PRODUCT
+                             else "other"),
+                  "build_id": info.get("build_id") if isinstance(info, dict) else None}
+        diff = [f"{key}: index {actual[key]!r}, database {expected[key]!r}"
+                for key in expected if actual[key] != expected[key]]
+        if not isinstance(info, dict) or "nprobe" not in info:
+            diff.append("index.json is not the one build_index writes")
+        elif info.get("digest") != _digest(data):
+            diff.append(f"index.faiss is not the index index.json describes ({info['factory']})")
+        if diff:
+            raise ValueError(f"The index {str(index_file)!r} was built with other settings "
+                             f"than the database ({'; '.join(diff)}). {fix}")
+        self._index = (index, info)
+        return self._index
+
+    def _search_index(self, queries, k, excluded, groups, nprobe):
+        index, info = self._load_index()
+        nprobe = info["nprobe"] if nprobe is None else nprobe
+        if isinstance(nprobe, bool) or not isinstance(nprobe, numbers.Integral) or nprobe < 1:
+            raise ValueError(f"nprobe must be a positive integer, got {nprobe!r}.")
+        sims, idx = self._search_groups(index, queries, k, groups, excluded,
+                                        np.asarray(self.image_index), nprobe=nprobe)
+        return idx, sims
 
     def _excluded_images(self, exclude_images):
         if exclude_images is None:
