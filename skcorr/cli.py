@@ -242,6 +242,8 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         if action.default is None or action.default is False or "default:" in (action.help or ""):
             return action.help
         return super()._get_help_string(action)
+
+
 def _parallel_options(parser, default_jobs=None) -> None:
     parser.add_argument("--n-jobs", type=int, default=default_jobs,
                         help="parallel workers (-1: all cores; default: "
