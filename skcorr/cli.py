@@ -20,17 +20,26 @@ __all__ = ["main"]
 _created_dirs: list[Path] = []
 
 
+def _is_fraction(column: str) -> bool:
+    """Columns holding fractions in [0, 1] (accuracies, PCK), printed in percent."""
+    return "accuracy" in column or column.lower().startswith("pck")
+
+
 def _markdown(rows: list[dict]) -> str:
-    """A list of dicts as a Markdown table (numbers to 3 decimals)."""
+    """A list of dicts as a Markdown table: accuracies and PCK in percent (1 decimal),
+    other floats to 3 decimals."""
     if not rows:
         return "(empty)"
     columns = list(rows[0])
 
-    def cell(value):
+    def cell(column, value):
+        if isinstance(value, float) and _is_fraction(column):
+            return f"{100 * value:.1f}"
         return f"{value:.3f}" if isinstance(value, float) else str(value)
 
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(cell(row[c]) for c in columns) + " |" for row in rows]
+    header = [f"{c} (%)" if _is_fraction(c) else c for c in columns]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(c, row[c]) for c in columns) + " |" for row in rows]
     return "\n".join(lines)
 
 

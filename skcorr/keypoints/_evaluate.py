@@ -120,7 +120,8 @@ def evaluate_cub_classification(path, *, layers=DEFAULT_LAYERS, sift_radii=(4, 8
             "seconds": round(time.perf_counter() - start, 1),
         }
         if verbose:
-            print(row, flush=True)
+            print(f"{feature} {setting}: test accuracy {100 * row['test_accuracy']:.1f}% "
+                  f"(C={row['best_C']:g}, {row['seconds']} s)", flush=True)
         rows.append(row)
     return rows
 
@@ -256,6 +257,7 @@ def evaluate_cub_detection(path, *, box_size=224, conv_layer="conv5", sift_step=
                 "predict_seconds_per_image": round(seconds, 4),
             }
             if verbose:
-                print({k: v for k, v in row.items() if k != "pck_per_part"}, flush=True)
+                print(f"{name}, prior={label}, beta={beta:g}: PCK@0.1 "
+                      f"{100 * row['pck_mean']:.1f}%", flush=True)
             rows.append(row)
     return rows
