@@ -29,7 +29,8 @@ def atomic_path(path) -> Iterator[Path]:
 
     Examples
     --------
-    >>> import tempfile
+    >>> import os, tempfile
+    >>> from skcorr._io import atomic_path
     >>> folder = tempfile.mkdtemp()
     >>> with atomic_path(os.path.join(folder, "table.csv")) as tmp:
     ...     _ = tmp.write_text("a,b\\n")
