@@ -68,6 +68,8 @@ def test_grouped_cv_never_has_a_category_on_both_sides(four_categories):
     assert [row["class"] for row in table] == data.class_names + ["mean"]
     for fold in folds:
         assert fold["chosen"] in ("lam=0.01", "lam=1")
+        rows = [row["PCK@0.1"] for row in table if row["class"] in fold["classes"]]
+        assert fold["PCK@0.1"] == pytest.approx(np.mean(rows))
 
 
 def test_real_pf_willow_categories_split_cleanly(pf_willow_dir):
@@ -170,3 +172,15 @@ def test_image_reference_uses_the_whole_target_image():
     assert all(i["PCK@0.1"] >= b["PCK@0.1"] for i, b in zip(image, box, strict=True))
     with pytest.raises(ValueError, match="reference"):
         transfer_pck_table(pairs, identity_transfer, reference="box")
+
+
+def test_cli_asks_for_cv_when_given_several_candidates(tmp_path, capsys):
+    from skcorr.cli import main
+
+    argv = ["evaluate", "pf-willow", "--data", str(tmp_path), "--layer", "stage4",
+            "stage4+stage5"]
+    assert main(argv) == 2
+    assert "--lam cv" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["evaluate", "pf-willow", "--lam", "often"])
+    assert "'cv'" in capsys.readouterr().err
