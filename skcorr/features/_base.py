@@ -46,6 +46,10 @@ class FeatureMap:
         Side of a cell's receptive field, in pixels of the original image.
     image_shape : tuple of int
         ``(height, width)`` of the original image.
+    receptive_fields : dict or None, default=None
+        Layer name -> :class:`~skcorr.receptive.ReceptiveField` in pixels of the original
+        image, for each layer whose columns are in ``features`` (a hypercolumn holds
+        several, concatenated in this order); ``None`` where not applicable (SIFT).
     """
 
     features: np.ndarray
@@ -53,6 +57,7 @@ class FeatureMap:
     ys: np.ndarray
     rf_size: float
     image_shape: tuple[int, int]
+    receptive_fields: dict | None = None
 
     @property
     def grid_shape(self) -> tuple[int, int]:

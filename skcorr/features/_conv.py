@@ -39,9 +39,14 @@ class ConvColumnExtractor(FeatureTransformer):
         Pretrained ImageNet weights, random initialisation, or a local state-dict file.
     layer : str or list of str, default="conv4"
         Layer name, or the paper's role names ``conv4``, ``conv5``, ``pool5``, ``fc7``
-        (see :mod:`skcorr.backbones`). With several layers the columns are concatenated,
-        on the grid of the layer with the smallest stride (the others sampled at its RF
-        centres).
+        (see :mod:`skcorr.backbones`). A list makes hypercolumns: the columns of the
+        layers concatenated on the grid of the layer with the smallest stride, the
+        coarser layers upsampled bilinearly between their RF centres (clamped at the
+        outermost ones); the :class:`~skcorr.features.FeatureMap` keeps every layer's
+        receptive field.
+    layer_weights : list of float or None, default=None
+        With several layers, the weight of each layer's (normalised) columns in the
+        concatenation; ``None`` weighs them equally.
     mode : {"keypoints", "dense", "global"}, default="keypoints"
         What :meth:`transform` returns: columns at keypoint samples, a
         :class:`~skcorr.features.FeatureMap` per image, or one vector per image (a
@@ -51,8 +56,8 @@ class ConvColumnExtractor(FeatureTransformer):
         pass; ``None`` keeps the size. Coordinates in and out are always in pixels of the
         original image.
     normalize : bool, default=True
-        L2-normalise each layer's columns (then divide a concatenation by the square root
-        of the number of layers, so that it has unit norm).
+        L2-normalise each layer's columns (then, after weighting, divide a concatenation
+        by the norm of the weights, so that it has unit norm).
     interpolation : {"nearest", "bilinear"}, default="nearest"
         How a keypoint between RF centres gets its column.
     device : {"auto", "cpu", "cuda"} or str, default="auto"
@@ -96,6 +101,7 @@ class ConvColumnExtractor(FeatureTransformer):
         "backbone": [str],
         "weights": [StrOptions({"default"}), None, str, os.PathLike],
         "layer": [str, list, tuple],
+        "layer_weights": [list, tuple, np.ndarray, None],
         "image_size": [Interval(numbers.Integral, 16, None, closed="left"), None],
         "normalize": ["boolean"],
         "interpolation": [StrOptions({"nearest", "bilinear"})],
@@ -108,11 +114,13 @@ class ConvColumnExtractor(FeatureTransformer):
     _cache_ignored = FeatureTransformer._cache_ignored | {"weights", "interpolation"}
 
     def __init__(self, *, backbone="efficientnet_lite0", weights="default", layer="conv4",
-                 mode="keypoints", image_size=None, normalize=True, interpolation="nearest",
-                 device="auto", batch_size=8, dtype="float32", memory=None):
+                 layer_weights=None, mode="keypoints", image_size=None, normalize=True,
+                 interpolation="nearest", device="auto", batch_size=8, dtype="float32",
+                 memory=None):
         self.backbone = backbone
         self.weights = weights
         self.layer = layer
+        self.layer_weights = layer_weights
         self.mode = mode
         self.image_size = image_size
         self.normalize = normalize
@@ -146,6 +154,9 @@ class ConvColumnExtractor(FeatureTransformer):
         if not names:
             raise ValueError("layer is an empty list; name at least one layer.")
         self.layers_ = [spec.resolve_layer(name) for name in names]
+        if len(set(self.layers_)) < len(self.layers_):
+            raise ValueError(f"layer {names} names the same layer twice; list each once.")
+        self.layer_weights_ = _check_layer_weights(self.layer_weights, len(names))
         self.receptive_fields_ = {n: spec.receptive_field(n) for n in self.layers_}
         spatial = [n for n in self.layers_ if self.receptive_fields_[n] is not None]
         if self.mode != "global" and len(spatial) < len(self.layers_):
@@ -237,19 +248,25 @@ class ConvColumnExtractor(FeatureTransformer):
 
     def _feature_map(self, layer_outputs, image_shape, scale) -> FeatureMap:
         fields = [self.receptive_fields_[n].scaled(*scale) for n in self.layers_]
-        finest = int(np.argmin([rf.stride[0] for rf in fields]))
         maps = [self._layer_map(out, rf, image_shape) for out, rf
                 in zip(layer_outputs, fields, strict=True)]
-        base = maps[finest]
-        if len(maps) > 1:
-            centres = base.centers()
-            columns = [m.features.reshape(-1, m.features.shape[2]) if m is base
-                       else m.sample(centres, self.interpolation) for m in maps]
-            rows, cols = base.grid_shape
-            base.features = np.concatenate(columns, axis=1).reshape(rows, cols, -1)
-            base.rf_size = max(m.rf_size for m in maps)
-        if self.normalize and len(maps) > 1:
-            base.features /= np.sqrt(len(maps))
+        if len(maps) == 1:
+            base = maps[0]
+        else:  # hypercolumns on the finest grid; coarser layers upsampled bilinearly
+            finest = maps[int(np.argmin([rf.stride[0] for rf in fields]))]
+            weights = self.layer_weights_
+            if self.normalize:
+                weights = weights / np.linalg.norm(weights)
+            centres = finest.centers()
+            columns = [m.sample(centres, "bilinear") for m in maps]
+            if self.normalize:  # interpolation shortens unit vectors: normalise again
+                columns = [l2_normalize(c) for c in columns]
+            columns = [w * c for w, c in zip(weights, columns, strict=True)]
+            rows, cols = finest.grid_shape
+            base = FeatureMap(features=np.concatenate(columns, axis=1).reshape(rows, cols, -1),
+                              xs=finest.xs, ys=finest.ys,
+                              rf_size=max(m.rf_size for m in maps), image_shape=finest.image_shape)
+        base.receptive_fields = dict(zip(self.layers_, fields, strict=True))
         base.features = base.features.astype(self.dtype, copy=False)
         return base
 
@@ -293,6 +310,19 @@ class ConvColumnExtractor(FeatureTransformer):
             network.load_state_dict(network_state)
             self.device_ = _resolve_device(self.device, fallback=True)
             self.network_ = network.to(self.device_).eval()
+
+
+def _check_layer_weights(weights, n_layers: int) -> np.ndarray:
+    """The layer weights as a float array of length ``n_layers`` (ones for ``None``)."""
+    if weights is None:
+        return np.ones(n_layers)
+    array = np.asarray(weights, dtype=np.float64).ravel()
+    if len(array) != n_layers:
+        raise ValueError(f"layer_weights has {len(array)} values for {n_layers} layers; give "
+                         "one weight per layer.")
+    if not np.all(np.isfinite(array)) or np.any(array < 0) or not np.any(array > 0):
+        raise ValueError(f"layer_weights must be finite, >= 0 and not all 0, got {weights!r}.")
+    return array
 
 
 def _resolve_device(device: str, fallback: bool = False) -> str:
