@@ -241,7 +241,11 @@ def _interrupt(argv, ready: str, tmp_path, delay=1.5):
     assert ready in seen, f"never saw {ready!r}: {seen[-2000:]}"
     time.sleep(delay)
     process.send_signal(signal.SIGINT)
-    rest, _ = process.communicate(timeout=120)
+    # Read the rest through the same buffered reader: communicate() reads the raw pipe
+    # and would drop what read(1) has already buffered.
+    rest = process.stdout.read()
+    process.stdout.close()
+    process.wait(timeout=120)
     return process.returncode, seen + rest
 
 
