@@ -6,26 +6,21 @@ import numbers
 import os
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context, clone
+from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
 from sklearn.model_selection import GridSearchCV, GroupKFold, StratifiedKFold
 from sklearn.multiclass import OneVsRestClassifier
 from sklearn.svm import LinearSVC
 from sklearn.utils._param_validation import HasMethods, Interval
 from sklearn.utils.validation import check_is_fitted
 
+from ..features import ConvColumnExtractor
 from ..features._base import split_keypoint_samples
-from ..features._cache import pass_memory
+from ._base import FeaturesMixin
 
 __all__ = ["KeypointClassifier"]
 
 
-def _default_features():
-    from ..features import ConvColumnExtractor
-
-    return ConvColumnExtractor(layer="conv4", mode="keypoints")
-
-
-class KeypointClassifier(ClassifierMixin, BaseEstimator):
+class KeypointClassifier(FeaturesMixin, ClassifierMixin, BaseEstimator):
     """Label keypoints from the feature column at their location, with linear SVMs.
 
     Given keypoint samples (rows ``[image, x, y]`` from
@@ -90,9 +85,7 @@ class KeypointClassifier(ClassifierMixin, BaseEstimator):
     Examples
     --------
     >>> import numpy as np
-    >>> from skcorr.features import keypoint_samples
-    >>> from skcorr.features._sift import DenseSIFT
-    >>> from skcorr.keypoints import KeypointClassifier
+    >>> from skcorr import DenseSIFT, KeypointClassifier, keypoint_samples
     >>> rng = np.random.default_rng(0)
     >>> images = [rng.integers(0, 255, (64, 64, 3), dtype=np.uint8) for _ in range(4)]
     >>> X, y, groups = keypoint_samples(images, np.tile([[[16.0, 16.0], [48.0, 48.0]]],
@@ -127,7 +120,7 @@ class KeypointClassifier(ClassifierMixin, BaseEstimator):
         return OneVsRestClassifier(LinearSVC(C=C, dual="auto", max_iter=self.max_iter,
                                              random_state=self.random_state), n_jobs=n_jobs)
 
-    @_fit_context(prefer_skip_nested_validation=True)
+    @_fit_context(prefer_skip_nested_validation=False)  # features is an estimator
     def fit(self, X, y=None, groups=None):
         """Compute features at the keypoint samples, choose C by CV, refit the SVMs.
 
@@ -166,8 +159,7 @@ class KeypointClassifier(ClassifierMixin, BaseEstimator):
                 f"y holds a single label ({self.classes_[0]!r}); classification needs samples "
                 "of at least two keypoint types."
             )
-        features = _default_features() if self.features is None else self.features
-        self.features_ = pass_memory(clone(features), self.memory).fit(X)
+        self._validate_features(ConvColumnExtractor(layer="conv4", mode="keypoints")).fit(X)
         F = self.features_.extract_at(X)
         if groups is not None:
             groups = np.asarray(groups)
@@ -196,7 +188,6 @@ class KeypointClassifier(ClassifierMixin, BaseEstimator):
             "std_test_score": np.asarray(search.cv_results_["std_test_score"]),
         }
         self.svc_ = self._svc(self.best_C_, n_jobs=self.n_jobs).fit(F, y)
-        self.n_features_in_ = 3
         return self
 
     def transform_features(self, X):

@@ -17,18 +17,14 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from .._image import as_rgb
+from ..features import ConvColumnExtractor
 from ..features._cache import pass_memory
+from ._base import FeaturesMixin
 from ._crops import CropKeypointsMixin, check_crops_keypoints
 
 __all__ = ["SlidingKeypointDetector"]
 
 _CHUNK = 32  # crops per batch of feature extraction and scoring
-
-
-def _default_features():
-    from ..features import ConvColumnExtractor
-
-    return ConvColumnExtractor(layer="conv5", mode="dense")
 
 
 def _is_dense_sift(features) -> bool:
@@ -39,7 +35,7 @@ def _is_dense_sift(features) -> bool:
     return isinstance(features, DenseSIFT)
 
 
-class SlidingKeypointDetector(CropKeypointsMixin, BaseEstimator):
+class SlidingKeypointDetector(FeaturesMixin, CropKeypointsMixin, BaseEstimator):
     """One linear SVM per keypoint type, slid over the dense feature grid of a box crop.
 
     Each input crop (an object's box, e.g. from
@@ -306,8 +302,7 @@ class SlidingKeypointDetector(CropKeypointsMixin, BaseEstimator):
             )
         rng = check_random_state(self.random_state)
         self._settings_at_fit = {"box_size": self.box_size, "neighborhood": self.neighborhood}
-        features = _default_features() if self.features is None else self.features
-        self.features_ = pass_memory(clone(features), self.memory).fit()
+        self._validate_features(ConvColumnExtractor(layer="conv5", mode="dense")).fit()
         resized, scales = self._rescale(crops)
         box_kp = (keypoints + 0.5) * scales[:, None, :] - 0.5
         Fp, fmap = self._maps(resized)

@@ -6,24 +6,19 @@ import numbers
 import os
 
 import numpy as np
-from sklearn.base import BaseEstimator, _fit_context, clone
+from sklearn.base import BaseEstimator, _fit_context
 from sklearn.utils._param_validation import HasMethods, Interval
 from sklearn.utils.validation import check_is_fitted
 
 from .._array import l2_normalize
-from ..features._cache import pass_memory
+from ..features import ConvColumnExtractor
+from ._base import FeaturesMixin
 from ._crops import CropKeypointsMixin, check_crops_keypoints, crop_shapes
 
 __all__ = ["GaussianNNPrior"]
 
 
-def _default_features():
-    from ..features import ConvColumnExtractor
-
-    return ConvColumnExtractor(layer="pool5", mode="global")
-
-
-class GaussianNNPrior(CropKeypointsMixin, BaseEstimator):
+class GaussianNNPrior(FeaturesMixin, CropKeypointsMixin, BaseEstimator):
     """A spherical Gaussian at the keypoint of the most similar training crop.
 
     For a test crop, the training crop of highest cosine similarity of global
@@ -64,8 +59,7 @@ class GaussianNNPrior(CropKeypointsMixin, BaseEstimator):
     Examples
     --------
     >>> import numpy as np
-    >>> from skcorr.features._sift import DenseSIFT
-    >>> from skcorr.keypoints import GaussianNNPrior
+    >>> from skcorr import DenseSIFT, GaussianNNPrior
     >>> rng = np.random.default_rng(0)
     >>> crops = [rng.integers(0, 255, (64, 64, 3), dtype=np.uint8) for _ in range(3)]
     >>> keypoints = np.array([[[10.0, 10.0]], [[30.0, 30.0]], [[50.0, 50.0]]])
@@ -85,7 +79,7 @@ class GaussianNNPrior(CropKeypointsMixin, BaseEstimator):
         self.sigma = sigma
         self.memory = memory
 
-    @_fit_context(prefer_skip_nested_validation=True)
+    @_fit_context(prefer_skip_nested_validation=False)  # features is an estimator
     def fit(self, crops, keypoints):
         """Store the global features and relative keypoints of the training crops.
 
@@ -102,8 +96,7 @@ class GaussianNNPrior(CropKeypointsMixin, BaseEstimator):
             The fitted estimator.
         """
         crops, keypoints = check_crops_keypoints(crops, keypoints, fit=True)
-        features = _default_features() if self.features is None else self.features
-        self.features_ = pass_memory(clone(features), self.memory).fit()
+        self._validate_features(ConvColumnExtractor(layer="pool5", mode="global")).fit()
         self.train_features_ = l2_normalize(self.features_.extract_global(crops))
         sizes = np.array([(w, h) for h, w in crop_shapes(crops)], dtype=np.float64)
         self.train_keypoints_ = (keypoints + 0.5) / sizes[:, None, :]

@@ -1,0 +1,34 @@
+"""What the keypoint estimators share: their feature transformer, cloned before it is fitted."""
+
+from __future__ import annotations
+
+from sklearn.base import clone
+
+from ..features._cache import pass_memory
+
+__all__ = ["FeaturesMixin"]
+
+
+class FeaturesMixin:
+    """For estimators with a ``features`` transformer and a ``memory`` parameter."""
+
+    def _validate_features(self, default):
+        """Set ``features_`` to an unfitted clone of ``features``, or of ``default`` if None.
+
+        As :meth:`sklearn.ensemble.BaseEnsemble._validate_estimator` does for ``estimator``:
+        the transformer the user passed is never fitted or changed. The clone gets the
+        estimator's ``memory`` unless it has a cache of its own.
+
+        Parameters
+        ----------
+        default : transformer
+            The transformer used when ``features`` is None.
+
+        Returns
+        -------
+        features : transformer
+            ``features_``, to be fitted by the caller.
+        """
+        features = default if self.features is None else self.features
+        self.features_ = pass_memory(clone(features), self.memory)
+        return self.features_
