@@ -136,6 +136,8 @@ def _fingerprint(extractor) -> np.ndarray:
 
 
 def _check_fitted_extractor(extractor):
+    """``extractor``, or a fitted clone of it if it is not fitted (it is never changed)."""
+    from sklearn.base import clone
     from sklearn.exceptions import NotFittedError
     from sklearn.utils.validation import check_is_fitted
 
@@ -149,7 +151,7 @@ def _check_fitted_extractor(extractor):
     try:
         check_is_fitted(extractor)
     except NotFittedError:
-        extractor.fit()
+        extractor = clone(extractor).fit()
     if any(extractor.receptive_fields_[name] is None for name in extractor.layers_):
         raise ValueError(
             f"Layer(s) {extractor.layers_} of {extractor.backbone!r} have no spatial grid; "
@@ -383,9 +385,11 @@ class ColumnDatabase:
         Parameters
         ----------
         extractor : ConvColumnExtractor
-            Gives the columns (its dense grid; fitted here if it is not yet). Its
-            backbone, weights, layers and column length are recorded, and every later
-            query must use an extractor that matches them.
+            Gives the columns (its dense grid). An unfitted extractor is cloned and the
+            clone fitted (it is never changed); with ``weights=None`` pass a fitted one,
+            since each fit draws new weights. Its backbone, weights, layers and column
+            length are recorded, and every later query must use an extractor that
+            matches them.
         images : sequence of images
             Arrays or file paths (:mod:`skcorr._image`); files are read one batch at a
             time.
@@ -609,7 +613,7 @@ class ColumnDatabase:
         Parameters
         ----------
         extractor : ConvColumnExtractor
-            The extractor to check (fitted here if it is not yet).
+            The extractor to check (an unfitted one is cloned and the clone fitted).
         """
         extractor = _check_fitted_extractor(extractor)
         mine = _extractor_signature(extractor)
