@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils._param_validation import HasMethods, StrOptions
+from sklearn.utils._set_output import _get_output_config
 from sklearn.utils.validation import check_is_fitted
 
 from .._image import as_rgb, check_images, outside_image
@@ -270,6 +271,9 @@ class FeatureTransformer(TransformerMixin, BaseEstimator):
         if self.mode == "keypoints":
             return self.extract_at(X)
         if self.mode == "dense":
+            container = _get_output_config("transform", self)["dense"]
+            if container != "default":  # from set_output or sklearn.set_config
+                self._refuse_dense(f"{container!r} output")
             return self.extract_dense(X)
         return self.extract_global(X)
 
@@ -386,6 +390,67 @@ class FeatureTransformer(TransformerMixin, BaseEstimator):
 
     def _global_batch(self, images) -> list[np.ndarray]:
         return [fmap.features.mean(axis=(0, 1)) for fmap in self._dense_batch(images)]
+
+    # -- column names and set_output (the 2-D modes) -------------------------------------
+    def get_feature_names_out(self, input_features=None):
+        """Names of the columns of :meth:`transform`'s output (``"keypoints"``, ``"global"``).
+
+        They say what a column holds, e.g. ``"conv4_ch12"`` (channel 12 of layer
+        ``conv4``) or ``"sift_r20_d5"`` (element 5 of the SIFT descriptor of radius 20).
+        ``"dense"`` mode returns feature maps, not a table: its columns have no names.
+
+        Parameters
+        ----------
+        input_features : array-like of str or None, default=None
+            Ignored: the input is images or keypoint samples, whose columns
+            ``[image, x, y]`` are not mapped one to one onto features. Present for
+            :class:`~sklearn.pipeline.Pipeline`.
+
+        Returns
+        -------
+        feature_names_out : ndarray of str objects
+            One name per column, ``n_features_out_`` of them.
+        """
+        check_is_fitted(self)
+        if self.mode == "dense":
+            self._refuse_dense("column names")
+        names = np.asarray(self._feature_names(), dtype=object)
+        if len(names) != self.n_features_out_:  # a subclass that names its columns wrongly
+            raise RuntimeError(f"{len(names)} names for {self.n_features_out_} columns.")
+        return names
+
+    def set_output(self, *, transform=None):
+        """Set the output container of :meth:`transform` and ``fit_transform``.
+
+        ``"pandas"`` (or ``"polars"``) gives a DataFrame whose columns are named by
+        :meth:`get_feature_names_out`, in ``"keypoints"`` and ``"global"`` modes;
+        ``"dense"`` mode returns a list of :class:`FeatureMap`, which has no table form.
+
+        Parameters
+        ----------
+        transform : {"default", "pandas", "polars"} or None, default=None
+            The container; ``None`` leaves the setting unchanged.
+
+        Returns
+        -------
+        self : FeatureTransformer
+            The transformer.
+        """
+        if self.mode == "dense" and transform not in (None, "default"):
+            self._refuse_dense(f"{transform!r} output")
+        return super().set_output(transform=transform)
+
+    def _refuse_dense(self, what: str):
+        raise ValueError(
+            f"{type(self).__name__}(mode='dense') returns one FeatureMap per image, not a "
+            f"2-D table, so it has no {what}. Use mode='keypoints' or mode='global' for a "
+            "table, or set_output(transform='default') on this transformer."
+        )
+
+    def _feature_names(self) -> list[str]:
+        """One name per column; subclasses name them after what they hold."""
+        prefix = type(self).__name__.lower()
+        return [f"{prefix}{i}" for i in range(self.n_features_out_)]
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -174,17 +174,18 @@ class ConvColumnExtractor(FeatureTransformer):
         self.network_.to(self.device_).eval()
         self._mean = torch.tensor(spec.mean).view(1, 3, 1, 1)
         self._std = torch.tensor(spec.std).view(1, 3, 1, 1)
-        self.n_features_out_ = self._probe_width()
+        self._channels = self._probe_channels()
+        self.n_features_out_ = sum(self._channels)
         return self
 
-    def _probe_width(self) -> int:
-        """Channels of a column, from a forward pass of the smallest probe image that works."""
+    def _probe_channels(self) -> list[int]:
+        """Channels of each layer, from a forward pass of the smallest probe image that works."""
         for side in (64, 224):  # 64 px suffices for most networks and is 12x cheaper
             try:
                 outputs = self._forward([np.zeros((side, side, 3), np.uint8)])[0]
             except ValueError:
                 continue
-            return int(sum(o.shape[0] for o in outputs))
+            return [int(o.shape[0]) for o in outputs]
         raise ValueError(f"Layers {self.layers_} of {self.backbone!r} give no output for a "
                          "224x224 image.")
 
@@ -289,6 +290,12 @@ class ConvColumnExtractor(FeatureTransformer):
             vector = np.concatenate(parts) / (np.sqrt(len(parts)) if self.normalize else 1.0)
             vectors.append(vector.astype(self.dtype, copy=False))
         return vectors
+
+    def _feature_names(self) -> list[str]:
+        """``"<layer>_ch<channel>"``, layers named as in ``layer``, in the order of a column."""
+        names = [self.layer] if isinstance(self.layer, str) else list(self.layer)
+        return [f"{name}_ch{c}" for name, n in zip(names, self._channels, strict=True)
+                for c in range(n)]
 
     # -- pickling: the network travels as a CPU state dict ----------------------------
     def __getstate__(self):

@@ -172,8 +172,7 @@ class DenseSIFT(FeatureTransformer):
     Examples
     --------
     >>> import numpy as np
-    >>> from skcorr.features import keypoint_samples
-    >>> from skcorr.features._sift import DenseSIFT
+    >>> from skcorr import DenseSIFT, keypoint_samples
     >>> image = np.random.default_rng(0).integers(0, 255, (96, 128, 3), dtype=np.uint8)
     >>> X, y, groups = keypoint_samples([image], [[[40.0, 30.0], [100.0, 50.0]]])
     >>> DenseSIFT(radius=[8, 16]).fit(X).transform(X).shape
@@ -231,6 +230,12 @@ class DenseSIFT(FeatureTransformer):
         self.n_features_out_ = (_N_DIMS * len(self.radii_) if self.mode == "keypoints"
                                 else _N_DIMS)
         return self
+
+    def _feature_names(self) -> list[str]:
+        """``"sift_r<radius>_d<i>"`` (keypoints) or ``"sift_bin<bin_size>_d<i>"`` (grid)."""
+        scales = ([f"r{r:g}" for r in self.radii_] if self.mode == "keypoints"
+                  else [f"bin{self.bin_size}"])
+        return [f"sift_{scale}_d{i}" for scale in scales for i in range(_N_DIMS)]
 
     # -- image preparation ------------------------------------------------------------
     def _grey(self, image: np.ndarray) -> tuple[np.ndarray, tuple[float, float]]:
