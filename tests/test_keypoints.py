@@ -17,9 +17,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.svm import LinearSVC
 from sklearn.utils._param_validation import InvalidParameterError
 
-from skcorr import ConvColumnExtractor
-from skcorr.features import keypoint_samples
-from skcorr.features._sift import DenseSIFT
+from skcorr import ConvColumnExtractor, DenseSIFT, keypoint_samples
 from skcorr.keypoints import (
     GaussianNNPrior,
     KeypointClassifier,
