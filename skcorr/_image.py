@@ -125,15 +125,6 @@ def as_rgb(image, *, name: str = "image") -> np.ndarray:
     Returns
     -------
     ndarray of shape (H, W, 3), uint8
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from skcorr._image import as_rgb
-    >>> as_rgb(np.array([[0, 65535]], dtype=np.uint16))[0, :, 0]
-    array([  0, 255], dtype=uint8)
-    >>> as_rgb(np.array([[0.0, 0.5]]))[0, :, 0]
-    array([  0, 128], dtype=uint8)
     """
     if isinstance(image, (str, os.PathLike)):
         return read_image(image)

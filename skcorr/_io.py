@@ -26,16 +26,6 @@ def atomic_path(path) -> Iterator[Path]:
     is hidden (``.name.<random>.tmp``) and ends with the suffix of ``path``, for writers
     that choose the format from the extension. It is created empty, with the permissions
     a new file would get.
-
-    Examples
-    --------
-    >>> import os, tempfile
-    >>> from skcorr._io import atomic_path
-    >>> folder = tempfile.mkdtemp()
-    >>> with atomic_path(os.path.join(folder, "table.csv")) as tmp:
-    ...     _ = tmp.write_text("a,b\\n")
-    >>> os.listdir(folder)
-    ['table.csv']
     """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp{path.suffix}")
