@@ -231,7 +231,7 @@ def check_points_inside(points: np.ndarray, shape: tuple[int, int], name: str = 
 class FeatureTransformer(TransformerMixin, BaseEstimator):
     """Base class of skcorr's feature transformers.
 
-    Subclasses implement ``_dense`` (one image -> :class:`FeatureMap`) or
+    Subclasses implement ``_dense`` (one image -> :class:`~skcorr.FeatureMap`) or
     ``_dense_batch`` (a list of images), and may override ``_at_points_batch`` and
     ``_global_batch`` when they have a better way than sampling or averaging the
     dense map.
@@ -249,10 +249,10 @@ class FeatureTransformer(TransformerMixin, BaseEstimator):
     def transform(self, X):
         """Features of ``X`` in the transformer's ``mode``.
 
-        * ``"keypoints"``: ``X`` is keypoint samples (:func:`keypoint_samples`); returns
+        * ``"keypoints"``: ``X`` is keypoint samples (:func:`~skcorr.keypoint_samples`); returns
           an (n_samples, n_features) array.
         * ``"dense"``: ``X`` is a sequence of images; returns a list of
-          :class:`FeatureMap`.
+          :class:`~skcorr.FeatureMap`.
         * ``"global"``: ``X`` is a sequence of images; returns (n_images, n_features).
 
         Parameters
@@ -264,7 +264,7 @@ class FeatureTransformer(TransformerMixin, BaseEstimator):
         Returns
         -------
         features : ndarray or list of FeatureMap
-            ``(n_samples, n_features)`` array, list of :class:`FeatureMap` or
+            ``(n_samples, n_features)`` array, list of :class:`~skcorr.FeatureMap` or
             ``(n_images, n_features)`` array, depending on ``mode``.
         """
         check_is_fitted(self)
@@ -284,7 +284,7 @@ class FeatureTransformer(TransformerMixin, BaseEstimator):
         ----------
         X : array-like of shape (n_samples, 3), dtype object
             Keypoint samples, rows ``[image, x, y]`` with ``(x, y)`` in pixels inside
-            the image (see :func:`keypoint_samples`).
+            the image (see :func:`~skcorr.keypoint_samples`).
 
         Returns
         -------
@@ -306,7 +306,7 @@ class FeatureTransformer(TransformerMixin, BaseEstimator):
         return out
 
     def extract_dense(self, images) -> list[FeatureMap]:
-        """One :class:`FeatureMap` per image, whatever the mode.
+        """One :class:`~skcorr.FeatureMap` per image, whatever the mode.
 
         Parameters
         ----------
@@ -424,7 +424,7 @@ class FeatureTransformer(TransformerMixin, BaseEstimator):
 
         ``"pandas"`` (or ``"polars"``) gives a DataFrame whose columns are named by
         :meth:`get_feature_names_out`, in ``"keypoints"`` and ``"global"`` modes;
-        ``"dense"`` mode returns a list of :class:`FeatureMap`, which has no table form.
+        ``"dense"`` mode returns a list of :class:`~skcorr.FeatureMap`, which has no table form.
 
         Parameters
         ----------

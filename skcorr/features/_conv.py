@@ -42,14 +42,14 @@ class ConvColumnExtractor(FeatureTransformer):
         (see :mod:`skcorr.backbones`). A list makes hypercolumns: the columns of the
         layers concatenated on the grid of the layer with the smallest stride, the
         coarser layers upsampled bilinearly between their RF centres (clamped at the
-        outermost ones); the :class:`~skcorr.features.FeatureMap` keeps every layer's
+        outermost ones); the :class:`~skcorr.FeatureMap` keeps every layer's
         receptive field.
     layer_weights : list of float or None, default=None
         With several layers, the weight of each layer's (normalised) columns in the
         concatenation; ``None`` weighs them equally.
     mode : {"keypoints", "dense", "global"}, default="keypoints"
         What :meth:`transform` returns: columns at keypoint samples, a
-        :class:`~skcorr.features.FeatureMap` per image, or one vector per image (a
+        :class:`~skcorr.FeatureMap` per image, or one vector per image (a
         global layer's output, or the spatial mean of a convolutional one).
     image_size : int or None, default=None
         Resize each image so that its longer side is this many pixels before the forward

@@ -72,14 +72,14 @@ class DenseSIFT(FeatureTransformer):
 
     The SIFT baseline of the paper, computed with VLFeat through cyvlfeat, with the
     same three modes and output conventions as
-    :class:`~skcorr.features.ConvColumnExtractor`.
+    :class:`~skcorr.ConvColumnExtractor`.
 
     * ``"keypoints"``: one upright SIFT descriptor (orientation 0) per keypoint sample,
       centred exactly at its ``(x, y)``, from ``vl_sift`` with the frame given (no
       detection), at each radius of ``radius`` (concatenated).
     * ``"dense"``: ``vl_dsift`` on a grid of step ``step`` and bins of side
       ``bin_size`` (the paper's detection baseline: step 8, bin 8); one
-      :class:`~skcorr.features.FeatureMap` per image whose ``xs``/``ys`` are the exact
+      :class:`~skcorr.FeatureMap` per image whose ``xs``/``ys`` are the exact
       descriptor centres.
     * ``"global"``: the mean of the dense grid's descriptors (not re-normalised).
 
@@ -96,8 +96,8 @@ class DenseSIFT(FeatureTransformer):
     ----------
     mode : {"keypoints", "dense", "global"}, default="keypoints"
         What :meth:`transform` returns: descriptors at keypoint samples (X from
-        :func:`~skcorr.features.keypoint_samples`), a
-        :class:`~skcorr.features.FeatureMap` per image, or one vector per image.
+        :func:`~skcorr.keypoint_samples`), a
+        :class:`~skcorr.FeatureMap` per image, or one vector per image.
     radius : float or list of float, default=20
         Keypoint mode: half-side, in pixels, of the square covered by the 4x4 spatial
         bins (bin side ``radius / 2``, VLFeat keypoint scale ``radius / 6``). The paper

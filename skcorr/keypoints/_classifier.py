@@ -24,7 +24,7 @@ class KeypointClassifier(FeaturesMixin, ClassifierMixin, BaseEstimator):
     """Label keypoints from the feature column at their location, with linear SVMs.
 
     Given keypoint samples (rows ``[image, x, y]`` from
-    :func:`~skcorr.features.keypoint_samples`), computes the features at each point
+    :func:`~skcorr.keypoint_samples`), computes the features at each point
     with ``features`` and trains one-vs-all linear SVMs
     (:class:`~sklearn.svm.LinearSVC`). ``C`` is chosen by ``cv``-fold
     cross-validation on the training samples (a :class:`~sklearn.model_selection.GridSearchCV`
@@ -45,7 +45,7 @@ class KeypointClassifier(FeaturesMixin, ClassifierMixin, BaseEstimator):
     ----------
     features : transformer, default=None
         A feature transformer whose ``extract_at`` gives columns at keypoint samples
-        (:class:`~skcorr.features.ConvColumnExtractor`,
+        (:class:`~skcorr.ConvColumnExtractor`,
         :class:`~skcorr.DenseSIFT`). Cloned in ``fit``. ``None`` means
         ``ConvColumnExtractor(layer="conv4")``.
     Cs : sequence of float, default=(1e-3, 1e-2, 1e-1, 1, 10)
@@ -197,7 +197,7 @@ class KeypointClassifier(FeaturesMixin, ClassifierMixin, BaseEstimator):
         ----------
         X : ndarray of shape (n_samples, 3), dtype object
             Keypoint samples ``[image, x, y]`` (see
-            :func:`~skcorr.features.keypoint_samples`).
+            :func:`~skcorr.keypoint_samples`).
 
         Returns
         -------

@@ -29,7 +29,7 @@ class GaussianNNPrior(FeaturesMixin, CropKeypointsMixin, BaseEstimator):
     30% of the width of its crop lands at 30% of the width of the test crop).
 
     Used alone, :meth:`predict` is the nearest-neighbour keypoint transfer; inside
-    :class:`~skcorr.keypoints.SlidingKeypointDetector` (``prior=``) its
+    :class:`~skcorr.SlidingKeypointDetector` (``prior=``) its
     :meth:`log_density` is combined with the detector's scores.
 
     Parameters
