@@ -16,6 +16,7 @@ test: setup
 
 lint: setup
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/codespell
 
 bench: setup
 	$(PY) bench/features.py

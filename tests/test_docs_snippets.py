@@ -150,3 +150,56 @@ def test_docstring_examples_import_what_they_use():
             if missing:
                 problems.append(f"{test.name}: {sorted(missing)}")
     assert not problems, "examples use names they do not import:\n" + "\n".join(problems)
+
+
+# -- the checks configured in setup.cfg and pyproject.toml ------------------------------
+PUBLIC_MODULES = ("skcorr", "skcorr.features", "skcorr.receptive", "skcorr.backbones",
+                  "skcorr.flow", "skcorr.keypoints", "skcorr.metrics", "skcorr.datasets",
+                  "skcorr.evaluation", "skcorr.visualize")
+
+
+def _public_docstring_names() -> list[str]:
+    """Importable names of every public object and of the public members of its class."""
+    import importlib
+    import inspect
+
+    names = set()
+    for module in PUBLIC_MODULES:
+        for public in importlib.import_module(module).__all__:
+            obj = getattr(importlib.import_module(module), public)
+            if not (inspect.isclass(obj) or inspect.isroutine(obj)):
+                continue  # __version__, constants
+            name = f"{obj.__module__}.{obj.__qualname__}"
+            names.add(name)
+            if inspect.isclass(obj):
+                names |= {f"{name}.{member}" for member, value in vars(obj).items()
+                          if not member.startswith("_")
+                          and (inspect.isroutine(value) or isinstance(value, property))}
+    return sorted(names)
+
+
+def test_public_docstrings_pass_numpydoc_validation():
+    """The checks chosen in pyproject.toml's [tool.numpydoc_validation], on the public API."""
+    pytest.importorskip("numpydoc", reason="numpydoc (the docs extra) runs this check")
+    from numpydoc.hooks.validate_docstrings import parse_config
+    from numpydoc.validate import validate
+
+    config = parse_config(ROOT)
+    assert "PR01" in config["checks"] and "EX01" not in config["checks"]  # table was read
+    names = _public_docstring_names()
+    assert len(names) > 100
+    errors = [f"{name}: {code} {message}" for name in names
+              if not (config["exclude"] and config["exclude"].search(name))
+              for code, message in validate(name)["errors"] if code in config["checks"]]
+    assert not errors, "\n".join(errors)
+
+
+def test_spelling():
+    """codespell, configured in setup.cfg, finds no misspelling in the repository."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("codespell_lib", reason="codespell (the test extra) runs this check")
+    result = subprocess.run([sys.executable, "-m", "codespell_lib"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr

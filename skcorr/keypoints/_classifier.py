@@ -55,7 +55,7 @@ class KeypointClassifier(FeaturesMixin, ClassifierMixin, BaseEstimator):
     max_iter : int, default=20000
         Iterations of liblinear per SVM (raise it if a ConvergenceWarning appears).
     n_jobs : int, default=None
-        joblib workers of the inner grid search (over ``C`` and folds) and of the
+        Number of joblib workers of the inner grid search (over ``C`` and folds) and of the
         one-vs-all SVMs (one per class); any joblib backend, e.g. dask through
         :func:`joblib.parallel_config`. Results do not depend on it.
     random_state : int, RandomState or None, default=None
@@ -63,9 +63,6 @@ class KeypointClassifier(FeaturesMixin, ClassifierMixin, BaseEstimator):
     memory : None, str or joblib.Memory, default=None
         Feature cache given to ``features`` (unless it has its own): in a grid
         search each image's features are then computed once.
-
-    Every parameter takes effect at the next ``fit``; ``predict`` uses only what
-    ``fit`` learnt, so changing a parameter after ``fit`` changes nothing until then.
 
     Attributes
     ----------
@@ -81,6 +78,11 @@ class KeypointClassifier(FeaturesMixin, ClassifierMixin, BaseEstimator):
         cross-validation curve of ``C``, in the order of ``Cs``.
     classes_ : ndarray
         The keypoint labels.
+
+    Notes
+    -----
+    Every parameter takes effect at the next ``fit``; ``predict`` uses only what
+    ``fit`` learnt, so changing a parameter after ``fit`` changes nothing until then.
 
     Examples
     --------

@@ -158,10 +158,11 @@ class GaussianNNPrior(FeaturesMixin, CropKeypointsMixin, BaseEstimator):
         Parameters
         ----------
         crops : sequence of images, length n
+            Test crops, as ``(H, W, 3)`` uint8 arrays or file paths.
         xs : array-like of shape (cols,)
-            x of the candidate grid's columns, in crop pixels.
+            The x of the candidate grid's columns, in crop pixels.
         ys : array-like of shape (rows,)
-            y of its rows.
+            The y of its rows.
 
         Returns
         -------
