@@ -13,21 +13,11 @@ class FeaturesMixin:
     """For estimators with a ``features`` transformer and a ``memory`` parameter."""
 
     def _validate_features(self, default):
-        """Set ``features_`` to an unfitted clone of ``features``, or of ``default`` if None.
+        """Set ``features_`` to an unfitted clone of ``features`` (``default`` if None).
 
-        As :meth:`sklearn.ensemble.BaseEnsemble._validate_estimator` does for ``estimator``:
-        the transformer the user passed is never fitted or changed. The clone gets the
-        estimator's ``memory`` unless it has a cache of its own.
-
-        Parameters
-        ----------
-        default : transformer
-            The transformer used when ``features`` is None.
-
-        Returns
-        -------
-        features : transformer
-            ``features_``, to be fitted by the caller.
+        As :meth:`sklearn.ensemble.BaseEnsemble._validate_estimator`: the user's
+        transformer is never fitted or changed. The clone gets ``memory`` unless it has a
+        cache of its own. Returns ``features_``, for the caller to fit.
         """
         features = default if self.features is None else self.features
         self.features_ = pass_memory(clone(features), self.memory)
