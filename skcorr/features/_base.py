@@ -234,7 +234,8 @@ class FeatureTransformer(TransformerMixin, BaseEstimator):
     Subclasses implement ``_dense`` (one image -> :class:`~skcorr.FeatureMap`) or
     ``_dense_batch`` (a list of images), and may override ``_at_points_batch`` and
     ``_global_batch`` when they have a better way than sampling or averaging the
-    dense map.
+    dense map; ``_feature_names`` names the ``n_features_out_`` columns of the 2-D modes
+    (for :meth:`get_feature_names_out` and pandas output).
     """
 
     _parameter_constraints: dict = {
