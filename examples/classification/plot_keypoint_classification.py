@@ -8,7 +8,7 @@ part is it? The features are the column of a convnet layer at the keypoint (or S
 descriptors there), the classifier is a set of one-vs-all linear SVMs.
 
 Keypoint samples are rows ``[image, x, y]``, so the usual scikit-learn tools apply:
-a :class:`~sklearn.pipeline.Pipeline` of :class:`~skcorr.features.ConvColumnExtractor`
+a :class:`~sklearn.pipeline.Pipeline` of :class:`~skcorr.ConvColumnExtractor`
 and :class:`~sklearn.svm.LinearSVC`, :class:`~sklearn.model_selection.GridSearchCV`,
 and :class:`~sklearn.model_selection.GroupKFold` so that the keypoints of one image
 never sit on both sides of a split.
@@ -47,7 +47,7 @@ fig.suptitle("four of the twelve images, parts coloured by label")
 # %%
 # Keypoint samples
 # ----------------
-# :func:`~skcorr.features.keypoint_samples` turns images and keypoints into one row
+# :func:`~skcorr.keypoint_samples` turns images and keypoints into one row
 # per present keypoint, with the part index as label and the image index as group.
 X, y, groups = keypoint_samples(images, keypoints)
 print("X:", X.shape, X.dtype, "first row:", X[0, 1:], "label", y[0], "group", groups[0])
@@ -67,7 +67,7 @@ print("mean accuracy per C:", np.round(search.cv_results_["mean_test_score"], 3)
 # %%
 # Comparing layers and SIFT
 # -------------------------
-# :class:`~skcorr.keypoints.KeypointClassifier` is the same model with the choice of
+# :class:`~skcorr.KeypointClassifier` is the same model with the choice of
 # ``C`` inside ``fit``: it computes each training feature once for all values of ``C``.
 # We hold out the last four images and compare several layers of the backbone with
 # SIFT at five radii (the paper's SIFT baseline for classification).

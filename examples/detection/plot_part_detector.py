@@ -10,8 +10,8 @@ a 3 x 3 neighbourhood of cells form a descriptor, and one linear SVM per keypoin
 most similar by ``pool5`` features (cosine) puts a spherical Gaussian at its keypoint,
 and a weight ``beta`` in [0, 1] trades the detector's score against it.
 
-This example trains :class:`~skcorr.keypoints.SlidingKeypointDetector` with a
-:class:`~skcorr.keypoints.GaussianNNPrior` on box crops of a toy category (random
+This example trains :class:`~skcorr.SlidingKeypointDetector` with a
+:class:`~skcorr.GaussianNNPrior` on box crops of a toy category (random
 affine warps of scikit-image's ``chelsea`` with six hand-placed parts), compares
 ``beta = 0`` (detector alone), an intermediate ``beta`` and ``beta = 1`` (prior alone)
 by PCK, and draws the decision maps.
@@ -75,7 +75,7 @@ for beta in (0.0, 0.3, 1.0):
 # %%
 # Decision maps
 # -------------
-# :meth:`~skcorr.keypoints.SlidingKeypointDetector.decision_maps` returns the raw
+# :meth:`~skcorr.SlidingKeypointDetector.decision_maps` returns the raw
 # detector scores, the log-prior and their combination on each crop's grid of RF
 # centres; the prediction is the argmax of the combination (+).
 detector.set_params(beta=0.3)

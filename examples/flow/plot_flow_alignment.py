@@ -18,7 +18,7 @@ warps the target into the source frame and transfers keypoints from source to ta
 This example aligns a warped pair of scikit-image photographs, whose exact
 correspondences are known, with convnet columns and with dense SIFT, scores the
 transferred keypoints by PCK, and then tunes ``lam`` of a
-:class:`~skcorr.flow.FlowAligner` with :class:`~sklearn.model_selection.GridSearchCV`
+:class:`~skcorr.FlowAligner` with :class:`~sklearn.model_selection.GridSearchCV`
 and :func:`~skcorr.metrics.pck_scorer`.
 """
 
@@ -108,7 +108,7 @@ print("source", point.round(1), "-> target", forward.round(1), "(truth",
 # %%
 # Tuning the smoothness weight with GridSearchCV
 # ----------------------------------------------
-# :class:`~skcorr.flow.FlowAligner` is the estimator of the paper's keypoint transfer:
+# :class:`~skcorr.FlowAligner` is the estimator of the paper's keypoint transfer:
 # ``fit`` keeps annotated images, ``predict`` retrieves the ``n_neighbors`` nearest of
 # each new image by a global feature, aligns them to it, keeps the ``n_top`` of
 # smallest deformation and predicts the median of their transferred keypoints. Its
