@@ -140,21 +140,19 @@ def test_pipeline_gives_dataframes_with_named_columns():
     pipe = Pipeline([("columns", columns), ("scale", StandardScaler()),
                      ("classify", LogisticRegression())]).set_output(transform="pandas")
     pipe.fit(X, y)
-    table = pipe[:-1].transform(X)
-    assert isinstance(table, pd.DataFrame)
-    names = pipe[:-1].get_feature_names_out()
-    assert table.columns.tolist() == names.tolist()
-    # the names say what each column is: channel c of the named layer, in order
-    width = {layer: ConvColumnExtractor(layer=layer).fit().n_features_out_
-             for layer in ("conv4", "conv5")}
-    assert names.tolist() == [f"{layer}_ch{c}" for layer in ("conv4", "conv5")
-                              for c in range(width[layer])]
-    conv4 = ConvColumnExtractor(layer="conv4").fit().transform(X)
     hypercolumns = pipe.named_steps["columns"].transform(X)
-    assert isinstance(hypercolumns, pd.DataFrame)
+    table = pipe.named_steps["scale"].transform(hypercolumns)
+    names = pipe[:-1].get_feature_names_out()
+    for frame in (hypercolumns, table):
+        assert isinstance(frame, pd.DataFrame) and frame.columns.tolist() == names.tolist()
+    # the names say what each column is: channel c of the named layer, in order
+    conv4 = ConvColumnExtractor(layer="conv4").fit()
+    n_conv4, n_all = conv4.n_features_out_, pipe.named_steps["columns"].n_features_out_
+    assert names.tolist() == ([f"conv4_ch{c}" for c in range(n_conv4)]
+                              + [f"conv5_ch{c}" for c in range(n_all - n_conv4)])
     np.testing.assert_allclose(hypercolumns.filter(like="conv4_").to_numpy() * np.sqrt(2),
-                               conv4, atol=1e-5)  # each layer weighs 1/sqrt(2)
-    assert pipe.predict(X).shape == (len(X),)
+                               conv4.transform(X), atol=1e-5)  # each layer weighs 1/sqrt(2)
+    assert pipe.named_steps["classify"].predict(table).shape == (len(X),)
 
 
 def test_sift_and_global_columns_are_named():
