@@ -8,7 +8,6 @@ import warnings
 
 import numpy as np
 from joblib import Parallel, delayed
-from PIL import Image
 from sklearn.base import BaseEstimator, _fit_context, clone
 from sklearn.linear_model import LogisticRegression
 from sklearn.svm import LinearSVC
@@ -16,7 +15,8 @@ from sklearn.utils import Bunch, check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from .._image import as_rgb
+from .._geometry import rescale_points, resize
+from .._image import as_rgb, check_images
 from ..features._cache import pass_memory
 from ._crops import CropKeypointsMixin, check_crops_keypoints
 
@@ -29,14 +29,6 @@ def _default_features():
     from ..features import ConvColumnExtractor
 
     return ConvColumnExtractor(layer="conv5", mode="dense")
-
-
-def _is_dense_sift(features) -> bool:
-    try:
-        from ..features._sift import DenseSIFT
-    except ImportError:  # cyvlfeat missing: no SIFT features can have been passed
-        return False
-    return isinstance(features, DenseSIFT)
 
 
 class SlidingKeypointDetector(CropKeypointsMixin, BaseEstimator):
@@ -91,12 +83,12 @@ class SlidingKeypointDetector(CropKeypointsMixin, BaseEstimator):
         Positives per keypoint and crop.
     positive_radius : "auto" or float, default="auto"
         Largest distance of a positive cell's centre to the keypoint, in pixels of the
-        box frame. ``"auto"``: ``2 * bin_size`` for dense SIFT (the paper's "within 2
-        bins"), no limit otherwise (the ``n_positives`` nearest cells).
+        box frame. ``"auto"``: two bins for dense SIFT (the feature map's ``bin_size``;
+        the paper's "within 2 bins"), no limit otherwise (the ``n_positives`` nearest cells).
     negative_radius : "auto" or float, default="auto"
         Half-side, in pixels of the box frame, of the square around the keypoint
-        where no negative is taken. ``"auto"``: ``4 * bin_size`` for dense SIFT (the
-        paper's "at least 4 bins away"); otherwise half the descriptor's RF
+        where no negative is taken. ``"auto"``: four bins for dense SIFT (the paper's "at
+        least 4 bins away"); otherwise half the descriptor's RF
         (``rf_size + (neighborhood - 1) * stride``), capped at ``box_size / 8``.
         The cap is needed for modern networks whose theoretical RF exceeds the box
         (EfficientNet-Lite0's stage5: 339 px), where the uncapped rule leaves no
@@ -215,7 +207,7 @@ class SlidingKeypointDetector(CropKeypointsMixin, BaseEstimator):
             rgb = as_rgb(crop, name=f"crops[{i}]")
             height, width = rgb.shape[:2]
             if (height, width) != (size, size):
-                rgb = np.asarray(Image.fromarray(rgb).resize((size, size), Image.BILINEAR))
+                rgb = resize(rgb, (size, size))
             out.append(rgb)
             scales[i] = (size / width, size / height)
         return out, scales
@@ -261,15 +253,14 @@ class SlidingKeypointDetector(CropKeypointsMixin, BaseEstimator):
         rf, stride = float(fmap.rf_size), float(fmap.stride)
         if not np.isfinite(stride):
             stride = rf
-        sift = _is_dense_sift(self.features_)
-        bin_size = rf / 4.0  # a dense SIFT descriptor covers 4 x 4 bins
+        bins = fmap.bin_size  # the side of a spatial bin, for dense SIFT
         if self.positive_radius == "auto":
-            positive = 2.0 * bin_size if sift else np.inf
+            positive = np.inf if bins is None else 2.0 * bins
         else:
             positive = float(self.positive_radius)
         if self.negative_radius == "auto":
-            if sift:
-                negative = 4.0 * bin_size
+            if bins is not None:
+                negative = 4.0 * bins
             else:
                 descriptor_rf = rf + (self.neighborhood - 1) * stride
                 negative = min(descriptor_rf / 2.0, self.box_size / 8.0)
@@ -309,7 +300,7 @@ class SlidingKeypointDetector(CropKeypointsMixin, BaseEstimator):
         features = _default_features() if self.features is None else self.features
         self.features_ = pass_memory(clone(features), self.memory).fit()
         resized, scales = self._rescale(crops)
-        box_kp = (keypoints + 0.5) * scales[:, None, :] - 0.5
+        box_kp = rescale_points(keypoints, scales[:, None, :])
         Fp, fmap = self._maps(resized)
         self.grid_xs_, self.grid_ys_ = np.asarray(fmap.xs, float), np.asarray(fmap.ys, float)
         self.positive_radius_, self.negative_radius_ = self._resolve_radii(fmap)
@@ -436,7 +427,7 @@ class SlidingKeypointDetector(CropKeypointsMixin, BaseEstimator):
         """
         check_is_fitted(self)
         self._check_predict_params()
-        crops = _check_crops(crops)
+        crops = check_images(crops, name="crops")
         resized, scales = self._rescale(crops)
         Fp, _ = self._maps(resized)
         coef = np.nan_to_num(self.coef_)
@@ -458,8 +449,8 @@ class SlidingKeypointDetector(CropKeypointsMixin, BaseEstimator):
         skipped[self.skipped_types_] = True
         raw[:, skipped] = np.nan
         combined[:, skipped] = np.nan
-        xs = (self.grid_xs_[None, :] + 0.5) / scales[:, :1] - 0.5
-        ys = (self.grid_ys_[None, :] + 0.5) / scales[:, 1:] - 0.5
+        xs = rescale_points(self.grid_xs_[None, :], scales[:, :1], inverse=True)
+        ys = rescale_points(self.grid_ys_[None, :], scales[:, 1:], inverse=True)
         return Bunch(detector=raw, log_prior=log_prior, combined=combined, xs=xs, ys=ys)
 
     def _check_predict_params(self):
@@ -510,10 +501,4 @@ def _fit_linear(svc, positives, negatives):
     y = np.r_[np.ones(len(positives)), -np.ones(len(negatives))]
     fitted = clone(svc).fit(X, y)
     return fitted.coef_[0], fitted.intercept_[0]
-
-
-def _check_crops(crops):
-    from .._image import check_images
-
-    return check_images(crops, name="crops")
 
