@@ -10,6 +10,7 @@ import pytest
 import scipy.io
 from PIL import Image
 
+from skcorr._geometry import keypoint_boxes
 from skcorr.datasets import (
     crop_to_boxes,
     fetch_cub,
@@ -22,7 +23,6 @@ from skcorr.datasets import (
     load_spair71k,
     uncrop_keypoints,
 )
-from skcorr._geometry import keypoint_boxes
 
 COMMON_FIELDS = {"images", "keypoints", "keypoint_names", "boxes", "DESCR"}
 
