@@ -30,19 +30,9 @@ __all__ = [
 def rescale_points(points, scale, *, inverse: bool = False) -> np.ndarray:
     """Coordinates in an image resized by ``scale``: ``(x + 0.5) * scale - 0.5``.
 
-    Parameters
-    ----------
-    points : array-like
-        Coordinates (any shape, e.g. ``(..., 2)`` pairs ``(x, y)``).
-    scale : float or array-like
-        The factor, broadcast against ``points`` (``(sx, sy)`` for pairs).
-    inverse : bool, default=False
-        Map back from the resized image: ``(x + 0.5) / scale - 0.5``.
-
-    Returns
-    -------
-    ndarray of float64
-        The mapped coordinates, NaN where ``points`` is NaN.
+    ``scale`` is broadcast against ``points`` (``(sx, sy)`` for ``(..., 2)`` pairs
+    ``(x, y)``); ``inverse`` maps back from the resized image, ``(x + 0.5) / scale - 0.5``.
+    NaN stays NaN.
 
     Examples
     --------
@@ -79,25 +69,12 @@ def resize(image: np.ndarray, shape) -> np.ndarray:
 
 
 def resize_longer_side(image: np.ndarray, size) -> tuple[np.ndarray, tuple[float, float]]:
-    """Resize ``image`` so that its longer side has ``size`` pixels (``None``: keep it).
+    """``image`` (see :func:`resize`) with its longer side resized to ``size`` pixels.
 
-    Each side is rounded to whole pixels (at least one), so the two axes may scale by
-    slightly different factors; map coordinates into the result with
-    ``rescale_points(points, scales)``.
-
-    Parameters
-    ----------
-    image : ndarray of shape (H, W, 3), uint8, or (H, W), float32
-        The image.
-    size : int or None
-        Pixels of the longer side after resizing.
-
-    Returns
-    -------
-    resized : ndarray
-        The resized image (``image`` itself when ``size`` is None).
-    scales : tuple of float
-        ``(new_width / width, new_height / height)``.
+    Returns the resized image (``image`` itself when ``size`` is None) and its scales
+    ``(new_width / width, new_height / height)``: each side is rounded to whole pixels
+    (at least one), so the axes may scale slightly differently. Map coordinates into the
+    result with ``rescale_points(points, scales)``.
     """
     if size is None:
         return image, (1.0, 1.0)
@@ -108,13 +85,8 @@ def resize_longer_side(image: np.ndarray, size) -> tuple[np.ndarray, tuple[float
 
 
 def node_grid(shape) -> np.ndarray:
-    """The ``(row, col)`` of every node of a grid of ``shape = (rows, cols)``.
-
-    Returns
-    -------
-    ndarray of shape (rows, cols, 2), int64
-        ``grid[i, j] == (i, j)``.
-    """
+    """The ``(row, col)`` of every node of a grid of ``shape = (rows, cols)``: an int64
+    array ``grid`` of shape ``(rows, cols, 2)`` with ``grid[i, j] == (i, j)``."""
     rows, cols = shape
     return np.stack(np.meshgrid(np.arange(rows), np.arange(cols), indexing="ij"), axis=-1)
 
@@ -131,29 +103,12 @@ def grid_coordinate(centres: np.ndarray, values) -> np.ndarray:
 
 def sample_grid(values: np.ndarray, xs: np.ndarray, ys: np.ndarray, points,
                 interpolation: str = "nearest") -> np.ndarray:
-    """Read values stored on a grid at arbitrary points.
+    """``values`` (rows, cols, ...) of a grid with centres ``xs``, ``ys``, read at
+    ``points`` (n, 2) as ``(x, y)``: an (n, ...) array of the dtype of ``values``.
 
     ``"nearest"`` takes the value of the grid point closest to each point (per axis,
     since the grid is separable); ``"bilinear"`` interpolates between the four grid
-    points around it. Outside the outermost grid points the nearest border value is
-    used.
-
-    Parameters
-    ----------
-    values : ndarray of shape (rows, cols, ...)
-        A value per grid point.
-    xs : ndarray of shape (cols,)
-        ``x`` of the grid's columns, evenly spaced.
-    ys : ndarray of shape (rows,)
-        ``y`` of the grid's rows, evenly spaced.
-    points : array-like of shape (n, 2)
-        ``(x, y)`` where to read.
-    interpolation : {"nearest", "bilinear"}, default="nearest"
-
-    Returns
-    -------
-    ndarray of shape (n, ...)
-        The values at the points, of the dtype of ``values``.
+    points around it. Outside the outermost grid points the border value is used.
 
     Examples
     --------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numbers
 import os
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 from joblib import Parallel, delayed
@@ -226,8 +227,11 @@ class SlidingKeypointDetector(CropKeypointsMixin, BaseEstimator):
         n = self.neighborhood
         return np.array([(oy, ox) for oy in range(n) for ox in range(n)])
 
-    def _gather(self, Fp, img, r, c):
-        """Neighbourhood descriptors of cells (img, r, c): (m, n**2 * d)."""
+    def _descriptors(self, Fp, cells):
+        """Neighbourhood descriptors (m, n**2 * d) of cells, flat indices into (n, rows, cols)."""
+        h = self.neighborhood // 2
+        img, r, c = np.unravel_index(cells, (Fp.shape[0], Fp.shape[1] - 2 * h,
+                                             Fp.shape[2] - 2 * h))
         offsets = self._offsets()
         parts = Fp[img[:, None], r[:, None] + offsets[:, 0], c[:, None] + offsets[:, 1]]
         return parts.reshape(len(img), -1)
@@ -304,102 +308,20 @@ class SlidingKeypointDetector(CropKeypointsMixin, BaseEstimator):
         Fp, fmap = self._maps(resized)
         self.grid_xs_, self.grid_ys_ = np.asarray(fmap.xs, float), np.asarray(fmap.ys, float)
         self.positive_radius_, self.negative_radius_ = self._resolve_radii(fmap)
-        n_img, K = box_kp.shape[:2]
-        rows, cols = len(self.grid_ys_), len(self.grid_xs_)
-        self.n_keypoint_types_ = K
-
-        gx, gy = np.meshgrid(self.grid_xs_, self.grid_ys_)  # (rows, cols)
+        self.n_keypoint_types_ = K = box_kp.shape[1]
         present = ~np.isnan(box_kp).any(axis=2)
         # check_crops_keypoints warned about these: no detector, NaN predictions.
         self.skipped_types_ = [k for k in range(K) if not present[:, k].any()]
-        positives, candidates, cache, anchors = {}, {}, {}, {}
-        for k in range(K):
-            if k in self.skipped_types_:
-                continue
-            pos, cand = [], []
-            for i in np.flatnonzero(present[:, k]):
-                x, y = box_kp[i, k]
-                dist = np.hypot(gx - x, gy - y).ravel()
-                order = np.argsort(dist, kind="stable")
-                chosen = order[dist[order] <= self.positive_radius_][:self.n_positives]
-                if len(chosen) == 0:
-                    chosen = order[:1]
-                pos.append(i * rows * cols + chosen)
-                far = np.maximum(np.abs(gx - x), np.abs(gy - y)).ravel() > self.negative_radius_
-                cand.append(i * rows * cols + np.flatnonzero(far))
-            positives[k] = np.concatenate(pos)
-            candidates[k] = np.concatenate(cand)
-            if len(candidates[k]) == 0:
-                raise ValueError(
-                    f"No negative cell for keypoint type {k}: every cell centre lies within "
-                    f"negative_radius={self.negative_radius_:g} px of the keypoint in a "
-                    f"{self.box_size}px box. Lower negative_radius or raise box_size."
-                )
-            n_init = min(max(self.cache_size // 2, 1), len(candidates[k]))
-            cache[k] = np.sort(rng.choice(candidates[k], n_init, replace=False))
-            anchors[k] = cache[k]
-
-        d = Fp.shape[-1] * self.neighborhood**2
-        self.coef_ = np.full((K, d), np.nan)
-        self.intercept_ = np.full(K, np.nan)
-        trained = [k for k in range(K) if k not in self.skipped_types_]
-        seed = rng.randint(np.iinfo(np.int32).max)
-
-        def unravel(flat):
-            img, rest = np.divmod(flat, rows * cols)
-            r, c = np.divmod(rest, cols)
-            return img, r, c
-
+        samples = {k: self._sample(k, box_kp[:, k], rng) for k in range(K)
+                   if k not in self.skipped_types_}
         svc = LinearSVC(C=self.C, dual="auto", class_weight=self.class_weight,
-                        max_iter=self.max_iter, random_state=seed)
-
-        def train_all():
-            # One SVM per type, as joblib tasks (descriptors gathered as tasks start).
-            tasks = (delayed(_fit_linear)(svc, self._gather(Fp, *unravel(positives[k])),
-                                          self._gather(Fp, *unravel(cache[k])))
-                     for k in trained)
-            fitted = Parallel(n_jobs=self.n_jobs, prefer="threads")(tasks)
-            for k, (coef, intercept) in zip(trained, fitted, strict=True):
-                self.coef_[k], self.intercept_[k] = coef, intercept
-
-        self.n_mining_rounds_ = 0
-        for round_ in range(self.mining_rounds + 1):
-            train_all()
-            if round_ == self.mining_rounds:
-                break
-            scores = self._score_padded(Fp, np.nan_to_num(self.coef_),
-                                        np.nan_to_num(self.intercept_))
-            flat_scores = scores.reshape(-1, K)
-            changed = False
-            for k in trained:
-                s = flat_scores[candidates[k], k]
-                hard = candidates[k][s > -1.0]
-                new = np.setdiff1d(hard, cache[k], assume_unique=True)
-                if len(new) == 0:
-                    continue
-                changed = True
-                # The initial random negatives stay (they represent the background and
-                # keep the SVM from forgetting it); mined ones fill the rest, hardest first.
-                mined = np.setdiff1d(np.union1d(cache[k], new), anchors[k])
-                room = max(self.cache_size - len(anchors[k]), 0)
-                if len(mined) > room:
-                    mined = mined[np.argsort(-flat_scores[mined, k], kind="stable")][:room]
-                cache[k] = np.union1d(anchors[k], mined)
-            if not changed:
-                break
-            self.n_mining_rounds_ = round_ + 1
-
-        # Platt scaling on the final training set of each type.
-        self.platt_ = np.tile([1.0, 0.0], (K, 1))
-        for k in trained:
-            pos, neg = self._gather(Fp, *unravel(positives[k])), \
-                self._gather(Fp, *unravel(cache[k]))
-            s = np.concatenate([pos, neg]) @ self.coef_[k] + self.intercept_[k]
-            y = np.r_[np.ones(len(pos)), np.zeros(len(neg))]
-            lr = LogisticRegression(C=1.0).fit(s[:, None], y)
-            if lr.coef_[0, 0] > 0:
-                self.platt_[k] = (lr.coef_[0, 0], lr.intercept_[0])
-        self.n_negatives_ = np.array([len(cache.get(k, ())) for k in range(K)])
+                        max_iter=self.max_iter, random_state=rng.randint(np.iinfo(np.int32).max))
+        self.coef_ = np.full((K, Fp.shape[-1] * self.neighborhood**2), np.nan)
+        self.intercept_ = np.full(K, np.nan)
+        self._mine(Fp, samples, svc)
+        self._calibrate(Fp, samples)
+        self.n_negatives_ = np.array([len(samples[k].cache) if k in samples else 0
+                                      for k in range(K)])
 
         self.prior_ = None
         if self.prior is not None:
@@ -407,6 +329,81 @@ class SlidingKeypointDetector(CropKeypointsMixin, BaseEstimator):
                 warnings.filterwarnings("ignore", "Keypoint type", UserWarning)
                 self.prior_ = pass_memory(clone(self.prior), self.memory).fit(resized, box_kp)
         return self
+
+    def _sample(self, k, points, rng) -> _Samples:
+        """The training cells of keypoint type ``k``, whose (x, y) per crop are ``points``."""
+        gx, gy = np.meshgrid(self.grid_xs_, self.grid_ys_)  # (rows, cols)
+        positives, candidates = [], []
+        for i in np.flatnonzero(~np.isnan(points).any(axis=1)):
+            x, y = points[i]
+            dist = np.hypot(gx - x, gy - y).ravel()
+            order = np.argsort(dist, kind="stable")
+            chosen = order[dist[order] <= self.positive_radius_][:self.n_positives]
+            if len(chosen) == 0:
+                chosen = order[:1]
+            positives.append(i * gx.size + chosen)
+            far = np.maximum(np.abs(gx - x), np.abs(gy - y)).ravel() > self.negative_radius_
+            candidates.append(i * gx.size + np.flatnonzero(far))
+        candidates = np.concatenate(candidates)
+        if len(candidates) == 0:
+            raise ValueError(
+                f"No negative cell for keypoint type {k}: every cell centre lies within "
+                f"negative_radius={self.negative_radius_:g} px of the keypoint in a "
+                f"{self.box_size}px box. Lower negative_radius or raise box_size."
+            )
+        n_init = min(max(self.cache_size // 2, 1), len(candidates))
+        anchors = np.sort(rng.choice(candidates, n_init, replace=False))
+        return _Samples(np.concatenate(positives), candidates, anchors, cache=anchors)
+
+    def _train(self, Fp, samples, svc) -> None:
+        """One SVM per type on its positives and cached negatives, as joblib tasks."""
+        tasks = (delayed(_fit_linear)(svc, self._descriptors(Fp, s.positives),
+                                      self._descriptors(Fp, s.cache))
+                 for s in samples.values())
+        fitted = Parallel(n_jobs=self.n_jobs, prefer="threads")(tasks)
+        for k, (coef, intercept) in zip(samples, fitted, strict=True):
+            self.coef_[k], self.intercept_[k] = coef, intercept
+
+    def _mine(self, Fp, samples, svc) -> None:
+        """Train, then add the negatives inside the margin and retrain, round by round."""
+        self.n_mining_rounds_ = 0
+        for round_ in range(self.mining_rounds + 1):
+            self._train(Fp, samples, svc)
+            if round_ == self.mining_rounds:
+                break
+            scores = self._score_padded(Fp, np.nan_to_num(self.coef_),
+                                        np.nan_to_num(self.intercept_))
+            scores = scores.reshape(-1, self.n_keypoint_types_)
+            changed = [self._add_hard_negatives(s, scores[:, k]) for k, s in samples.items()]
+            if not any(changed):
+                break
+            self.n_mining_rounds_ = round_ + 1
+
+    def _add_hard_negatives(self, samples: _Samples, scores) -> bool:
+        """Put the candidates scoring above -1 into the cache; False if none is new."""
+        hard = samples.candidates[scores[samples.candidates] > -1.0]
+        new = np.setdiff1d(hard, samples.cache, assume_unique=True)
+        if len(new) == 0:
+            return False
+        # The initial random negatives stay (they represent the background and keep the
+        # SVM from forgetting it); mined ones fill the rest, hardest first.
+        mined = np.setdiff1d(np.union1d(samples.cache, new), samples.anchors)
+        room = max(self.cache_size - len(samples.anchors), 0)
+        if len(mined) > room:
+            mined = mined[np.argsort(-scores[mined], kind="stable")][:room]
+        samples.cache = np.union1d(samples.anchors, mined)
+        return True
+
+    def _calibrate(self, Fp, samples) -> None:
+        """Platt scaling of each type's SVM scores on its final training set."""
+        self.platt_ = np.tile([1.0, 0.0], (self.n_keypoint_types_, 1))
+        for k, s in samples.items():
+            pos, neg = self._descriptors(Fp, s.positives), self._descriptors(Fp, s.cache)
+            scores = np.concatenate([pos, neg]) @ self.coef_[k] + self.intercept_[k]
+            y = np.r_[np.ones(len(pos)), np.zeros(len(neg))]
+            lr = LogisticRegression(C=1.0).fit(scores[:, None], y)
+            if lr.coef_[0, 0] > 0:
+                self.platt_[k] = (lr.coef_[0, 0], lr.intercept_[0])
 
     # -- prediction -------------------------------------------------------------------
     def decision_maps(self, crops):
@@ -493,6 +490,16 @@ class SlidingKeypointDetector(CropKeypointsMixin, BaseEstimator):
                         np.take_along_axis(maps.ys, r, axis=1)], axis=2)
         out[:, self.skipped_types_] = np.nan
         return out
+
+
+@dataclass
+class _Samples:
+    """Training cells of one keypoint type, as flat indices into (crops, rows, cols)."""
+
+    positives: np.ndarray
+    candidates: np.ndarray  # every cell far enough from the keypoint to be a negative
+    anchors: np.ndarray  # the initial random negatives, kept for good
+    cache: np.ndarray  # the negatives the SVM is trained on
 
 
 def _fit_linear(svc, positives, negatives):
