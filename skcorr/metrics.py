@@ -26,151 +26,16 @@ inflating PCK. Here absent keypoints are NaN and never enter the box.
 
 from __future__ import annotations
 
-import numbers
-import warnings
-
 import numpy as np
 from sklearn.metrics import make_scorer
 
+from ._geometry import keypoint_boxes
 from ._image import image_size
+from ._validation import check_alpha, check_boxes, check_keypoints
 
 __all__ = ["image_boxes", "pck_score", "pck_scorer"]
 
 _AVERAGES = ("types", "keypoints", None)
-
-
-def _check_keypoints(keypoints, *, name: str = "keypoints", n: int | None = None) -> np.ndarray:
-    """Return ``keypoints`` as a float64 array of shape ``(n, K, 2)``, NaN allowed.
-
-    Infinite values are rejected; ``n``, when given, is the number of images the
-    keypoints must match.
-    """
-    try:
-        array = np.asarray(keypoints, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(
-            f"{name} must be a numeric array of shape (n_images, n_keypoints, 2); "
-            f"{_ragged(keypoints) or f'it cannot be converted ({exc})'}."
-        ) from exc
-    if array.ndim != 3 or array.shape[2] != 2:
-        raise ValueError(
-            f"{name} has shape {array.shape}; expected (n_images, n_keypoints, 2) with "
-            "(x, y) in the last axis. For one image, use keypoints[None]."
-        )
-    if np.isinf(array).any():
-        raise ValueError(
-            f"{name} contains infinite values; mark absent keypoints with NaN instead."
-        )
-    if n is not None and array.shape[0] != n:
-        raise ValueError(
-            f"{name} has {array.shape[0]} rows but there are {n} images; pass one row of "
-            "keypoints per image."
-        )
-    return array
-
-
-def _ragged(keypoints) -> str:
-    """Where a nested list of keypoints is ragged, in words; "" if it is not."""
-    try:
-        counts = [len(row) for row in keypoints]
-    except TypeError:
-        return ""
-    if len(set(counts)) > 1:
-        i = next(i for i, c in enumerate(counts) if c != counts[0])
-        return (f"it is ragged: image 0 has {counts[0]} keypoints but image {i} has "
-                f"{counts[i]}; give every image all K keypoint types, NaN where absent")
-    return ""
-
-
-def _check_image_keypoints(images, keypoints, *, name: str = "keypoints",
-                           images_name: str = "images", fit: bool = False) -> np.ndarray:
-    """The one keypoint rule of every estimator and helper that takes keypoints of images.
-
-    ``keypoints`` must be ``(len(images), K, 2)`` numbers (see :func:`_check_keypoints`)
-    with every present point inside its image (see :func:`skcorr._image.outside_image`);
-    image files are measured from their headers only. With ``fit`` (keypoints to learn
-    from) a keypoint type present in no image gets a warning, as nothing is learnt for
-    it. Keypoints that are all NaN are rejected (nothing to learn from or to score).
-    """
-    from ._image import image_size, outside_image
-
-    keypoints = _check_keypoints(keypoints, name=name, n=len(images))
-    for i, image in enumerate(images):
-        shape = image_size(image)
-        outside = outside_image(keypoints[i], shape)
-        if outside.any():
-            k = int(np.flatnonzero(outside)[0])
-            x, y = keypoints[i, k]
-            raise ValueError(
-                f"{name}[{i}, {k}] = ({x:g}, {y:g}) lies outside {images_name}[{i}] of size "
-                f"{shape[1]}x{shape[0]} (width x height); keypoints are 0-based (x, y) pixel "
-                "coordinates of their image. Map them into the image or set them to NaN."
-            )
-    present = ~np.isnan(keypoints).any(axis=2)
-    if not present.any():
-        raise ValueError(
-            f"{name} are all NaN: no keypoint is present, so there is nothing to learn "
-            "from or score. Mark only absent keypoints with NaN."
-        )
-    absent = np.flatnonzero(~present.any(axis=0)).tolist()
-    if fit and absent:
-        warnings.warn(
-            f"Keypoint type(s) {absent} have no present keypoint in the training data, so "
-            "nothing is learnt about them (detectors, priors and aligners predict NaN "
-            "there). Add images where they are visible.",
-            UserWarning, stacklevel=3,
-        )
-    return keypoints
-
-
-def _check_boxes(boxes, *, name: str = "bbox", n: int | None = None) -> np.ndarray:
-    """Return ``boxes`` as a float64 array ``(n, 4)`` of finite ``(x, y, w, h)``, w, h > 0."""
-    try:
-        array = np.asarray(boxes, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(
-            f"{name} must be a numeric array of shape (n_images, 4); it cannot be "
-            f"converted ({exc})."
-        ) from exc
-    if array.ndim != 2 or array.shape[1] != 4:
-        raise ValueError(
-            f"{name} has shape {array.shape}; expected (n_images, 4) rows of "
-            "(x, y, width, height)."
-        )
-    if n is not None and array.shape[0] != n:
-        raise ValueError(
-            f"{name} has {array.shape[0]} rows but there are {n} images; pass one box per "
-            "image."
-        )
-    bad = ~np.isfinite(array).all(axis=1)
-    if bad.any():
-        raise ValueError(
-            f"{name} row {int(np.flatnonzero(bad)[0])} contains NaN or infinite values; "
-            "every box needs finite (x, y, width, height)."
-        )
-    empty = (array[:, 2] <= 0) | (array[:, 3] <= 0)
-    if empty.any():
-        i = int(np.flatnonzero(empty)[0])
-        raise ValueError(
-            f"{name} row {i} has zero or negative size (width={array[i, 2]:g}, "
-            f"height={array[i, 3]:g}); boxes need width > 0 and height > 0."
-        )
-    return array
-
-
-def _keypoint_boxes(keypoints: np.ndarray) -> np.ndarray:
-    """Bounding boxes ``(x, y, w, h)`` of the present keypoints of each image.
-
-    ``w = max(x) - min(x)`` and ``h = max(y) - min(y)`` over the keypoints that are not
-    NaN; rows without any present keypoint are NaN.
-    """
-    present = ~np.isnan(keypoints).any(axis=2)
-    boxes = np.full((keypoints.shape[0], 4), np.nan)
-    for i, (points, mask) in enumerate(zip(keypoints, present, strict=True)):
-        if mask.any():
-            low = points[mask].min(axis=0)
-            boxes[i] = (*low, *(points[mask].max(axis=0) - low))
-    return boxes
 
 
 def image_boxes(images) -> np.ndarray:
@@ -197,19 +62,6 @@ def image_boxes(images) -> np.ndarray:
     for i, image in enumerate(images):
         boxes[i, 3], boxes[i, 2] = image_size(image)
     return boxes
-
-
-def _check_alpha(alpha) -> float:
-    if (
-        not isinstance(alpha, numbers.Real)
-        or isinstance(alpha, bool)
-        or not 0 < alpha <= 1
-    ):
-        raise ValueError(
-            f"alpha must be a number in (0, 1], got {alpha!r}; the paper uses 0.1, 0.05 "
-            "and 0.025."
-        )
-    return float(alpha)
 
 
 def pck_score(y_true, y_pred, *, alpha=0.1, bbox=None, average="types"):
@@ -260,14 +112,14 @@ def pck_score(y_true, y_pred, *, alpha=0.1, bbox=None, average="types"):
     >>> pck_score(y_true, y_pred, alpha=0.1, average=None)
     array([ 1.,  0., nan])
     """
-    y_true = _check_keypoints(y_true, name="y_true")
+    y_true = check_keypoints(y_true, name="y_true")
     y_pred = np.asarray(y_pred, dtype=np.float64)
     if y_pred.shape != y_true.shape:
         raise ValueError(
             f"y_true has shape {y_true.shape} but y_pred has shape {y_pred.shape}; pass "
             "one predicted (x, y) for every true keypoint (NaN where none is predicted)."
         )
-    alpha = _check_alpha(alpha)
+    alpha = check_alpha(alpha)
     if average not in _AVERAGES:
         raise ValueError(f"average must be one of {_AVERAGES}, got {average!r}.")
 
@@ -275,7 +127,7 @@ def pck_score(y_true, y_pred, *, alpha=0.1, bbox=None, average="types"):
     if not present.any():
         raise ValueError("y_true has no present keypoint (all NaN); PCK is undefined.")
     if bbox is None:
-        boxes = _keypoint_boxes(y_true)
+        boxes = keypoint_boxes(y_true)
         sizes = boxes[:, 2:].max(axis=1)
         degenerate = present.any(axis=1) & ~(sizes > 0)
         if degenerate.any():
@@ -285,7 +137,7 @@ def pck_score(y_true, y_pred, *, alpha=0.1, bbox=None, average="types"):
                 "the object boxes."
             )
     else:
-        sizes = _check_boxes(bbox, name="bbox", n=y_true.shape[0])[:, 2:].max(axis=1)
+        sizes = check_boxes(bbox, name="bbox", n=y_true.shape[0])[:, 2:].max(axis=1)
 
     distance = np.linalg.norm(y_pred - y_true, axis=2)
     with np.errstate(invalid="ignore"):
@@ -335,9 +187,13 @@ def pck_scorer(alpha=0.1, average="types"):
     >>> from skcorr.metrics import pck_scorer
     >>> scorer = pck_scorer(alpha=0.05)
     """
-    _check_alpha(alpha)
+    check_alpha(alpha)
     if average not in ("types", "keypoints"):
         raise ValueError(
             f"average must be 'types' or 'keypoints' for a scorer, got {average!r}."
         )
     return make_scorer(pck_score, alpha=alpha, average=average)
+
+# The old private name, still imported by skcorr/evaluation.py; drop it once that imports
+# skcorr._validation.check_alpha.
+_check_alpha = check_alpha

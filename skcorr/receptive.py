@@ -29,6 +29,8 @@ import torch
 from torch import fx, nn
 from torch.nn import functional as F  # noqa: N812
 
+from ._geometry import rescale_points
+
 __all__ = ["ReceptiveField", "grid_centers", "measure_receptive_field", "receptive_fields"]
 
 
@@ -76,7 +78,7 @@ class ReceptiveField:
         return ReceptiveField(
             size=(self.size[0] * inv[0], self.size[1] * inv[1]),
             stride=(self.stride[0] * inv[0], self.stride[1] * inv[1]),
-            offset=((self.offset[0] + 0.5) * inv[0] - 0.5, (self.offset[1] + 0.5) * inv[1] - 0.5),
+            offset=tuple(float(v) for v in rescale_points(self.offset, inv)),
         )
 
     def __str__(self) -> str:

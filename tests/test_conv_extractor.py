@@ -58,6 +58,22 @@ def test_dense_map_holds_every_column_and_its_centre(random_stage2, image):
     np.testing.assert_allclose(fmap.features, raw, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(fmap.xs, 4.0 * np.arange(raw.shape[1]))  # offset 0, stride 4
     assert fmap.rf_size == 19.0 and fmap.image_shape == (100, 140)
+    assert fmap.bin_size is None  # convnet columns have no spatial bins
+
+
+def test_layer_outputs_are_the_raw_network_outputs(random_stage2, image):
+    (outputs,) = random_stage2.layer_outputs([image])
+    np.testing.assert_allclose(outputs[0].transpose(1, 2, 0), _raw_layer(random_stage2, image),
+                               rtol=1e-5, atol=1e-6)
+    resized = clone(random_stage2).set_params(image_size=64).fit()
+    resized.network_.load_state_dict(random_stage2.network_.state_dict())
+    # image_size does not apply: the image is fed as it is.
+    assert resized.layer_outputs([image])[0][0].shape == outputs[0].shape
+
+
+def test_snaps_to_grid_follows_interpolation():
+    assert ConvColumnExtractor().snaps_to_grid
+    assert not ConvColumnExtractor(interpolation="bilinear").snaps_to_grid
 
 
 def test_feature_map_is_computed_once_per_image(image, monkeypatch):

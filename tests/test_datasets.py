@@ -10,6 +10,7 @@ import pytest
 import scipy.io
 from PIL import Image
 
+from skcorr._geometry import keypoint_boxes
 from skcorr.datasets import (
     crop_to_boxes,
     fetch_cub,
@@ -22,7 +23,6 @@ from skcorr.datasets import (
     load_spair71k,
     uncrop_keypoints,
 )
-from skcorr.metrics import _keypoint_boxes
 
 COMMON_FIELDS = {"images", "keypoints", "keypoint_names", "boxes", "DESCR"}
 
@@ -625,4 +625,4 @@ def test_crop_bad_input():
 
 def test_keypoint_boxes_match_willow_boxes():
     points = np.array([[[1.0, 5.0], [4.0, 2.0], [np.nan, np.nan]]])
-    np.testing.assert_array_equal(_keypoint_boxes(points), [[1.0, 2.0, 3.0, 3.0]])
+    np.testing.assert_array_equal(keypoint_boxes(points), [[1.0, 2.0, 3.0, 3.0]])

@@ -18,9 +18,9 @@ from sklearn.pipeline import make_pipeline
 from sklearn.svm import LinearSVC
 from sklearn.utils._param_validation import InvalidParameterError
 
+from skcorr import DenseSIFT
 from skcorr._image import read_image
 from skcorr.features import keypoint_samples
-from skcorr.features._sift import DenseSIFT
 
 
 @pytest.fixture(scope="module")
@@ -213,6 +213,9 @@ def test_image_size_keeps_original_coordinates(astronaut):
     assert_allclose(fmap.xs, (ref.xs + 0.5) * 2 - 0.5)
     assert_allclose(fmap.ys, (ref.ys + 0.5) * 2 - 0.5)
     assert fmap.rf_size == 64
+    assert (ref.bin_size, fmap.bin_size) == (8.0, 16.0)  # bins in pixels of the original
+    # Keypoint descriptors are computed at the point, not read off a grid cell.
+    assert not DenseSIFT().snaps_to_grid and not DenseSIFT(mode="dense").snaps_to_grid
     assert 0 < fmap.xs[0] and fmap.xs[-1] < 512 and fmap.ys[-1] < 384
     assert np.median(_cosine(fmap.features, ref.features)) > 0.9
 

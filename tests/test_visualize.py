@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
-from skcorr import ConvColumnExtractor
+from skcorr import ConvColumnExtractor, DenseSIFT
 from skcorr.flow import align
 from skcorr.visualize import (
     ColumnDatabase,
@@ -403,6 +403,12 @@ def test_plots_return_figures_and_write_pngs(tmp_path, photo_db, conv4, photos,
 
 
 # -- bad input -------------------------------------------------------------------------
+def test_a_column_database_needs_convnet_columns(tmp_path, random_images):
+    with pytest.raises(TypeError, match="extractor must be a ConvColumnExtractor, got DenseSIFT"):
+        ColumnDatabase.build(DenseSIFT(mode="dense"), random_images, tmp_path / "sift")
+    assert not (tmp_path / "sift").exists()
+
+
 def test_bad_input_raises_clear_errors(tmp_path, small_db, small_extractor, random_images,
                                        photo_db, conv4, photos):
     with pytest.raises(ValueError, match="images is empty"):

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.utils import Bunch
 
-from ..metrics import _check_boxes, _check_keypoints
+from .._validation import check_boxes, check_keypoints
 
 #: The 20 PASCAL VOC classes, in the order of the official devkit (PF-PASCAL's pair
 #: files number them from 1 in this order).
@@ -118,7 +118,7 @@ def dataset_bunch(*, images, keypoints, keypoint_names, boxes, descr: str, sourc
     ``sources``: the annotation file of each image's box (a list), or of all boxes (a
     path), named when a box is malformed.
     """
-    keypoints = _check_keypoints(keypoints, n=len(images))
+    keypoints = check_keypoints(keypoints, n=len(images))
     if keypoints.shape[1] != len(keypoint_names):
         raise ValueError(
             f"{len(keypoint_names)} keypoint names for {keypoints.shape[1]} keypoint types."
@@ -134,7 +134,7 @@ def dataset_bunch(*, images, keypoints, keypoint_names, boxes, descr: str, sourc
                 "not finite or of zero size; its annotation"
                 f"{'' if source is None else f' in {source}'} is malformed, fix or remove it."
             )
-    boxes = _check_boxes(boxes, name="boxes", n=len(images))
+    boxes = check_boxes(boxes, name="boxes", n=len(images))
     if "pairs" in fields:
         fields["pairs"] = np.asarray(fields["pairs"], dtype=np.intp).reshape(-1, 2)
     return Bunch(

@@ -13,8 +13,9 @@ import numbers
 
 import numpy as np
 
+from .._geometry import rescale_points
 from .._image import as_rgb, check_images
-from ..metrics import _check_boxes, _check_keypoints
+from .._validation import check_boxes, check_keypoints
 
 __all__ = ["crop_to_boxes", "uncrop_keypoints"]
 
@@ -34,8 +35,8 @@ def _check_transforms(transforms) -> np.ndarray:
 def _apply(keypoints: np.ndarray, transforms: np.ndarray, inverse: bool) -> np.ndarray:
     offset, scale = transforms[:, None, :2], transforms[:, None, 2:]
     if inverse:
-        return (keypoints + 0.5) / scale - 0.5 + offset
-    return (keypoints - offset + 0.5) * scale - 0.5
+        return rescale_points(keypoints, scale, inverse=True) + offset
+    return rescale_points(keypoints - offset, scale)
 
 
 def crop_to_boxes(images, keypoints, boxes, *, size=None, padding=0.0):
@@ -87,8 +88,8 @@ def crop_to_boxes(images, keypoints, boxes, *, size=None, padding=0.0):
     from skimage.transform import resize
 
     images = check_images(images)
-    keypoints = _check_keypoints(keypoints, n=len(images))
-    boxes = _check_boxes(boxes, name="boxes", n=len(images))
+    keypoints = check_keypoints(keypoints, n=len(images))
+    boxes = check_boxes(boxes, name="boxes", n=len(images))
     if size is not None and (
         not isinstance(size, numbers.Integral) or isinstance(size, bool) or size < 1
     ):
@@ -143,5 +144,5 @@ def uncrop_keypoints(keypoints, transforms):
     [[[9.75, 20.5]]]
     """
     transforms = _check_transforms(transforms)
-    keypoints = _check_keypoints(keypoints, n=len(transforms))
+    keypoints = check_keypoints(keypoints, n=len(transforms))
     return _apply(keypoints, transforms, inverse=True)

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import scipy.io
 
-from ..metrics import _keypoint_boxes
+from .._geometry import keypoint_boxes
 from ._base import (
     VOC_CLASSES,
     check_dir,
@@ -163,7 +163,7 @@ def load_pf_willow(path):
         images=images,
         keypoints=keypoints,
         keypoint_names=[str(i) for i in range(keypoints.shape[1])],
-        boxes=_keypoint_boxes(keypoints),
+        boxes=keypoint_boxes(keypoints),
         descr=_WILLOW_DESCR,
         classes=[class_names[i] for i in labels],
         labels=np.asarray(labels, dtype=np.intp),

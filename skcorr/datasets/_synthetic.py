@@ -17,6 +17,7 @@ import numpy as np
 from scipy.ndimage import map_coordinates
 from sklearn.utils import check_random_state
 
+from .._geometry import rescale_points
 from .._image import as_rgb, check_images
 from ._base import dataset_bunch
 
@@ -255,7 +256,7 @@ def make_affine_category(n_images=12, *, height=160, random_state=None):
     width = round(photo.shape[1] * height / photo.shape[0])
     base = np.asarray(transform.resize(photo, (height, width), anti_aliasing=True))
     scale = np.array([width / photo.shape[1], height / photo.shape[0]])
-    points = (np.array(list(CHELSEA_PARTS.values())) + 0.5) * scale - 0.5
+    points = rescale_points(list(CHELSEA_PARTS.values()), scale)
     centre = np.array([width - 1, height - 1]) / 2.0
     images, keypoints = [], []
     for _ in range(n_images):

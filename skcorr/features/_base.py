@@ -24,11 +24,16 @@ from sklearn.utils._param_validation import HasMethods, StrOptions
 from sklearn.utils._set_output import _get_output_config
 from sklearn.utils.validation import check_is_fitted
 
-from .._image import as_rgb, check_images, outside_image
-from ..metrics import _check_image_keypoints
+from .._geometry import grid_coordinate, sample_grid
+from .._image import as_rgb, check_images
+from .._validation import check_image_keypoints, check_points_inside
 from ._cache import FeatureCache, check_memory_folder, signature
 
 __all__ = ["FeatureMap", "keypoint_samples", "split_keypoint_samples"]
+
+#: Version of what the feature cache stores; bump it when that changes, so that older
+#: entries are not served (2: FeatureMap.bin_size).
+_CACHE_FORMAT = 2
 
 
 @dataclass
@@ -51,6 +56,10 @@ class FeatureMap:
         Layer name -> :class:`~skcorr.receptive.ReceptiveField` in pixels of the original
         image, for each layer whose columns are in ``features`` (a hypercolumn holds
         several, concatenated in this order); ``None`` where not applicable (SIFT).
+    bin_size : float or None, default=None
+        For histogram descriptors made of spatial bins (dense SIFT: 4 x 4 bins over
+        ``rf_size``), the side of a bin in pixels of the original image; ``None`` for
+        convnet columns.
     """
 
     features: np.ndarray
@@ -59,6 +68,7 @@ class FeatureMap:
     rf_size: float
     image_shape: tuple[int, int]
     receptive_fields: dict | None = None
+    bin_size: float | None = None
 
     @property
     def grid_shape(self) -> tuple[int, int]:
@@ -102,29 +112,30 @@ class FeatureMap:
         columns : ndarray of shape (n, n_features)
             The column at each point, of the dtype of ``features``.
         """
+        return sample_grid(self.features, self.xs, self.ys, points, interpolation)
+
+    def nearest_cells(self, points) -> tuple[np.ndarray, np.ndarray]:
+        """Grid indices of the cells whose RF centres are nearest to points.
+
+        Parameters
+        ----------
+        points : array-like of shape (n, 2)
+            ``(x, y)`` in pixels of the original image (outside the grid: the nearest
+            border cell).
+
+        Returns
+        -------
+        rows, cols : ndarray of shape (n,), int
+            Row and column of each point's cell, to index ``features``.
+        """
         points = np.asarray(points, dtype=np.float64).reshape(-1, 2)
-        fx = _grid_coordinate(self.xs, points[:, 0])
-        fy = _grid_coordinate(self.ys, points[:, 1])
-        if interpolation == "nearest":
-            return self.features[np.rint(fy).astype(int), np.rint(fx).astype(int)]
-        x0 = np.floor(fx).astype(int)
-        y0 = np.floor(fy).astype(int)
-        x1 = np.minimum(x0 + 1, len(self.xs) - 1)
-        y1 = np.minimum(y0 + 1, len(self.ys) - 1)
-        wx = (fx - x0)[:, None]
-        wy = (fy - y0)[:, None]
-        f = self.features
-        top = f[y0, x0] * (1 - wx) + f[y0, x1] * wx
-        bottom = f[y1, x0] * (1 - wx) + f[y1, x1] * wx
-        return (top * (1 - wy) + bottom * wy).astype(f.dtype, copy=False)
+        return (np.rint(grid_coordinate(self.ys, points[:, 1])).astype(int),
+                np.rint(grid_coordinate(self.xs, points[:, 0])).astype(int))
 
 
-def _grid_coordinate(centres: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """Fractional grid index of pixel coordinates, clamped to the grid."""
-    if len(centres) == 1:
-        return np.zeros_like(values)
-    step = centres[1] - centres[0]
-    return np.clip((values - centres[0]) / step, 0, len(centres) - 1)
+# The old private name, still imported by skcorr/evaluation.py; drop it once that imports
+# skcorr._geometry.grid_coordinate.
+_grid_coordinate = grid_coordinate
 
 
 def keypoint_samples(images, keypoints):
@@ -155,7 +166,7 @@ def keypoint_samples(images, keypoints):
     ((2, 3), [0, 2], [0, 0])
     """
     images = check_images(images)
-    keypoints = _check_image_keypoints(images, keypoints)
+    keypoints = check_image_keypoints(images, keypoints)
     present = ~np.isnan(keypoints).any(axis=2)
     image_index, types = np.nonzero(present)
     X = np.empty((len(image_index), 3), dtype=object)
@@ -214,18 +225,6 @@ def split_keypoint_samples(X):
             )
         groups.setdefault(key, (image, []))[1].append(row)
     return [(image, np.array(rows), points[rows]) for image, rows in groups.values()]
-
-
-def check_points_inside(points: np.ndarray, shape: tuple[int, int], name: str = "image"):
-    """Reject points outside the image (see :func:`skcorr._image.outside_image`)."""
-    outside = outside_image(points, shape)
-    if outside.any():
-        x, y = points[np.flatnonzero(outside)[0]]
-        raise ValueError(
-            f"Keypoint ({x:g}, {y:g}) lies outside {name} of size {shape[1]}x{shape[0]} "
-            "(width x height); keypoints are 0-based (x, y) pixel coordinates. Drop it or "
-            "clip it to the image."
-        )
 
 
 class FeatureTransformer(TransformerMixin, BaseEstimator):
@@ -298,7 +297,7 @@ class FeatureTransformer(TransformerMixin, BaseEstimator):
         for chunk in _chunks(groups, self._chunk_size()):
             rgbs = [as_rgb(image, name=_describe(image)) for image, _, _ in chunk]
             for rgb, (image, _, points) in zip(rgbs, chunk, strict=True):
-                check_points_inside(points, rgb.shape[:2], _describe(image))
+                check_points_inside(points, rgb.shape[:2], image=_describe(image))
             columns = self._cached_at_points(rgbs, [points for _, _, points in chunk])
             for (_, rows, _), values in zip(chunk, columns, strict=True):
                 if out is None:
@@ -340,6 +339,21 @@ class FeatureTransformer(TransformerMixin, BaseEstimator):
         return np.stack([vector for chunk in self._rgb_chunks(images)
                          for vector in self._cached("global", chunk, self._global_batch)])
 
+    @property
+    def snaps_to_grid(self) -> bool:
+        """Whether :meth:`extract_at` gives each point the column of its nearest grid cell.
+
+        ``True`` when columns at points are read off the dense grid by nearest
+        neighbour, so that all points within a cell share one column; ``False`` when
+        they are computed at the exact point (keypoint SIFT) or interpolated between
+        cells (``interpolation="bilinear"``).
+        """
+        return self._reads_dense_map() and getattr(self, "interpolation", "nearest") == "nearest"
+
+    def _reads_dense_map(self) -> bool:
+        """Whether columns at points are sampled from the dense map (the default)."""
+        return type(self)._at_points_batch is FeatureTransformer._at_points_batch
+
     def _chunk_size(self) -> int:
         return max(1, int(getattr(self, "batch_size", 1) or 1))
 
@@ -354,7 +368,8 @@ class FeatureTransformer(TransformerMixin, BaseEstimator):
         memory = check_memory_folder(getattr(self, "memory", None))
         if memory is None:
             return None
-        return FeatureCache(memory, signature(self, self._cache_ignored, self._cache_identity()))
+        return FeatureCache(memory, signature(self, self._cache_ignored,
+                                              (_CACHE_FORMAT, self._cache_identity())))
 
     def _cache_identity(self):
         """What besides the parameters determines the features (e.g. a weights digest)."""
@@ -368,7 +383,7 @@ class FeatureTransformer(TransformerMixin, BaseEstimator):
         cache = self._feature_cache()
         if cache is None:
             return self._at_points_batch(images, points)
-        if type(self)._at_points_batch is FeatureTransformer._at_points_batch:
+        if self._reads_dense_map():
             # Columns are read off the dense map: cache the map, whatever the points.
             return self._sample_maps(cache.get_or_compute("dense", images, self._dense_batch),
                                      points)

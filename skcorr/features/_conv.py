@@ -7,12 +7,14 @@ import os
 
 import numpy as np
 import torch
-from PIL import Image
 from sklearn.base import _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted
 from torchvision.models.feature_extraction import create_feature_extractor
 
 from .._array import l2_normalize
+from .._geometry import resize_longer_side
+from .._image import as_rgb
 from ..backbones import get_backbone, load_network
 from ..receptive import ReceptiveField, grid_centers
 from ._base import FeatureMap, FeatureTransformer
@@ -192,13 +194,7 @@ class ConvColumnExtractor(FeatureTransformer):
     # -- forward pass -----------------------------------------------------------------
     def _prepare(self, image: np.ndarray) -> tuple[np.ndarray, tuple[float, float]]:
         """Resize by the image_size policy; returns the array and (scale_x, scale_y)."""
-        height, width = image.shape[:2]
-        if self.image_size is None:
-            return image, (1.0, 1.0)
-        scale = self.image_size / max(height, width)
-        new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
-        resized = np.asarray(Image.fromarray(image).resize((new_w, new_h), Image.BILINEAR))
-        return resized, (new_w / width, new_h / height)
+        return resize_longer_side(image, self.image_size)
 
     def _check_size(self, image: np.ndarray, original_shape) -> None:
         height, width = image.shape[:2]
@@ -211,6 +207,29 @@ class ConvColumnExtractor(FeatureTransformer):
                     f"is smaller than the stride ({rf.stride[0]:g} px) of layer {name!r}; "
                     "use larger images, a larger image_size, or an earlier layer."
                 )
+
+    def layer_outputs(self, images) -> list[list[np.ndarray]]:
+        """The raw output of each layer for images fed to the network as they are.
+
+        Unlike :meth:`extract_dense`, images are not resized by ``image_size`` and the
+        outputs are neither normalised nor mapped to pixel coordinates: this is what
+        the network computes, for example to tell two sets of weights apart by their
+        response to a probe image.
+
+        Parameters
+        ----------
+        images : sequence of ndarray or path
+            Images as ``(H, W, 3)`` uint8 arrays or file paths.
+
+        Returns
+        -------
+        outputs : list of list of ndarray
+            Per image, per layer of ``layers_``: a ``(channels, height, width)``
+            float32 array (a ``(channels,)`` one for global layers).
+        """
+        check_is_fitted(self)
+        return self._forward([as_rgb(image, name=f"images[{i}]")
+                              for i, image in enumerate(images)])
 
     def _forward(self, images: list[np.ndarray]) -> list[list[np.ndarray]]:
         """Per image, the outputs of each layer as (C, h, w) or (C,) float32 arrays."""

@@ -30,13 +30,13 @@ import math
 import numbers
 
 import numpy as np
-from PIL import Image
 from scipy.ndimage import gaussian_filter
 from skimage.color import rgb2gray
 from sklearn.base import _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from .._array import l2_normalize
+from .._geometry import rescale_points, resize_longer_side
 from ._base import FeatureMap, FeatureTransformer
 
 __all__ = ["DenseSIFT"]
@@ -64,6 +64,7 @@ _MAGNIF = 3  # bin side = magnification * keypoint scale
 _LEVELS = 3  # S: levels per octave
 _S_MIN = -1  # first level index of an octave
 _SIGMA0 = 1.6 * 2.0 ** (1.0 / _LEVELS)  # scale of level 0 of octave 0
+_N_BINS = 4  # spatial bins per side of a descriptor
 _N_DIMS = 128  # 4 x 4 spatial bins x 8 orientations
 
 
@@ -242,14 +243,11 @@ class DenseSIFT(FeatureTransformer):
         """Grey float32 in [0, 1], resized by image_size; returns it and (scale_x, scale_y)."""
         _require_cyvlfeat()  # a fitted DenseSIFT unpickled where cyvlfeat is absent
         grey = rgb2gray(image).astype(np.float32)
-        height, width = grey.shape
         if self.image_size is None:
             return np.ascontiguousarray(grey), (1.0, 1.0)
-        scale = self.image_size / max(height, width)
-        new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
-        resized = Image.fromarray(grey).resize((new_w, new_h), Image.BILINEAR)
+        resized, scales = resize_longer_side(grey, self.image_size)
         grey = np.clip(np.asarray(resized, dtype=np.float32), 0.0, 1.0)
-        return np.ascontiguousarray(grey), (new_w / width, new_h / height)
+        return np.ascontiguousarray(grey), scales
 
     # -- keypoint mode ----------------------------------------------------------------
     def _at_points_batch(self, images, points):
@@ -258,8 +256,7 @@ class DenseSIFT(FeatureTransformer):
     def _at_points(self, image: np.ndarray, points: np.ndarray) -> np.ndarray:
         grey, (sx, sy) = self._grey(image)
         # Original pixel centres -> pixel centres of the (resized) grey image.
-        u = (points[:, 0] + 0.5) * sx - 0.5
-        v = (points[:, 1] + 0.5) * sy - 0.5
+        u, v = rescale_points(points, (sx, sy)).T
         n, k = len(points), len(self.radii_)
         descriptors = np.empty((n, k, _N_DIMS), dtype=np.float32)
         # One vl_sift scale space per first octave, so that the descriptor at a radius
@@ -304,10 +301,11 @@ class DenseSIFT(FeatureTransformer):
             features = l2_normalize(features)
         return FeatureMap(
             features=features.astype(self.dtype, copy=False),
-            xs=(xs.astype(np.float64) + 0.5) / sx - 0.5,
-            ys=(ys.astype(np.float64) + 0.5) / sy - 0.5,
-            rf_size=float(4 * self.bin_size / min(sx, sy)),
+            xs=rescale_points(xs, sx, inverse=True),
+            ys=rescale_points(ys, sy, inverse=True),
+            rf_size=float(_N_BINS * self.bin_size / min(sx, sy)),
             image_shape=tuple(image.shape[:2]),
+            bin_size=float(self.bin_size / min(sx, sy)),
         )
 
 

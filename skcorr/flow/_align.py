@@ -22,8 +22,9 @@ import numpy as np
 from scipy.interpolate import RectBivariateSpline
 from scipy.ndimage import map_coordinates
 
+from .._geometry import grid_coordinate, node_grid, sample_grid
 from .._image import as_rgb
-from ..features._base import FeatureMap, _grid_coordinate
+from ..features import FeatureMap
 from ._bp import (
     _SOLVE,
     _check_iteration,
@@ -102,9 +103,7 @@ class Flow:
     @property
     def displacement(self) -> np.ndarray:
         """``w`` in grid steps, (rows, cols, 2) as (drow, dcol)."""
-        rows, cols = self.target_index.shape[:2]
-        grid = np.stack(np.meshgrid(np.arange(rows), np.arange(cols), indexing="ij"), -1)
-        return self.target_index - grid
+        return self.target_index - node_grid(self.target_index.shape[:2])
 
     def matched_points(self) -> np.ndarray:
         """Target pixel position (x, y) matched to every source node: (rows, cols, 2).
@@ -149,12 +148,12 @@ class Flow:
         ratio = self._stride_ratio()
         matched = self.matched_points()
         if direction == "forward":
-            fx = _grid_coordinate(self.source_xs, points[ok, 0])
-            fy = _grid_coordinate(self.source_ys, points[ok, 1])
+            fx = grid_coordinate(self.source_xs, points[ok, 0])
+            fy = grid_coordinate(self.source_ys, points[ok, 1])
             anchor = np.stack([np.interp(fx, np.arange(len(self.source_xs)), self.source_xs),
                                np.interp(fy, np.arange(len(self.source_ys)), self.source_ys)], 1)
-            fmap = FeatureMap(matched, self.source_xs, self.source_ys, 0.0, self.source_shape)
-            out[ok] = fmap.sample(points[ok], "bilinear") + (points[ok] - anchor) * ratio
+            moved = sample_grid(matched, self.source_xs, self.source_ys, points[ok], "bilinear")
+            out[ok] = moved + (points[ok] - anchor) * ratio
         elif direction == "backward":
             flat = matched.reshape(-1, 2)
             nearest = np.argmin(((points[ok, None, :] - flat[None]) ** 2).sum(-1), axis=1)
@@ -311,8 +310,7 @@ def align(source: FeatureMap, target: FeatureMap, *, lam: float = 0.1, radius=No
         result = _SOLVE[solver](costs, offsets, 0.0, 1, tol, patience)[0]
     else:
         result = _coarse_to_fine(costs, offsets, float(lam), int(levels), 2, iteration, solver)
-    grid = np.stack(np.meshgrid(np.arange(rows), np.arange(cols), indexing="ij"), -1)
-    target_index = grid + result.displacements
+    target_index = node_grid((rows, cols)) + result.displacements
     w = result.displacements
     deformation = float((np.diff(w, axis=0) ** 2).sum() + (np.diff(w, axis=1) ** 2).sum())
     return Flow(target_index=target_index, source_xs=source.xs, source_ys=source.ys,
@@ -324,7 +322,6 @@ def align(source: FeatureMap, target: FeatureMap, *, lam: float = 0.1, radius=No
 
 def _scaled_positions(source_grid, target_grid) -> np.ndarray:
     """Displacement taking each source node to its proportional target node."""
-    rows, cols = source_grid
     scale = [(t - 1) / max(s - 1, 1) for s, t in zip(source_grid, target_grid, strict=True)]
-    grid = np.stack(np.meshgrid(np.arange(rows), np.arange(cols), indexing="ij"), -1)
+    grid = node_grid(source_grid)
     return np.rint(grid * np.array(scale)).astype(np.int64) - grid

@@ -14,9 +14,10 @@ from tqdm.auto import tqdm
 
 from .._array import l2_normalize
 from .._image import check_images
+from .._validation import check_image_keypoints
 from ..features import ConvColumnExtractor
 from ..features._cache import pass_memory
-from ..metrics import _check_image_keypoints, pck_score
+from ..metrics import pck_score
 from ._align import align
 
 __all__ = ["FlowAligner"]
@@ -250,10 +251,10 @@ class FlowAligner(BaseEstimator):
 
 
 def _check_keypoints(y, images, *, fit: bool = False) -> np.ndarray:
-    """skcorr's one keypoint rule (:func:`skcorr.metrics._check_image_keypoints`)."""
+    """skcorr's one keypoint rule (:func:`skcorr._validation.check_image_keypoints`)."""
     if y is None:
         raise ValueError("FlowAligner needs the keypoints y of shape (n_images, K, 2).")
-    return _check_image_keypoints(images, y, name="y", images_name="X", fit=fit)
+    return check_image_keypoints(images, y, name="y", images_name="X", fit=fit)
 
 
 def _check_counts(aligner, n_train: int) -> None:

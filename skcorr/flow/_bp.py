@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .._geometry import node_grid
 from ._dual import dual_bp_iterations, transpose_labels
 from ._kernels import (
     _as_label_vectors,
@@ -73,12 +74,6 @@ class BPResult:
         return self.data_energy + self.smoothness_energy
 
 
-def _node_grid(shape):
-    """(H, W, 2) int64 array of node coordinates ``(i, j)``."""
-    H, W = shape
-    return np.stack(np.meshgrid(np.arange(H), np.arange(W), indexing="ij"), axis=-1)
-
-
 def absolute_offsets(shape):
     """Offsets of the label set "every target grid position": ``o_p = -p``.
 
@@ -93,7 +88,7 @@ def absolute_offsets(shape):
         With them the label ``l`` of node ``p`` is the target position ``l`` and the
         displacement ``l - p``.
     """
-    return -_node_grid(shape)
+    return -node_grid(shape)
 
 
 def window_offsets(shape, radius, centers=None):

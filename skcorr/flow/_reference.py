@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._geometry import node_grid
 from ._kernels import _DI, _DJ
 
 
@@ -36,7 +37,7 @@ def min_sum_bp_reference(costs, lam, offsets, n_iter):
     costs = np.asarray(costs, dtype=np.float64)
     offsets = np.asarray(offsets, dtype=np.int64)
     H, W, Ly, Lx = costs.shape
-    grid = np.stack(np.meshgrid(np.arange(Ly), np.arange(Lx), indexing="ij"), -1).reshape(-1, 2)
+    grid = node_grid((Ly, Lx)).reshape(-1, 2)
     pair_costs = {}  # lam ||l_p + s - l_q||^2 as an (L, L) matrix, one per shift s
 
     def pairwise(s):
@@ -164,7 +165,7 @@ def synthetic_flow_pair(shape, n_features=16, amplitude=2.0, noise=0.1, seed=0):
     rng = np.random.default_rng(seed)
     H, W = shape
     ft = rng.standard_normal((H, W, n_features)).astype(np.float32)
-    i, j = np.mgrid[:H, :W]
+    i, j = np.moveaxis(node_grid((H, W)), -1, 0)
     a, b = rng.uniform(0, 2 * np.pi, size=2)
     ty = np.clip(i + np.round(amplitude * np.sin(2 * np.pi * j / W + a)).astype(int), 0, H - 1)
     tx = np.clip(j + np.round(amplitude * np.sin(2 * np.pi * i / H + b)).astype(int), 0, W - 1)

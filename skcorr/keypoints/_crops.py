@@ -2,24 +2,16 @@
 
 from __future__ import annotations
 
-from .._image import check_images, image_size
-from ..metrics import _check_image_keypoints, pck_score
+from .._image import image_size
+from .._validation import check_crops_keypoints
+from ..metrics import pck_score
+
+__all__ = ["CropKeypointsMixin", "check_crops_keypoints", "crop_shapes"]
 
 
 def crop_shapes(crops) -> list[tuple[int, int]]:
     """(height, width) of each crop, reading only file headers."""
     return [image_size(crop) for crop in crops]
-
-
-def check_crops_keypoints(crops, keypoints, *, name="crops", fit=False):
-    """Validate crops and their keypoints (n, K, 2) by skcorr's one keypoint rule.
-
-    Returns the crops as a list and the keypoints as a float array (NaN = absent); see
-    :func:`skcorr.metrics._check_image_keypoints` (``fit``: keypoints to learn from).
-    """
-    crops = check_images(crops, name=name)
-    keypoints = _check_image_keypoints(crops, keypoints, images_name=name, fit=fit)
-    return crops, keypoints
 
 
 class CropKeypointsMixin:

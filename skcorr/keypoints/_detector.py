@@ -5,10 +5,10 @@ from __future__ import annotations
 import numbers
 import os
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 from joblib import Parallel, delayed
-from PIL import Image
 from sklearn.base import BaseEstimator, _fit_context, clone
 from sklearn.linear_model import LogisticRegression
 from sklearn.svm import LinearSVC
@@ -16,7 +16,8 @@ from sklearn.utils import Bunch, check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from .._image import as_rgb
+from .._geometry import rescale_points, resize
+from .._image import as_rgb, check_images
 from ..features import ConvColumnExtractor
 from ..features._cache import pass_memory
 from ._base import FeaturesMixin
@@ -25,14 +26,6 @@ from ._crops import CropKeypointsMixin, check_crops_keypoints
 __all__ = ["SlidingKeypointDetector"]
 
 _CHUNK = 32  # crops per batch of feature extraction and scoring
-
-
-def _is_dense_sift(features) -> bool:
-    try:
-        from ..features._sift import DenseSIFT
-    except ImportError:  # cyvlfeat missing: no SIFT features can have been passed
-        return False
-    return isinstance(features, DenseSIFT)
 
 
 class SlidingKeypointDetector(FeaturesMixin, CropKeypointsMixin, BaseEstimator):
@@ -87,12 +80,12 @@ class SlidingKeypointDetector(FeaturesMixin, CropKeypointsMixin, BaseEstimator):
         Positives per keypoint and crop.
     positive_radius : "auto" or float, default="auto"
         Largest distance of a positive cell's centre to the keypoint, in pixels of the
-        box frame. ``"auto"``: ``2 * bin_size`` for dense SIFT (the paper's "within 2
-        bins"), no limit otherwise (the ``n_positives`` nearest cells).
+        box frame. ``"auto"``: two bins for dense SIFT (the feature map's ``bin_size``;
+        the paper's "within 2 bins"), no limit otherwise (the ``n_positives`` nearest cells).
     negative_radius : "auto" or float, default="auto"
         Half-side, in pixels of the box frame, of the square around the keypoint
-        where no negative is taken. ``"auto"``: ``4 * bin_size`` for dense SIFT (the
-        paper's "at least 4 bins away"); otherwise half the descriptor's RF
+        where no negative is taken. ``"auto"``: four bins for dense SIFT (the paper's "at
+        least 4 bins away"); otherwise half the descriptor's RF
         (``rf_size + (neighborhood - 1) * stride``), capped at ``box_size / 8``.
         The cap is needed for modern networks whose theoretical RF exceeds the box
         (EfficientNet-Lite0's stage5: 339 px), where the uncapped rule leaves no
@@ -211,7 +204,7 @@ class SlidingKeypointDetector(FeaturesMixin, CropKeypointsMixin, BaseEstimator):
             rgb = as_rgb(crop, name=f"crops[{i}]")
             height, width = rgb.shape[:2]
             if (height, width) != (size, size):
-                rgb = np.asarray(Image.fromarray(rgb).resize((size, size), Image.BILINEAR))
+                rgb = resize(rgb, (size, size))
             out.append(rgb)
             scales[i] = (size / width, size / height)
         return out, scales
@@ -230,8 +223,11 @@ class SlidingKeypointDetector(FeaturesMixin, CropKeypointsMixin, BaseEstimator):
         n = self.neighborhood
         return np.array([(oy, ox) for oy in range(n) for ox in range(n)])
 
-    def _gather(self, Fp, img, r, c):
-        """Neighbourhood descriptors of cells (img, r, c): (m, n**2 * d)."""
+    def _descriptors(self, Fp, cells):
+        """Neighbourhood descriptors (m, n**2 * d) of cells, flat indices into (n, rows, cols)."""
+        h = self.neighborhood // 2
+        img, r, c = np.unravel_index(cells, (Fp.shape[0], Fp.shape[1] - 2 * h,
+                                             Fp.shape[2] - 2 * h))
         offsets = self._offsets()
         parts = Fp[img[:, None], r[:, None] + offsets[:, 0], c[:, None] + offsets[:, 1]]
         return parts.reshape(len(img), -1)
@@ -257,15 +253,14 @@ class SlidingKeypointDetector(FeaturesMixin, CropKeypointsMixin, BaseEstimator):
         rf, stride = float(fmap.rf_size), float(fmap.stride)
         if not np.isfinite(stride):
             stride = rf
-        sift = _is_dense_sift(self.features_)
-        bin_size = rf / 4.0  # a dense SIFT descriptor covers 4 x 4 bins
+        bins = fmap.bin_size  # the side of a spatial bin, for dense SIFT
         if self.positive_radius == "auto":
-            positive = 2.0 * bin_size if sift else np.inf
+            positive = np.inf if bins is None else 2.0 * bins
         else:
             positive = float(self.positive_radius)
         if self.negative_radius == "auto":
-            if sift:
-                negative = 4.0 * bin_size
+            if bins is not None:
+                negative = 4.0 * bins
             else:
                 descriptor_rf = rf + (self.neighborhood - 1) * stride
                 negative = min(descriptor_rf / 2.0, self.box_size / 8.0)
@@ -304,106 +299,24 @@ class SlidingKeypointDetector(FeaturesMixin, CropKeypointsMixin, BaseEstimator):
         self._settings_at_fit = {"box_size": self.box_size, "neighborhood": self.neighborhood}
         self._validate_features(ConvColumnExtractor(layer="conv5", mode="dense")).fit()
         resized, scales = self._rescale(crops)
-        box_kp = (keypoints + 0.5) * scales[:, None, :] - 0.5
+        box_kp = rescale_points(keypoints, scales[:, None, :])
         Fp, fmap = self._maps(resized)
         self.grid_xs_, self.grid_ys_ = np.asarray(fmap.xs, float), np.asarray(fmap.ys, float)
         self.positive_radius_, self.negative_radius_ = self._resolve_radii(fmap)
-        n_img, K = box_kp.shape[:2]
-        rows, cols = len(self.grid_ys_), len(self.grid_xs_)
-        self.n_keypoint_types_ = K
-
-        gx, gy = np.meshgrid(self.grid_xs_, self.grid_ys_)  # (rows, cols)
+        self.n_keypoint_types_ = K = box_kp.shape[1]
         present = ~np.isnan(box_kp).any(axis=2)
         # check_crops_keypoints warned about these: no detector, NaN predictions.
         self.skipped_types_ = [k for k in range(K) if not present[:, k].any()]
-        positives, candidates, cache, anchors = {}, {}, {}, {}
-        for k in range(K):
-            if k in self.skipped_types_:
-                continue
-            pos, cand = [], []
-            for i in np.flatnonzero(present[:, k]):
-                x, y = box_kp[i, k]
-                dist = np.hypot(gx - x, gy - y).ravel()
-                order = np.argsort(dist, kind="stable")
-                chosen = order[dist[order] <= self.positive_radius_][:self.n_positives]
-                if len(chosen) == 0:
-                    chosen = order[:1]
-                pos.append(i * rows * cols + chosen)
-                far = np.maximum(np.abs(gx - x), np.abs(gy - y)).ravel() > self.negative_radius_
-                cand.append(i * rows * cols + np.flatnonzero(far))
-            positives[k] = np.concatenate(pos)
-            candidates[k] = np.concatenate(cand)
-            if len(candidates[k]) == 0:
-                raise ValueError(
-                    f"No negative cell for keypoint type {k}: every cell centre lies within "
-                    f"negative_radius={self.negative_radius_:g} px of the keypoint in a "
-                    f"{self.box_size}px box. Lower negative_radius or raise box_size."
-                )
-            n_init = min(max(self.cache_size // 2, 1), len(candidates[k]))
-            cache[k] = np.sort(rng.choice(candidates[k], n_init, replace=False))
-            anchors[k] = cache[k]
-
-        d = Fp.shape[-1] * self.neighborhood**2
-        self.coef_ = np.full((K, d), np.nan)
-        self.intercept_ = np.full(K, np.nan)
-        trained = [k for k in range(K) if k not in self.skipped_types_]
-        seed = rng.randint(np.iinfo(np.int32).max)
-
-        def unravel(flat):
-            img, rest = np.divmod(flat, rows * cols)
-            r, c = np.divmod(rest, cols)
-            return img, r, c
-
+        samples = {k: self._sample(k, box_kp[:, k], rng) for k in range(K)
+                   if k not in self.skipped_types_}
         svc = LinearSVC(C=self.C, dual="auto", class_weight=self.class_weight,
-                        max_iter=self.max_iter, random_state=seed)
-
-        def train_all():
-            # One SVM per type, as joblib tasks (descriptors gathered as tasks start).
-            tasks = (delayed(_fit_linear)(svc, self._gather(Fp, *unravel(positives[k])),
-                                          self._gather(Fp, *unravel(cache[k])))
-                     for k in trained)
-            fitted = Parallel(n_jobs=self.n_jobs, prefer="threads")(tasks)
-            for k, (coef, intercept) in zip(trained, fitted, strict=True):
-                self.coef_[k], self.intercept_[k] = coef, intercept
-
-        self.n_mining_rounds_ = 0
-        for round_ in range(self.mining_rounds + 1):
-            train_all()
-            if round_ == self.mining_rounds:
-                break
-            scores = self._score_padded(Fp, np.nan_to_num(self.coef_),
-                                        np.nan_to_num(self.intercept_))
-            flat_scores = scores.reshape(-1, K)
-            changed = False
-            for k in trained:
-                s = flat_scores[candidates[k], k]
-                hard = candidates[k][s > -1.0]
-                new = np.setdiff1d(hard, cache[k], assume_unique=True)
-                if len(new) == 0:
-                    continue
-                changed = True
-                # The initial random negatives stay (they represent the background and
-                # keep the SVM from forgetting it); mined ones fill the rest, hardest first.
-                mined = np.setdiff1d(np.union1d(cache[k], new), anchors[k])
-                room = max(self.cache_size - len(anchors[k]), 0)
-                if len(mined) > room:
-                    mined = mined[np.argsort(-flat_scores[mined, k], kind="stable")][:room]
-                cache[k] = np.union1d(anchors[k], mined)
-            if not changed:
-                break
-            self.n_mining_rounds_ = round_ + 1
-
-        # Platt scaling on the final training set of each type.
-        self.platt_ = np.tile([1.0, 0.0], (K, 1))
-        for k in trained:
-            pos, neg = self._gather(Fp, *unravel(positives[k])), \
-                self._gather(Fp, *unravel(cache[k]))
-            s = np.concatenate([pos, neg]) @ self.coef_[k] + self.intercept_[k]
-            y = np.r_[np.ones(len(pos)), np.zeros(len(neg))]
-            lr = LogisticRegression(C=1.0).fit(s[:, None], y)
-            if lr.coef_[0, 0] > 0:
-                self.platt_[k] = (lr.coef_[0, 0], lr.intercept_[0])
-        self.n_negatives_ = np.array([len(cache.get(k, ())) for k in range(K)])
+                        max_iter=self.max_iter, random_state=rng.randint(np.iinfo(np.int32).max))
+        self.coef_ = np.full((K, Fp.shape[-1] * self.neighborhood**2), np.nan)
+        self.intercept_ = np.full(K, np.nan)
+        self._mine(Fp, samples, svc)
+        self._calibrate(Fp, samples)
+        self.n_negatives_ = np.array([len(samples[k].cache) if k in samples else 0
+                                      for k in range(K)])
 
         self.prior_ = None
         if self.prior is not None:
@@ -411,6 +324,81 @@ class SlidingKeypointDetector(FeaturesMixin, CropKeypointsMixin, BaseEstimator):
                 warnings.filterwarnings("ignore", "Keypoint type", UserWarning)
                 self.prior_ = pass_memory(clone(self.prior), self.memory).fit(resized, box_kp)
         return self
+
+    def _sample(self, k, points, rng) -> _Samples:
+        """The training cells of keypoint type ``k``, whose (x, y) per crop are ``points``."""
+        gx, gy = np.meshgrid(self.grid_xs_, self.grid_ys_)  # (rows, cols)
+        positives, candidates = [], []
+        for i in np.flatnonzero(~np.isnan(points).any(axis=1)):
+            x, y = points[i]
+            dist = np.hypot(gx - x, gy - y).ravel()
+            order = np.argsort(dist, kind="stable")
+            chosen = order[dist[order] <= self.positive_radius_][:self.n_positives]
+            if len(chosen) == 0:
+                chosen = order[:1]
+            positives.append(i * gx.size + chosen)
+            far = np.maximum(np.abs(gx - x), np.abs(gy - y)).ravel() > self.negative_radius_
+            candidates.append(i * gx.size + np.flatnonzero(far))
+        candidates = np.concatenate(candidates)
+        if len(candidates) == 0:
+            raise ValueError(
+                f"No negative cell for keypoint type {k}: every cell centre lies within "
+                f"negative_radius={self.negative_radius_:g} px of the keypoint in a "
+                f"{self.box_size}px box. Lower negative_radius or raise box_size."
+            )
+        n_init = min(max(self.cache_size // 2, 1), len(candidates))
+        anchors = np.sort(rng.choice(candidates, n_init, replace=False))
+        return _Samples(np.concatenate(positives), candidates, anchors, cache=anchors)
+
+    def _train(self, Fp, samples, svc) -> None:
+        """One SVM per type on its positives and cached negatives, as joblib tasks."""
+        tasks = (delayed(_fit_linear)(svc, self._descriptors(Fp, s.positives),
+                                      self._descriptors(Fp, s.cache))
+                 for s in samples.values())
+        fitted = Parallel(n_jobs=self.n_jobs, prefer="threads")(tasks)
+        for k, (coef, intercept) in zip(samples, fitted, strict=True):
+            self.coef_[k], self.intercept_[k] = coef, intercept
+
+    def _mine(self, Fp, samples, svc) -> None:
+        """Train, then add the negatives inside the margin and retrain, round by round."""
+        self.n_mining_rounds_ = 0
+        for round_ in range(self.mining_rounds + 1):
+            self._train(Fp, samples, svc)
+            if round_ == self.mining_rounds:
+                break
+            scores = self._score_padded(Fp, np.nan_to_num(self.coef_),
+                                        np.nan_to_num(self.intercept_))
+            scores = scores.reshape(-1, self.n_keypoint_types_)
+            changed = [self._add_hard_negatives(s, scores[:, k]) for k, s in samples.items()]
+            if not any(changed):
+                break
+            self.n_mining_rounds_ = round_ + 1
+
+    def _add_hard_negatives(self, samples: _Samples, scores) -> bool:
+        """Put the candidates scoring above -1 into the cache; False if none is new."""
+        hard = samples.candidates[scores[samples.candidates] > -1.0]
+        new = np.setdiff1d(hard, samples.cache, assume_unique=True)
+        if len(new) == 0:
+            return False
+        # The initial random negatives stay (they represent the background and keep the
+        # SVM from forgetting it); mined ones fill the rest, hardest first.
+        mined = np.setdiff1d(np.union1d(samples.cache, new), samples.anchors)
+        room = max(self.cache_size - len(samples.anchors), 0)
+        if len(mined) > room:
+            mined = mined[np.argsort(-scores[mined], kind="stable")][:room]
+        samples.cache = np.union1d(samples.anchors, mined)
+        return True
+
+    def _calibrate(self, Fp, samples) -> None:
+        """Platt scaling of each type's SVM scores on its final training set."""
+        self.platt_ = np.tile([1.0, 0.0], (self.n_keypoint_types_, 1))
+        for k, s in samples.items():
+            pos, neg = self._descriptors(Fp, s.positives), self._descriptors(Fp, s.cache)
+            scores = np.concatenate([pos, neg]) @ self.coef_[k] + self.intercept_[k]
+            y = np.r_[np.ones(len(pos)), np.zeros(len(neg))]
+            lr = LogisticRegression(C=1.0).fit(scores[:, None], y)
+            if lr.coef_[0, 0] > 0:
+                self.platt_[k] = (lr.coef_[0, 0], lr.intercept_[0])
 
     # -- prediction -------------------------------------------------------------------
     def decision_maps(self, crops):
@@ -431,7 +419,7 @@ class SlidingKeypointDetector(FeaturesMixin, CropKeypointsMixin, BaseEstimator):
         """
         check_is_fitted(self)
         self._check_predict_params()
-        crops = _check_crops(crops)
+        crops = check_images(crops, name="crops")
         resized, scales = self._rescale(crops)
         Fp, _ = self._maps(resized)
         coef = np.nan_to_num(self.coef_)
@@ -453,8 +441,8 @@ class SlidingKeypointDetector(FeaturesMixin, CropKeypointsMixin, BaseEstimator):
         skipped[self.skipped_types_] = True
         raw[:, skipped] = np.nan
         combined[:, skipped] = np.nan
-        xs = (self.grid_xs_[None, :] + 0.5) / scales[:, :1] - 0.5
-        ys = (self.grid_ys_[None, :] + 0.5) / scales[:, 1:] - 0.5
+        xs = rescale_points(self.grid_xs_[None, :], scales[:, :1], inverse=True)
+        ys = rescale_points(self.grid_ys_[None, :], scales[:, 1:], inverse=True)
         return Bunch(detector=raw, log_prior=log_prior, combined=combined, xs=xs, ys=ys)
 
     def _check_predict_params(self):
@@ -499,16 +487,20 @@ class SlidingKeypointDetector(FeaturesMixin, CropKeypointsMixin, BaseEstimator):
         return out
 
 
+@dataclass
+class _Samples:
+    """Training cells of one keypoint type, as flat indices into (crops, rows, cols)."""
+
+    positives: np.ndarray
+    candidates: np.ndarray  # every cell far enough from the keypoint to be a negative
+    anchors: np.ndarray  # the initial random negatives, kept for good
+    cache: np.ndarray  # the negatives the SVM is trained on
+
+
 def _fit_linear(svc, positives, negatives):
     """Fit a clone of ``svc`` on positives against negatives: (coef, intercept)."""
     X = np.concatenate([positives, negatives])
     y = np.r_[np.ones(len(positives)), -np.ones(len(negatives))]
     fitted = clone(svc).fit(X, y)
     return fitted.coef_[0], fitted.intercept_[0]
-
-
-def _check_crops(crops):
-    from .._image import check_images
-
-    return check_images(crops, name="crops")
 

@@ -20,7 +20,7 @@ from sklearn.utils import Bunch, check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from .._image import as_rgb, check_images
-from ..metrics import _check_keypoints
+from .._validation import check_keypoints
 
 __all__ = ["localization_histogram", "plot_localization_histogram"]
 
@@ -38,13 +38,10 @@ def _extractor(classifier):
 def _grid_centre(extractor, image, point):
     """Integer pixel of the grid RF centre nearest to point, or the point itself.
 
-    Exact-location features (SIFT descriptors computed at the point) have no grid:
-    the point is returned.
+    Features computed or interpolated at the exact point (keypoint SIFT, bilinear
+    columns) do not snap to a grid: the point is returned.
     """
-    from ..features import ConvColumnExtractor
-
-    if (isinstance(extractor, ConvColumnExtractor)
-            and getattr(extractor, "interpolation", "nearest") == "nearest"):
+    if getattr(extractor, "snaps_to_grid", False):
         fmap = extractor.extract_dense([image])[0]
         cx = fmap.xs[np.argmin(np.abs(fmap.xs - point[0]))]
         cy = fmap.ys[np.argmin(np.abs(fmap.ys - point[1]))]
@@ -92,7 +89,7 @@ def localization_histogram(classifier, images, keypoints, *, window=21, patch_ra
     if not isinstance(window, numbers.Integral) or window < 3 or window % 2 == 0:
         raise ValueError(f"window must be an odd integer >= 3, got {window!r}.")
     images = check_images(images)
-    keypoints = _check_keypoints(keypoints, n=len(images))
+    keypoints = check_keypoints(keypoints, n=len(images))
     classes = list(np.asarray(classifier.classes_).tolist())
     extractor = _extractor(classifier)
     r = window // 2

@@ -129,7 +129,7 @@ def _fingerprint(extractor) -> np.ndarray:
     """
     probe = np.random.default_rng(20140101).integers(
         0, 256, (_PROBE_SIDE, _PROBE_SIDE, 3), dtype=np.uint8)
-    outputs = extractor._forward([probe])[0]
+    outputs = extractor.layer_outputs([probe])[0]
     parts = [o.reshape(o.shape[0], -1).mean(axis=1) if o.ndim == 3 else o.reshape(-1)
              for o in outputs]
     return np.concatenate(parts).astype(np.float32)
@@ -141,9 +141,7 @@ def _check_fitted_extractor(extractor):
     from sklearn.exceptions import NotFittedError
     from sklearn.utils.validation import check_is_fitted
 
-    from ..features import ConvColumnExtractor
-
-    if not isinstance(extractor, ConvColumnExtractor):
+    if not hasattr(extractor, "layer_outputs"):  # what sets convnet columns apart
         raise TypeError(
             f"extractor must be a ConvColumnExtractor, got {type(extractor).__name__}; "
             "column databases hold convnet columns."

@@ -27,6 +27,7 @@ import numbers
 import numpy as np
 from sklearn.utils import check_random_state
 
+from .._geometry import longer_side_scale, rescale_points
 from .._image import as_rgb
 from ._database import ColumnDatabase, _check_fitted_extractor, _grid_steps
 
@@ -60,8 +61,7 @@ def _neighbours(image, extractor, database, k, exclude_images):
 
 
 def _query_steps(fmap, extractor, database) -> tuple[float, float]:
-    height, width = fmap.image_shape
-    scale = extractor.image_size / max(height, width) if extractor.image_size else 1.0
+    scale = longer_side_scale(fmap.image_shape, extractor.image_size)
     return _grid_steps(fmap, database.meta["stride"][0] / scale)
 
 
@@ -284,7 +284,8 @@ def rf_averages(extractor, database, seeds, k=5, *, size=None, random_state=None
     if isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 1:
         raise ValueError(f"size must be a positive integer, got {size!r}.")
     indices, _ = database.search(queries, k, query_images=query_images)
-    unit = (np.arange(size) + 0.5) / size - 0.5
+    # The pixel centres of a size x size patch, in a square of side 1 about its centre.
+    unit = rescale_points(np.arange(size), size, inverse=True)
     out = np.zeros((len(queries), size, size, 3), dtype=np.float32)
     for s, row in enumerate(indices):
         total = np.zeros((size, size, 3), dtype=np.float64)
