@@ -61,3 +61,22 @@ def test_evaluate_identity_on_pf_willow(pf_willow_dir, tmp_path, capsys):
     assert "900 pairs" in printed
     assert "| mean | 900 | 12.2 | 27.0 | 41.7 |" in printed
     assert (out / "pf-willow-identity.csv").read_text().startswith("class,pairs,PCK@0.05")
+
+
+def test_every_protocol_takes_its_options_as_keywords():
+    """The command line is a table: each protocol's options are its function's keywords."""
+    import inspect
+
+    import skcorr.evaluation
+    from skcorr.cli import _build_parser, _protocols
+
+    parser = _build_parser()
+    for name, _, folder, function, _ in _protocols():
+        args = vars(parser.parse_args(["evaluate", name]))
+        assert args["folder"] == folder
+        options = {key: value for key, value in args.items()
+                   if key not in {"command", "protocol", "handler", "function", "folder",
+                                  "data", "output", "overwrite", "scheduler"}}
+        assert options, name
+        signature = inspect.signature(getattr(skcorr.evaluation, function))
+        signature.bind("path", verbose=True, **options)  # raises on an unknown keyword
