@@ -93,13 +93,14 @@ def test_flow_transfer_fits_a_clone_and_aligns_through_public_methods():
     assert transfer.get_params()["lam"] == 0.1 and transfer.settings["lam"] == 0.1
     np.testing.assert_allclose(transfer.align(source, target).transfer_points(
         pairs.keypoints[s]), predicted)
-    assert transfer.feature_map(source) is transfer.feature_map(source)  # computed once
+    assert len(transfer.maps_) == 2  # each image's map computed once
     # A light copy: the same maps, other settings, no network.
     copy = transfer.for_images([source, target]).set_params(lam=0.0)
     assert copy.features_ is None and transfer.lam == 0.1
-    assert copy.feature_map(target) is transfer.feature_map(target)
+    assert all(copy.maps_[key] is fmap for key, fmap in transfer.maps_.items())
+    assert not np.allclose(copy(source, target, pairs.keypoints[s]), predicted)
     with pytest.raises(ValueError, match="for_images"):
-        copy.feature_map(pairs.images[other])
+        copy(source, pairs.images[other], pairs.keypoints[s])
 
 
 def test_result_table_prints_and_writes_one_style(tmp_path):

@@ -7,9 +7,7 @@ leave-one-category-out cross-validation, never on the pairs they are scored on.
 
 from __future__ import annotations
 
-import hashlib
 import numbers
-import os
 from collections import OrderedDict
 
 import joblib
@@ -23,7 +21,7 @@ from sklearn.utils.validation import check_is_fitted
 from ..features._base import _grid_coordinate
 from ..metrics import pck_score, pck_scorer
 from ._table import ResultTable
-from ._transfer import transfer_pck_table
+from ._transfer import _image_key, transfer_pck_table
 
 __all__ = ["PairTransfer", "cross_validated_transfer", "pair_categories", "pair_samples"]
 
@@ -122,15 +120,6 @@ class _Cache:
 
 
 _CACHE = _Cache()
-
-
-def _image_key(image):
-    """A key that names an image by its path or its content (never its id)."""
-    if isinstance(image, (str, os.PathLike)):
-        return ("path", os.path.abspath(os.fspath(image)))
-    array = np.ascontiguousarray(image)
-    return ("array", array.shape, str(array.dtype),
-            hashlib.blake2b(array.tobytes(), digest_size=16).hexdigest())
 
 
 class PairTransfer(BaseEstimator):

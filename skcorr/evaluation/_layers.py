@@ -19,10 +19,8 @@ def receptive_field_table(backbone: str = "efficientnet_lite0") -> ResultTable:
     Returns
     -------
     table : ResultTable
-        Columns ``"layer"``, ``"node"`` (the torchvision node), ``"rf_size"``,
-        ``"stride"``, ``"offset"`` (pixels of the network input; ``"global"`` and
-        ``"-"`` for layers that see the whole image) and ``"role"`` (the paper's layer
-        names it plays).
+        ``"layer"``, ``"node"`` (torchvision's), ``"rf_size"``, ``"stride"``, ``"offset"``
+        (network input pixels) and ``"role"`` (the paper's names it plays).
 
     Examples
     --------

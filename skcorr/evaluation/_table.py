@@ -44,11 +44,6 @@ class ResultTable(list):
     >>> table = ResultTable([{"class": "duck", "pairs": 2, "PCK@0.1": 0.625},
     ...                      {"class": "mean", "pairs": 2, "PCK@0.1": 0.625}],
     ...                     title="Two pairs", notes=["0.1 s"])
-    >>> print(table.to_markdown())
-    | class | pairs | PCK@0.1 (%) |
-    |---|---|---:|
-    | duck | 2 | 62.5 |
-    | mean | 2 | 62.5 |
     >>> print(table.to_csv(), end="")
     class,pairs,PCK@0.1
     duck,2,0.625
@@ -159,9 +154,6 @@ class ResultTable(list):
             raise ValueError(f"cannot tell the format of {path}: name it .csv or .md.")
         return path
 
-    def __repr__(self) -> str:
-        return (f"ResultTable({list(self)!r}, title={self.title!r}, notes={self.notes!r}, "
-                f"name={self.name!r})")
 
 
 #: The former name of :class:`ResultTable`, kept so that old code runs.

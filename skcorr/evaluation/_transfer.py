@@ -246,7 +246,7 @@ class FlowTransfer(BaseEstimator):
                 "max_iter": self.max_iter}
 
     def fit(self, X=None, y=None) -> FlowTransfer:
-        """Fit a clone of ``features`` (nothing else is learned); forget the maps.
+        """Fit a clone of ``features`` into ``features_`` and forget the maps.
 
         Parameters
         ----------
@@ -256,22 +256,14 @@ class FlowTransfer(BaseEstimator):
         Returns
         -------
         self : FlowTransfer
-            This object, with ``features_`` fitted and ``maps_`` empty.
+            The fitted transfer.
         """
         self.features_ = clone(self.features).fit()
         self.maps_ = {}
         return self
 
-    @staticmethod
-    def _key(image):
-        # Arrays by content, so that copies sent to other processes find their maps.
-        return os.fspath(image) if isinstance(image, (str, os.PathLike)) else image_digest(image)
-
     def precompute(self, images) -> FlowTransfer:
-        """Compute the feature maps of ``images`` in batches (fitting first if needed).
-
-        Images already computed are skipped; images are identified by path, or by
-        content for arrays.
+        """Compute the feature maps of ``images`` in batches, skipping those already done.
 
         Parameters
         ----------
@@ -281,18 +273,18 @@ class FlowTransfer(BaseEstimator):
         Returns
         -------
         self : FlowTransfer
-            This object, with the feature maps cached.
+            The transfer, fitted if it was not, with the maps in ``maps_``.
         """
         if not hasattr(self, "maps_"):
             self.fit()
-        todo = list({self._key(im): im for im in images
-                     if self._key(im) not in self.maps_}.values())
+        todo = list({_image_key(im): im for im in images
+                     if _image_key(im) not in self.maps_}.values())
         if todo:
             if self.features_ is None:
                 raise ValueError("This FlowTransfer copy (from for_images) holds no map of "
                                  "these images; make the copy with every image it will see.")
             for image, fmap in zip(todo, self.features_.extract_dense(todo), strict=True):
-                self.maps_[self._key(image)] = fmap
+                self.maps_[_image_key(image)] = fmap
         return self
 
     def for_images(self, images) -> FlowTransfer:
@@ -315,24 +307,8 @@ class FlowTransfer(BaseEstimator):
         self.precompute(images)
         copy = FlowTransfer(None, **self.settings)
         copy.features_ = None
-        copy.maps_ = {self._key(im): self.maps_[self._key(im)] for im in images}
+        copy.maps_ = {_image_key(im): self.maps_[_image_key(im)] for im in images}
         return copy
-
-    def feature_map(self, image):
-        """The dense feature map of ``image``, computed on first use.
-
-        Parameters
-        ----------
-        image : ndarray or path
-            An ``(H, W, 3)`` uint8 array or a file path.
-
-        Returns
-        -------
-        fmap : FeatureMap
-            As returned by the features' ``extract_dense``.
-        """
-        self.precompute([image])
-        return self.maps_[self._key(image)]
 
     def align(self, source_image, target_image):
         """The flow from ``source_image`` to ``target_image``.
@@ -349,11 +325,20 @@ class FlowTransfer(BaseEstimator):
         """
         from ..flow import align
 
-        return align(self.feature_map(source_image), self.feature_map(target_image),
+        maps = self.precompute([source_image, target_image]).maps_
+        return align(maps[_image_key(source_image)], maps[_image_key(target_image)],
                      **self.settings)
 
     def __call__(self, source_image, target_image, source_keypoints) -> np.ndarray:
         return self.align(source_image, target_image).transfer_points(source_keypoints)
+
+
+def _image_key(image):
+    """An image named by its path or by its content (never its id): copies sent to other
+    processes, and equal arrays, find the same feature maps."""
+    if isinstance(image, (str, os.PathLike)):
+        return "path:" + os.path.abspath(os.fspath(image))
+    return image_digest(image)
 
 
 def flow_features(kind: str = "conv", *, backbone="efficientnet_lite0", layer="conv5",
