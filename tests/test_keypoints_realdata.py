@@ -51,10 +51,27 @@ def test_cub_sift_detector_beats_the_box_centre(cub):
 
 # --- the studies as protocols: one table each, printed in one style -----------------------
 
-def test_cub_classification_protocol_is_one_table(cub_dir):
+@pytest.fixture(scope="module")
+def small_cub(cub_dir, tmp_path_factory):
+    """The CUB folder with 20 training and 10 test images listed (links, no copies)."""
+    folder = tmp_path_factory.mktemp("cub") / "CUB_200_2011"
+    folder.mkdir()
+    for item in cub_dir.iterdir():
+        if item.name != "images.txt":
+            (folder / item.name).symlink_to(item)
+    split = dict(line.split() for line in (cub_dir / "train_test_split.txt").read_text()
+                 .splitlines() if line.strip())
+    lines = [line for line in (cub_dir / "images.txt").read_text().splitlines() if line]
+    train = [line for line in lines if split[line.split()[0]] == "1"][:20]
+    test = [line for line in lines if split[line.split()[0]] == "0"][:10]
+    (folder / "images.txt").write_text("\n".join(train + test) + "\n")
+    return folder
+
+
+def test_cub_classification_protocol_is_one_table(small_cub):
     from skcorr.evaluation import evaluate_cub_classification
 
-    table = evaluate_cub_classification(cub_dir, layers=["stage3"], sift_radii=[12],
+    table = evaluate_cub_classification(small_cub, layers=["stage3"], sift_radii=[12],
                                         Cs=[0.1, 1.0], cv=2, image_size=128)
     assert table.columns() == ["features", "layer", "radius", "C", "test accuracy",
                                "cv accuracy C=0.1", "cv accuracy C=1"]
@@ -65,7 +82,10 @@ def test_cub_classification_protocol_is_one_table(cub_dir):
         assert row["C"] in (0.1, 1.0)
         assert max(row["cv accuracy C=0.1"], row["cv accuracy C=1"]) == pytest.approx(
             row[f"cv accuracy C={row['C']:g}"])
-    assert "2040 training and 1618 test keypoints" in table.title
+    data = load_cub(small_cub)
+    visible = (~np.isnan(data.keypoints).any(axis=2)).sum(axis=1)
+    assert (f"{visible[data.split == 'train'].sum()} training and "
+            f"{visible[data.split == 'test'].sum()} test keypoints") in table.title
     printed = str(table).splitlines()
     assert printed[2].startswith("| features | layer | radius | C | test accuracy (%) |")
     assert printed[4].startswith(f"| sift | - | 12 | {table[0]['C']:g} | "
@@ -73,10 +93,11 @@ def test_cub_classification_protocol_is_one_table(cub_dir):
     assert printed[-1].startswith("Seconds per feature")
 
 
-def test_cub_detection_protocol_is_one_table(cub_dir):
+@pytest.mark.slow
+def test_cub_detection_protocol_is_one_table(small_cub):
     from skcorr.evaluation import evaluate_cub_detection
 
-    table = evaluate_cub_detection(cub_dir, box_size=64, sift_step=4, sift_bin_size=4,
+    table = evaluate_cub_detection(small_cub, box_size=64, sift_step=4, sift_bin_size=4,
                                    betas=[0.5], mining_rounds=0, cache_size=200)
     assert [(row["prior"], row["beta"]) for row in table][:2] in (
         [("no", 0.0), ("yes", 0.0)], [("no", 0.0), ("yes", 0.5)])

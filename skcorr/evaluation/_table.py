@@ -23,8 +23,7 @@ class ResultTable(list):
     Every row has the same keys in the same order: settings first, each in its own
     column, then scores. Columns whose name contains ``"PCK"`` or ``"accuracy"`` hold
     fractions in ``[0, 1]``: :meth:`to_csv` writes them as they are, :meth:`to_markdown`
-    in percent. Timings and other remarks go in ``notes``, printed
-    under the table.
+    in percent. Timings and other remarks go in ``notes``, printed under the table.
 
     Parameters
     ----------
@@ -153,7 +152,6 @@ class ResultTable(list):
         else:
             raise ValueError(f"cannot tell the format of {path}: name it .csv or .md.")
         return path
-
 
 
 #: The former name of :class:`ResultTable`, kept so that old code runs.
