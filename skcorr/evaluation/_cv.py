@@ -88,38 +88,25 @@ def pair_categories(dataset, pairs=None) -> np.ndarray:
     return np.array([names[label] for label in np.asarray(dataset.labels)[pairs[:, 1]]])
 
 
-class _Cache:
-    """Process-wide LRU caches of feature maps and transfers, keyed by content.
-
-    Cross-validation clones the estimator for every candidate and fold; the cache lets
-    each image be extracted once per feature configuration and each pair be aligned once
-    per setting, whatever the number of folds.
-    """
-
-    def __init__(self, max_maps: int = 1000, max_transfers: int = 200_000):
-        self.maps: OrderedDict = OrderedDict()
-        self.transfers: OrderedDict = OrderedDict()
-        self.limits = {"maps": max_maps, "transfers": max_transfers}
-
-    def get(self, kind: str, key):
-        store = getattr(self, kind)
-        if key in store:
-            store.move_to_end(key)
-            return store[key]
-        return None
-
-    def put(self, kind: str, key, value) -> None:
-        store = getattr(self, kind)
-        store[key] = value
-        while len(store) > self.limits[kind]:
-            store.popitem(last=False)
-
-    def clear(self) -> None:
-        self.maps.clear()
-        self.transfers.clear()
+# Process-wide LRU caches of feature maps and transfers, keyed by content: cross-validation
+# clones the estimator for every candidate and fold, and the caches let each image be
+# extracted once per feature configuration and each pair be aligned once per setting.
+_CACHE = {"maps": OrderedDict(), "transfers": OrderedDict()}
+_CACHE_SIZE = {"maps": 1000, "transfers": 200_000}
 
 
-_CACHE = _Cache()
+def _cached(kind: str, key, compute, enabled: bool = True):
+    """``compute()``, or the value ``_CACHE[kind]`` holds for ``key``."""
+    store = _CACHE[kind]
+    if not enabled:
+        return compute()
+    if key in store:
+        store.move_to_end(key)
+        return store[key]
+    value = store[key] = compute()
+    while len(store) > _CACHE_SIZE[kind]:
+        store.popitem(last=False)
+    return value
 
 
 class PairTransfer(BaseEstimator):
@@ -232,17 +219,15 @@ class PairTransfer(BaseEstimator):
 
     def _feature_map(self, image, which: int = 0):
         features = (self.features_, self.refine_)[which]
-        key = (self._keys[which], _image_key(image))
-        fmap = _CACHE.get("maps", key) if self.cache else None
-        if fmap is None:
+
+        def compute():
             try:
                 check_is_fitted(features)
             except NotFittedError:
                 features.fit()
-            fmap = features.extract_dense([image])[0]
-            if self.cache:
-                _CACHE.put("maps", key, fmap)
-        return fmap
+            return features.extract_dense([image])[0]
+
+        return _cached("maps", (self._keys[which], _image_key(image)), compute, self.cache)
 
     def _transfer(self, source, target, keypoints):
         from ..flow import align
@@ -252,15 +237,14 @@ class PairTransfer(BaseEstimator):
         keypoints = np.asarray(keypoints, dtype=np.float64)
         key = (*self._keys, self.refine_radius, tuple(sorted(settings.items())),
                _image_key(source), _image_key(target), keypoints.tobytes())
-        done = _CACHE.get("transfers", key) if self.cache else None
-        if done is None:
+
+        def compute():
             flow = align(self._feature_map(source), self._feature_map(target), **settings)
             done = flow.transfer_points(keypoints)
-            if self.refine_ is not None:
-                done = self._refined(source, target, keypoints, done)
-            if self.cache:
-                _CACHE.put("transfers", key, done)
-        return done.copy()
+            return done if self.refine_ is None else self._refined(source, target,
+                                                                   keypoints, done)
+
+        return _cached("transfers", key, compute, self.cache).copy()
 
     def _refined(self, source, target, keypoints, predicted):
         """Move each prediction to the best-matching fine-grid node near it.
@@ -326,7 +310,8 @@ class PairTransfer(BaseEstimator):
     @staticmethod
     def clear_cache() -> None:
         """Empty the process-wide cache of feature maps and transfers."""
-        _CACHE.clear()
+        for store in _CACHE.values():
+            store.clear()
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
