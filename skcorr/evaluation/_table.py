@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-import math
 from pathlib import Path
 
 from .._io import write_text
@@ -96,7 +95,7 @@ class ResultTable(list):
             if value is None:
                 return "-"
             if isinstance(value, float) and _is_fraction(column):
-                return "nan" if math.isnan(value) else f"{100 * value:.{digits}f}"
+                return f"{100 * value:.{digits}f}"
             return f"{value:.4g}" if isinstance(value, float) else str(value)
 
         header = [f"{c} (%)" if _is_fraction(c) else c for c in columns]
