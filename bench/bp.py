@@ -159,8 +159,8 @@ def end_to_end():
 
 
 def energies(n_pairs):
-    from skcorr.cli import TUNED_LAM
     from skcorr.datasets import load_pf_willow
+    from skcorr.evaluation import TUNED_LAM
     from skcorr.features import ConvColumnExtractor, DenseSIFT
 
     dataset = load_pf_willow(os.path.join(os.environ["SKCORR_DATA"], "PF-WILLOW"))

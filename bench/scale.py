@@ -79,7 +79,8 @@ def bench_search(root: Path) -> None:
 def bench_pairs(root: Path) -> None:
     from skcorr import ConvColumnExtractor
     from skcorr.datasets import load_pf_willow
-    from skcorr.evaluation import FlowTransfer, _predict_pairs_parallel
+    from skcorr.evaluation import FlowTransfer
+    from skcorr.evaluation._transfer import _predict_pairs_parallel
 
     dataset = load_pf_willow(root / "PF-WILLOW")
     pairs = np.asarray(dataset.pairs)[:120]

@@ -12,9 +12,8 @@ import os
 import sys
 import time
 
-from skcorr.cli import TUNED_LAM
 from skcorr.datasets import load_pf_willow
-from skcorr.evaluation import FlowTransfer, transfer_pck_table
+from skcorr.evaluation import TUNED_LAM, FlowTransfer, transfer_pck_table
 from skcorr.features import ConvColumnExtractor, DenseSIFT
 
 dataset = load_pf_willow(os.path.join(os.environ["SKCORR_DATA"], "PF-WILLOW"))

@@ -66,6 +66,15 @@ def test_grouped_cv_never_has_a_category_on_both_sides(four_categories):
     # Inner searches fit on two categories, refits on three: never on all four.
     assert {len(fitted_on) for fitted_on, _ in _Recording.log} == {2, 3}
     assert [row["class"] for row in table] == data.class_names + ["mean"]
+    # The settings that predicted each row, in their own columns.
+    assert table.columns() == ["class", "pairs", "held-out", "lam", "PCK@0.1", "cv PCK@0.1"]
+    assert [row["held-out"] for row in table] == ["cat", "cat", "dog", "owl", "fox", None]
+    assert table[-1]["lam"] is None and table[-1]["cv PCK@0.1"] is None
+    for fold in folds:
+        for row in table[:-1]:
+            if row["held-out"] == fold["held-out"]:
+                assert fold["chosen"] == f"lam={row['lam']:g}"
+                assert row["cv PCK@0.1"] == fold["cv PCK"]
     for fold in folds:
         assert fold["chosen"] in ("lam=0.01", "lam=1")
         rows = [row["PCK@0.1"] for row in table if row["class"] in fold["classes"]]

@@ -61,3 +61,51 @@ def test_evaluate_identity_on_pf_willow(pf_willow_dir, tmp_path, capsys):
     assert "900 pairs" in printed
     assert "| mean | 900 | 12.2 | 27.0 | 41.7 |" in printed
     assert (out / "pf-willow-identity.csv").read_text().startswith("class,pairs,PCK@0.05")
+
+
+def test_every_protocol_takes_its_options_as_keywords():
+    """The command line is a table: each protocol's options are its function's keywords."""
+    import inspect
+
+    import skcorr.evaluation
+    from skcorr.cli import _build_parser, _protocols
+
+    parser = _build_parser()
+    for name, _, folder, function, _ in _protocols():
+        args = vars(parser.parse_args(["evaluate", name]))
+        assert args["folder"] == folder
+        options = {key: value for key, value in args.items()
+                   if key not in {"command", "protocol", "handler", "function", "folder",
+                                  "data", "output", "overwrite", "scheduler"}}
+        assert options, name
+        signature = inspect.signature(getattr(skcorr.evaluation, function))
+        signature.bind("path", verbose=True, **options)  # raises on an unknown keyword
+
+
+@pytest.fixture(scope="module")
+def small_willow(pf_willow_dir, tmp_path_factory):
+    """PF-WILLOW cut to two images in one sub-class of each category (links, no copies)."""
+    root = tmp_path_factory.mktemp("willow")
+    for name in ("car(S)", "duck(S)", "motorbike(S)", "winebottle(M)"):
+        (root / name).mkdir()
+        for png in sorted((pf_willow_dir / name).glob("*.png"))[:2]:
+            for path in (png, png.with_suffix(".mat")):
+                (root / name / path.name).symlink_to(path)
+    return root
+
+
+def test_evaluate_pf_willow_cross_validated_prints_one_table(small_willow, tmp_path, capsys):
+    out = tmp_path / "tables"
+    argv = ["evaluate", "pf-willow", "--data", str(small_willow), "--features", "sift",
+            "--lam", "cv", "--lam-grid", "0.05", "0.5", "--image-size", "96", "--alpha", "0.1",
+            "--output", str(out)]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "PF-WILLOW, 8 pairs, flow on dense SIFT" in printed
+    assert "settings chosen by nested leave-one-category-out CV (lam in 0.05 | 0.5)" in printed
+    header = "| class | pairs | held-out | lam | PCK@0.1 (%) | cv PCK@0.1 (%) |"
+    assert header in printed and "{" not in printed  # a table, no dicts
+    rows = (out / "pf-willow-flow-sift-lamcv.csv").read_text().splitlines()
+    assert rows[0] == "class,pairs,held-out,lam,PCK@0.1,cv PCK@0.1" and len(rows) == 6
+    assert rows[1].startswith("car(S),2,car,") and rows[-1].startswith("mean,8,,,")
+    assert (out / "pf-willow-flow-sift-lamcv.md").read_text().startswith("PF-WILLOW, 8 pairs")

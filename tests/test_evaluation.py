@@ -29,8 +29,8 @@ def _pck(data, predict):
 def test_convnet_flow_beats_matching_sift_and_identity(two_subclasses):
     conv = ConvColumnExtractor(layer="conv5", image_size=320)
     flow = FlowTransfer(conv, lam=0.1).precompute(two_subclasses.images)
-    matching = FlowTransfer(flow.features, lam=0.0)
-    matching._maps = flow._maps  # the same features, without the MRF
+    # The same feature maps, without the MRF.
+    matching = flow.for_images(two_subclasses.images).set_params(lam=0.0)
     sift = FlowTransfer(DenseSIFT(mode="dense", step=16, bin_size=10, image_size=320),
                         lam=0.2)
     scores = {name: _pck(two_subclasses, predict) for name, predict in
@@ -45,8 +45,8 @@ def test_convnet_flow_beats_matching_sift_and_identity(two_subclasses):
 def test_feature_maps_are_computed_once_per_image(two_subclasses, monkeypatch):
     transfer = FlowTransfer(DenseSIFT(mode="dense", step=16, bin_size=10, image_size=160))
     calls = []
-    original = transfer.features.extract_dense
-    monkeypatch.setattr(transfer.features, "extract_dense",
+    original = transfer.fit().features_.extract_dense
+    monkeypatch.setattr(transfer.features_, "extract_dense",
                         lambda images: calls.append(len(images)) or original(images))
     transfer_pck_table(two_subclasses, transfer, alphas=[0.1])
     assert sum(calls) == 20  # the 20 images of the two sub-classes, each once
@@ -71,3 +71,72 @@ def test_cub_transfer_beats_the_mean_position(cub_dir):
                                           transforms[test]),
                          alpha=0.1, bbox=cub.boxes[test])
     assert table[-1]["PCK@0.1"] > baseline + 0.1
+
+
+# --- without data: the transfer's estimator hygiene and the one result table ------------
+
+def test_flow_transfer_fits_a_clone_and_aligns_through_public_methods():
+    from sklearn.exceptions import NotFittedError
+    from sklearn.utils.validation import check_is_fitted
+
+    from skcorr.datasets import load_sample_pairs
+
+    pairs = load_sample_pairs()
+    sift = DenseSIFT(mode="dense", radius=8, step=8, bin_size=4)
+    transfer = FlowTransfer(sift, lam=0.1)
+    (s, t), (other, _) = pairs.pairs[0], pairs.pairs[1]
+    source, target = pairs.images[s], pairs.images[t]
+    predicted = transfer(source, target, pairs.keypoints[s])
+    with pytest.raises(NotFittedError):
+        check_is_fitted(sift)  # what the user handed over is left as it was
+    assert transfer.features is sift and transfer.features_ is not sift
+    assert transfer.get_params()["lam"] == 0.1 and transfer.settings["lam"] == 0.1
+    np.testing.assert_allclose(transfer.align(source, target).transfer_points(
+        pairs.keypoints[s]), predicted)
+    assert len(transfer.maps_) == 2  # each image's map computed once
+    # A light copy: the same maps, other settings, no network.
+    copy = transfer.for_images([source, target]).set_params(lam=0.0)
+    assert copy.features_ is None and transfer.lam == 0.1
+    assert all(copy.maps_[key] is fmap for key, fmap in transfer.maps_.items())
+    assert not np.allclose(copy(source, target, pairs.keypoints[s]), predicted)
+    with pytest.raises(ValueError, match="for_images"):
+        copy(source, pairs.images[other], pairs.keypoints[s])
+
+
+def test_result_table_prints_and_writes_one_style(tmp_path):
+    from skcorr.evaluation import PCKTable, ResultTable
+
+    table = ResultTable([{"features": "sift", "layer": None, "C": 0.1, "test accuracy": 0.3712,
+                          "cv PCK@0.1": 0.5},
+                         {"features": "conv", "layer": "stage5", "C": 10.0,
+                          "test accuracy": 0.469, "cv PCK@0.1": None}],
+                        title="Two rows", notes=["1.5 s"], name="demo-table")
+    assert PCKTable is ResultTable  # the former name still imports
+    lines = str(table).splitlines()
+    assert lines[0] == "Two rows" and lines[-1] == "1.5 s"
+    assert lines[2] == "| features | layer | C | test accuracy (%) | cv PCK@0.1 (%) |"
+    assert lines[3] == "|---|---|---|---:|---:|"
+    assert lines[4] == "| sift | - | 0.1 | 37.1 | 50.0 |"
+    assert lines[5] == "| conv | stage5 | 10 | 46.9 | - |"
+    assert table.write(tmp_path / "t.csv").read_text().splitlines() == [
+        "features,layer,C,test accuracy,cv PCK@0.1", "sift,,0.1,0.3712,0.5",
+        "conv,stage5,10.0,0.469,"]
+    assert (tmp_path / "t.md").exists() is False
+    assert table.write(tmp_path / "t.md").read_text() == str(table) + "\n"
+    (tmp_path / "t.txt").write_text("mine")
+    with pytest.raises(ValueError, match=r"name it \.csv or \.md"):
+        table.write(tmp_path / "t.txt")
+    assert (tmp_path / "t.txt").read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.csv", "t.md", "t.txt"]
+    assert ResultTable().to_markdown() == "(empty)"
+
+
+def test_names_that_left_keypoints_say_where_they_went():
+    import skcorr.keypoints
+
+    for name, home in [("evaluate_cub_classification", "skcorr.evaluation"),
+                       ("evaluate_cub_detection", "skcorr.evaluation"),
+                       ("plot_localization_histogram", "skcorr.visualize")]:
+        with pytest.raises(AttributeError, match=f"import it from {home}"):
+            getattr(skcorr.keypoints, name)
+        assert callable(getattr(__import__(home, fromlist=[name]), name))

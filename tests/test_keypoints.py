@@ -23,9 +23,9 @@ from skcorr.keypoints import (
     KeypointClassifier,
     SlidingKeypointDetector,
     localization_histogram,
-    plot_localization_histogram,
 )
 from skcorr.metrics import pck_scorer
+from skcorr.visualize import plot_localization_histogram
 
 K = 3
 

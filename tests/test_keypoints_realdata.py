@@ -47,3 +47,68 @@ def test_cub_sift_detector_beats_the_box_centre(cub):
 
     baseline = pck_score(kp[test], centre, bbox=[(0, 0, 96, 96)] * len(test))
     assert score > baseline
+
+
+# --- the studies as protocols: one table each, printed in one style -----------------------
+
+@pytest.fixture(scope="module")
+def small_cub(cub_dir, tmp_path_factory):
+    """The CUB folder with 20 training and 10 test images listed (links, no copies)."""
+    folder = tmp_path_factory.mktemp("cub") / "CUB_200_2011"
+    folder.mkdir()
+    for item in cub_dir.iterdir():
+        if item.name != "images.txt":
+            (folder / item.name).symlink_to(item)
+    split = dict(line.split() for line in (cub_dir / "train_test_split.txt").read_text()
+                 .splitlines() if line.strip())
+    lines = [line for line in (cub_dir / "images.txt").read_text().splitlines() if line]
+    train = [line for line in lines if split[line.split()[0]] == "1"][:20]
+    test = [line for line in lines if split[line.split()[0]] == "0"][:10]
+    (folder / "images.txt").write_text("\n".join(train + test) + "\n")
+    return folder
+
+
+def test_cub_classification_protocol_is_one_table(small_cub):
+    from skcorr.evaluation import evaluate_cub_classification
+
+    table = evaluate_cub_classification(small_cub, layers=["stage3"], sift_radii=[12],
+                                        Cs=[0.1, 1.0], cv=2, image_size=128)
+    assert table.columns() == ["features", "layer", "radius", "C", "test accuracy",
+                               "cv accuracy C=0.1", "cv accuracy C=1"]
+    assert [(row["features"], row["layer"], row["radius"]) for row in table] == [
+        ("sift", None, 12.0), ("efficientnet_lite0", "stage3", None)]
+    for row in table:
+        assert 1 / 15 < row["test accuracy"] <= 1  # well above chance
+        assert row["C"] in (0.1, 1.0)
+        assert max(row["cv accuracy C=0.1"], row["cv accuracy C=1"]) == pytest.approx(
+            row[f"cv accuracy C={row['C']:g}"])
+    data = load_cub(small_cub)
+    visible = (~np.isnan(data.keypoints).any(axis=2)).sum(axis=1)
+    assert (f"{visible[data.split == 'train'].sum()} training and "
+            f"{visible[data.split == 'test'].sum()} test keypoints") in table.title
+    printed = str(table).splitlines()
+    assert printed[2].startswith("| features | layer | radius | C | test accuracy (%) |")
+    assert printed[4].startswith(f"| sift | - | 12 | {table[0]['C']:g} | "
+                                 f"{100 * table[0]['test accuracy']:.1f} |")
+    assert printed[-1].startswith("Seconds per feature")
+
+
+@pytest.mark.slow
+def test_cub_detection_protocol_is_one_table(small_cub):
+    from skcorr.evaluation import evaluate_cub_detection
+
+    table = evaluate_cub_detection(small_cub, box_size=64, sift_step=4, sift_bin_size=4,
+                                   betas=[0.5], mining_rounds=0, cache_size=200)
+    assert [(row["prior"], row["beta"]) for row in table][:2] in (
+        [("no", 0.0), ("yes", 0.0)], [("no", 0.0), ("yes", 0.5)])
+    assert [row["prior"] for row in table] == ["no", "yes", "only"] * 2
+    assert table[2]["beta"] == 1.0 and table[2]["validation PCK@0.1"] is None
+    parts = [c for c in table.columns() if c.startswith("PCK@0.1 ")]
+    assert len(parts) == 15
+    for row in table:
+        assert row["PCK@0.1"] == pytest.approx(np.nanmean([row[c] for c in parts]))
+    # The chosen beta is the best on the held-out training images.
+    for row in table[1::3]:
+        assert row["validation PCK@0.1"] >= table[table.index(row) - 1]["validation PCK@0.1"]
+    assert len(table.notes) == 2 and "validation PCK@0.1 (%) by beta 0:" in table.notes[0]
+    assert "| features | prior | beta | PCK@0.1 (%) | validation PCK@0.1 (%) |" in str(table)

@@ -291,9 +291,9 @@ def _figure_writer(path):
 
 
 def _csv_writer(path):
-    from skcorr.cli import _write_csv
+    from skcorr.evaluation import ResultTable
 
-    _write_csv([{"a": 1.0, "b": "x"}] * 50, path)
+    ResultTable([{"a": 1.0, "b": "x"}] * 50).write(path)
 
 
 def _text_writer(path):

@@ -22,7 +22,7 @@ from sklearn.utils.validation import check_is_fitted
 from .._image import as_rgb, check_images
 from .._validation import check_keypoints
 
-__all__ = ["localization_histogram", "plot_localization_histogram"]
+__all__ = ["localization_histogram"]
 
 
 def _extractor(classifier):
@@ -143,37 +143,3 @@ def localization_histogram(classifier, images, keypoints, *, window=21, patch_ra
     return Bunch(histogram=hist, offsets=offsets, n_keypoints=len(pairs),
                  n_boundary=n_boundary, mean_abs_offset=mean_abs)
 
-
-def plot_localization_histogram(result, ax=None, title=None):
-    """Show a :func:`localization_histogram` as an image (offset dx right, dy down).
-
-    Parameters
-    ----------
-    result : Bunch or ndarray of shape (window, window)
-        The result of :func:`localization_histogram`, or its ``histogram``.
-    ax : matplotlib Axes, default=None
-        Where to draw; a new figure when None.
-    title : str, default=None
-
-    Returns
-    -------
-    fig : matplotlib Figure
-    """
-    import matplotlib.pyplot as plt
-
-    hist = np.asarray(result["histogram"] if isinstance(result, dict) else result)
-    r = hist.shape[0] // 2
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(4, 4))
-    else:
-        fig = ax.figure
-    image = ax.imshow(hist, extent=(-r - 0.5, r + 0.5, r + 0.5, -r - 0.5), cmap="viridis",
-                      interpolation="nearest")
-    fig.colorbar(image, ax=ax, label="keypoints")
-    ax.set_xlabel("dx of the maximum (px)")
-    ax.set_ylabel("dy of the maximum (px)")
-    ax.axhline(0, color="w", lw=0.5)
-    ax.axvline(0, color="w", lw=0.5)
-    if title:
-        ax.set_title(title)
-    return fig

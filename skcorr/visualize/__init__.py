@@ -9,8 +9,7 @@ receptive field things are:
   :func:`reconstruction_error`.
 * :func:`rf_averages`: average receptive fields of a seed column's neighbours.
 * Figures: :func:`plot_reconstruction`, :func:`plot_rf_averages`, :func:`plot_flow`,
-  :func:`plot_score_maps`, and (from :mod:`skcorr.keypoints`)
-  :func:`plot_localization_histogram`.
+  :func:`plot_score_maps` and :func:`plot_localization_histogram`.
 
 Typical use::
 
@@ -22,9 +21,14 @@ Typical use::
     plot_reconstruction(query, {"k=5": rec, "uniform RF": base}, path="rec.png")
 """
 
-from ..keypoints._precision import plot_localization_histogram
 from ._database import ColumnDatabase
-from ._plot import plot_flow, plot_reconstruction, plot_rf_averages, plot_score_maps
+from ._plot import (
+    plot_flow,
+    plot_localization_histogram,
+    plot_reconstruction,
+    plot_rf_averages,
+    plot_score_maps,
+)
 from ._reconstruct import (
     reconstruct,
     reconstruction_error,

@@ -1,4 +1,4 @@
-"""Figures: reconstructions, RF averages, flows and detector score maps.
+"""Figures: reconstructions, RF averages, flows, detector score maps, localization.
 
 Every function builds a :class:`matplotlib.figure.Figure` directly (not through
 ``pyplot``), so it works under any backend, headless included, and leaves no figure
@@ -17,7 +17,8 @@ from .._image import as_rgb
 from .._io import atomic_path
 from ._reconstruct import reconstruction_error
 
-__all__ = ["plot_flow", "plot_reconstruction", "plot_rf_averages", "plot_score_maps"]
+__all__ = ["plot_flow", "plot_localization_histogram", "plot_reconstruction", "plot_rf_averages",
+           "plot_score_maps"]
 
 
 def _figure(n_rows, n_cols, panel=3.2):
@@ -220,4 +221,40 @@ def plot_score_maps(crop, maps, keypoint_names=None, *, index=0, xs=None, ys=Non
         ax.set_ylim(height - 0.5, -0.5)
         name = keypoint_names[i] if keypoint_names is not None else f"keypoint {i}"
         ax.set_title(str(name), fontsize=9)
+    return _finish(fig, path)
+
+
+def plot_localization_histogram(result, ax=None, title=None, *, path=None):
+    """Show a localization histogram as an image (offset dx right, dy down).
+
+    Parameters
+    ----------
+    result : Bunch or ndarray of shape (window, window)
+        The result of :func:`skcorr.keypoints.localization_histogram`, or its
+        ``histogram``.
+    ax : matplotlib Axes, default=None
+        Where to draw; a new figure when None.
+    title : str, default=None
+    path : str or path-like, default=None
+        Where to save the figure.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    hist = np.asarray(result["histogram"] if isinstance(result, dict) else result)
+    r = hist.shape[0] // 2
+    if ax is None:
+        fig, (ax,) = _figure(1, 1, panel=4)
+    else:
+        fig = ax.figure
+    image = ax.imshow(hist, extent=(-r - 0.5, r + 0.5, r + 0.5, -r - 0.5), cmap="viridis",
+                      interpolation="nearest")
+    fig.colorbar(image, ax=ax, label="keypoints")
+    ax.set_xlabel("dx of the maximum (px)")
+    ax.set_ylabel("dy of the maximum (px)")
+    ax.axhline(0, color="w", lw=0.5)
+    ax.axvline(0, color="w", lw=0.5)
+    if title:
+        ax.set_title(title)
     return _finish(fig, path)

@@ -13,25 +13,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ._io import write_text
-from .cli import _markdown, _write_csv, receptive_field_table
 from .datasets import make_warped_pairs
-from .evaluation import FlowTransfer, transfer_pck_table
-from .features import ConvColumnExtractor, DenseSIFT
+from .evaluation import (
+    TUNED_LAM,
+    FlowTransfer,
+    ResultTable,
+    flow_features,
+    receptive_field_table,
+    transfer_pck_table,
+)
+from .features import ConvColumnExtractor
 
 __all__ = ["run_demo"]
 
-def _methods():
-    """(name, features, lam) compared in the demo: both on a stride-16 grid, each with
-    the smoothness weight that was best on PF-WILLOW (see RESULTS.md)."""
-    from .cli import TUNED_LAM
-
-    return [
-        ("convnet conv5 role (efficientnet_lite0)", ConvColumnExtractor(layer="conv5"),
-         TUNED_LAM["conv"]),
-        ("dense SIFT (radius 20)", DenseSIFT(mode="dense", step=16, bin_size=10),
-         TUNED_LAM["sift"]),
-    ]
+# The features compared, both on a stride-16 grid, each with the smoothness weight that
+# was best on PF-WILLOW (see RESULTS.md).
+_METHODS = {"conv": "convnet conv5 role (efficientnet_lite0)", "sift": "dense SIFT (radius 20)"}
 
 
 def run_demo(out: Path, *, n_pairs: int = 4, random_state: int = 0) -> int:
@@ -53,50 +50,48 @@ def run_demo(out: Path, *, n_pairs: int = 4, random_state: int = 0) -> int:
     """
     out = Path(out)
     for backbone in ("efficientnet_lite0", "alexnet"):
-        print(f"\n## Receptive fields of {backbone}\n")
-        print(_markdown(receptive_field_table(backbone)))
+        table = receptive_field_table(backbone)
+        print(f"\n## {table.title}\n")
+        print(table.to_markdown())
 
     pairs = make_warped_pairs(n_pairs, random_state=random_state)
     print(f"\n## Keypoint transfer on {n_pairs} warped pairs of scikit-image photographs "
           f"({', '.join(pairs.class_names)}), {pairs.keypoints.shape[1]} keypoints each\n")
-    rows, transfers = [], {}
-    for name, features, tuned in _methods():
-        for lam in (0.0, tuned):
-            transfer = FlowTransfer(features, lam=lam).precompute(pairs.images)
-            table = transfer_pck_table(pairs, transfer, alphas=(0.05, 0.1))
-            mean = table[-1]
-            rows.append({"features": name,
-                         "matching": "flow MRF" if lam else "nearest column",
-                         "lam": lam, "PCK@0.05": mean["PCK@0.05"],
-                         "PCK@0.1": mean["PCK@0.1"]})
-            transfers[name, lam] = transfer
-    print(_markdown(rows))
-    _write_csv(rows, out / "transfer_pck.csv")
-    write_text(out / "transfer_pck.md", _markdown(rows) + "\n")
-    name, _, tuned = _methods()[0]
-    figure = _plot_pair(pairs, transfers[name, tuned], out / "aligned_pair.png")
+    table, transfers = ResultTable(), {}
+    for kind, name in _METHODS.items():
+        transfer = FlowTransfer(flow_features(kind)).precompute(pairs.images)
+        for lam in (0.0, TUNED_LAM[kind]):
+            # The same feature maps for both settings.
+            transfers[kind, lam] = transfer.for_images(pairs.images).set_params(lam=lam)
+            mean = transfer_pck_table(pairs, transfers[kind, lam], alphas=(0.05, 0.1))[-1]
+            table.append({"features": name,
+                          "matching": "flow MRF" if lam else "nearest column",
+                          "lam": lam, "PCK@0.05": mean["PCK@0.05"],
+                          "PCK@0.1": mean["PCK@0.1"]})
+    print(table.to_markdown())
+    written = [table.write(out / "transfer_pck.csv"), table.write(out / "transfer_pck.md")]
+    written.append(_plot_pair(pairs, transfers["conv", TUNED_LAM["conv"]],
+                              out / "aligned_pair.png"))
 
     print(f"\n## Nonparametric reconstruction of {pairs.class_names[0]} from the columns "
           "of the other photographs (conv4 role)\n")
-    rebuilt, rows = _reconstruction(pairs, out / "reconstruction.png")
-    print(_markdown(rows))
-    print(f"\nWrote {out / 'transfer_pck.csv'}, {out / 'transfer_pck.md'}, {figure} "
-          f"and {rebuilt}")
+    written.append(out / "reconstruction.png")
+    print(_reconstruction(pairs, written[-1]).to_markdown())
+    print(f"\nWrote {', '.join(map(str, written[:-1]))} and {written[-1]}")
     return 0
 
 
 def _plot_pair(pairs, transfer, path: Path) -> Path:
-    from .flow import align
     from .visualize import plot_flow
 
     s, t = pairs.pairs[0]
     source, target = pairs.images[s], pairs.images[t]
-    flow = align(transfer._map(source), transfer._map(target), **transfer.settings)
-    plot_flow(source, target, flow, pairs.keypoints[s], pairs.keypoints[t], path=path)
+    plot_flow(source, target, transfer.align(source, target), pairs.keypoints[s],
+              pairs.keypoints[t], path=path)
     return path
 
 
-def _reconstruction(pairs, path: Path) -> tuple[Path, list[dict]]:
+def _reconstruction(pairs, path: Path) -> ResultTable:
     """Rebuild the first source photograph from the columns of the other photographs."""
     import tempfile
 
@@ -122,7 +117,6 @@ def _reconstruction(pairs, path: Path) -> tuple[Path, list[dict]]:
         }
         n_columns = database.n_columns
     plot_reconstruction(query, images, path=path)
-    rows = [{"reconstruction": name, "database columns": n_columns,
-             "mean abs. error": reconstruction_error(query, image)}
-            for name, image in images.items()]
-    return path, rows
+    return ResultTable({"reconstruction": name, "database columns": n_columns,
+                        "mean abs. error": reconstruction_error(query, image)}
+                       for name, image in images.items())

@@ -1,0 +1,129 @@
+"""PF-WILLOW's protocol: keypoint transfer over its 900 pairs, PCK per sub-class."""
+
+from __future__ import annotations
+
+import time
+
+from ._cv import PairTransfer, cross_validated_transfer
+from ._defaults import CV_LAMS, TUNED_LAM
+from ._table import ResultTable
+from ._transfer import (
+    FlowTransfer,
+    _describe_features,
+    flow_features,
+    identity_transfer,
+    transfer_pck_table,
+)
+
+__all__ = ["evaluate_identity_pf_willow", "evaluate_pf_willow"]
+
+_REFERENCES = {"bbox": "keypoint box", "image": "image"}
+
+
+def evaluate_pf_willow(path, *, method="flow", features="conv",
+                       backbones=("efficientnet_lite0",), layers=("conv5",), lam=None,
+                       lam_grid=None, radius=None, levels=2, image_size=320,
+                       alphas=(0.05, 0.1, 0.15), reference="bbox", n_jobs=None,
+                       verbose=False) -> ResultTable:
+    """Keypoint transfer over PF-WILLOW's 900 pairs: PCK per sub-class and their mean.
+
+    What ``skcorr evaluate pf-willow`` runs. Each pair is aligned by the flow MRF
+    (:class:`FlowTransfer`) or, with ``method="identity"``, each keypoint is put at the
+    same relative position (:func:`identity_transfer`, the floor any method must beat).
+    ``lam="cv"`` chooses the flow's settings by nested leave-one-category-out
+    cross-validation (:func:`cross_validated_transfer`), never on the scored pairs.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The PF-WILLOW folder, see :func:`skcorr.datasets.load_pf_willow`.
+    method : {"flow", "identity"}, default="flow"
+        The transfer.
+    features : {"conv", "sift"}, default="conv"
+        The flow's features, see :func:`flow_features`.
+    backbones, layers : sequence, default=("efficientnet_lite0",), ("conv5",)
+        Of ``features="conv"`` (a layer may be a list: hypercolumns); more than one of
+        either are candidates of ``lam="cv"``.
+    lam : float, "cv" or None, default=None
+        Smoothness weight; ``None``: ``TUNED_LAM[features]`` (tuned on PF-WILLOW itself).
+    lam_grid : sequence of float, default=None
+        Candidates of ``lam="cv"``; ``None``: ``CV_LAMS[features]``.
+    radius, levels : int or None, int, default=None, 2
+        As in :func:`skcorr.flow.align`.
+    image_size : int, default=320
+        Longer image side the features are computed at.
+    alphas, reference, n_jobs, verbose
+        As in :func:`transfer_pck_table` (``verbose`` also prints each fold's choice).
+
+    Returns
+    -------
+    table : ResultTable
+        Ten sub-class rows and a ``"mean"`` row; with ``lam="cv"`` also the settings
+        chosen for each row (see :func:`cross_validated_transfer`).
+
+    Examples
+    --------
+    With PF-WILLOW in ``$SKCORR_DATA/PF-WILLOW`` (RESULTS.md gives the numbers):
+
+    >>> import os
+    >>> from skcorr.evaluation import evaluate_pf_willow
+    >>> path = os.path.join(os.environ["SKCORR_DATA"], "PF-WILLOW")  # doctest: +SKIP
+    >>> print(evaluate_pf_willow(path, method="identity"))  # doctest: +SKIP
+    """
+    from ..datasets import load_pf_willow
+
+    if features == "conv" and (len(layers) > 1 or len(backbones) > 1) and lam != "cv":
+        raise ValueError("several --layer or --backbone values are candidates for "
+                         "cross-validation; add --lam cv, or give one of each.")
+    start = time.perf_counter()
+    dataset = load_pf_willow(path)
+    extractor = flow_features(features, backbone=backbones[0], layer=layers[0],
+                              image_size=image_size)
+    grid = {"lam": list(lam_grid or CV_LAMS[features])}
+    if features == "conv":
+        grid.update({f"features__{name}": list(values) for name, values
+                     in [("layer", layers), ("backbone", backbones)] if len(values) > 1})
+    lam = TUNED_LAM[features] if lam is None else lam
+    if method == "identity":
+        what, name = "identity baseline", "pf-willow-identity"
+    elif lam == "cv":
+        candidates = ", ".join(f"{k} in {' | '.join(map(str, v))}" for k, v in grid.items())
+        what = (f"flow on {_describe_features(extractor)}, settings chosen by nested "
+                f"leave-one-category-out CV ({candidates})")
+    else:
+        what = f"flow on {_describe_features(extractor)}, lam={lam:g}"
+    if method != "identity":
+        name = f"pf-willow-flow-{features}-lam{lam if lam == 'cv' else f'{lam:g}'}"
+        what += (f", levels={levels}, labels={'all' if radius is None else f'radius {radius}'}"
+                 f", image_size={image_size}")
+    if method != "identity" and lam == "cv":
+        estimator = PairTransfer(extractor, radius=radius, levels=levels)
+        table, _ = cross_validated_transfer(dataset, estimator, grid, alphas=alphas,
+                                            reference=reference, verbose=verbose)
+    else:
+        predict = identity_transfer if method == "identity" else FlowTransfer(
+            extractor, lam=lam, radius=radius, levels=levels).precompute(dataset.images)
+        table = transfer_pck_table(dataset, predict, alphas=alphas, n_jobs=n_jobs,
+                                   verbose=verbose, reference=reference)
+    table.title = (f"PF-WILLOW, {len(dataset.pairs)} pairs, {what}; PCK threshold "
+                   f"alpha * max(h, w) of the target's {_REFERENCES[reference]}")
+    table.notes, table.name = [f"{time.perf_counter() - start:.1f} s"], name
+    return table
+
+
+def evaluate_identity_pf_willow(path, alphas=(0.05, 0.1, 0.15)) -> ResultTable:
+    """The identity baseline on PF-WILLOW: ``evaluate_pf_willow(path, method="identity")``.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The PF-WILLOW folder.
+    alphas : sequence of float, default=(0.05, 0.1, 0.15)
+        PCK tolerances.
+
+    Returns
+    -------
+    table : ResultTable
+        Ten sub-class rows and a ``"mean"`` row.
+    """
+    return evaluate_pf_willow(path, method="identity", alphas=alphas)
