@@ -33,14 +33,6 @@ def rescale_points(points, scale, *, inverse: bool = False) -> np.ndarray:
     ``scale`` is broadcast against ``points`` (``(sx, sy)`` for ``(..., 2)`` pairs
     ``(x, y)``); ``inverse`` maps back from the resized image, ``(x + 0.5) / scale - 0.5``.
     NaN stays NaN.
-
-    Examples
-    --------
-    >>> from skcorr._geometry import rescale_points
-    >>> rescale_points([[-0.5, 0.0], [9.5, 4.5]], (2.0, 0.5)).tolist()
-    [[-0.5, -0.25], [19.5, 2.0]]
-    >>> rescale_points([[19.5, 2.0]], (2.0, 0.5), inverse=True).tolist()
-    [[9.5, 4.5]]
     """
     points = np.asarray(points, dtype=np.float64)
     if inverse:
@@ -109,15 +101,6 @@ def sample_grid(values: np.ndarray, xs: np.ndarray, ys: np.ndarray, points,
     ``"nearest"`` takes the value of the grid point closest to each point (per axis,
     since the grid is separable); ``"bilinear"`` interpolates between the four grid
     points around it. Outside the outermost grid points the border value is used.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from skcorr._geometry import sample_grid
-    >>> values = np.array([[0.0, 10.0], [20.0, 30.0]])[..., None]  # rows y=0, 4; cols x=0, 4
-    >>> xs = ys = np.array([0.0, 4.0])
-    >>> sample_grid(values, xs, ys, [[1.0, 0.0], [2.0, 2.0], [9.0, 9.0]], "bilinear").ravel()
-    array([ 2.5, 15. , 30. ])
     """
     points = np.asarray(points, dtype=np.float64).reshape(-1, 2)
     fx = grid_coordinate(xs, points[:, 0])

@@ -30,6 +30,7 @@ The 1-based coordinates of MATLAB annotation files map to ours by subtracting 1.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Sequence
 from contextlib import contextmanager
@@ -37,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["as_rgb", "check_images", "image_size", "outside_image", "read_image"]
+__all__ = ["as_rgb", "check_images", "image_digest", "image_size", "outside_image", "read_image"]
 
 ImageLike = "np.ndarray | str | os.PathLike"
 
@@ -235,3 +236,11 @@ def outside_image(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     height, width = shape
     x, y = points[..., 0], points[..., 1]
     return (x < -0.5) | (x > width - 0.5) | (y < -0.5) | (y > height - 0.5)
+
+
+def image_digest(image: np.ndarray) -> str:
+    """Digest of an RGB array's shape and pixels."""
+    image = np.ascontiguousarray(image)
+    digest = hashlib.blake2b(str((image.shape, image.dtype.str)).encode(), digest_size=20)
+    digest.update(memoryview(image).cast("B"))
+    return digest.hexdigest()

@@ -1,4 +1,5 @@
-"""Input checks shared across skcorr: keypoints, boxes, points in images, crops, alpha.
+"""Input checks shared across skcorr: keypoints, boxes, points in images, crops, alpha;
+and the ``memory`` a parent estimator hands its sub-estimators.
 
 Every function returns the validated input (as a float64 array where it is one) or
 raises a ``ValueError`` that names the argument, the problem and the fix, as
@@ -25,6 +26,7 @@ __all__ = [
     "check_image_keypoints",
     "check_keypoints",
     "check_points_inside",
+    "pass_memory",
 ]
 
 
@@ -180,3 +182,13 @@ def check_alpha(alpha) -> float:
             "and 0.025."
         )
     return float(alpha)
+
+
+def pass_memory(estimator, memory):
+    """Give a (cloned) sub-estimator the parent's ``memory`` unless it has its own."""
+    if memory is None:
+        return estimator
+    params = estimator.get_params(deep=False)
+    if "memory" in params and params["memory"] is None:
+        estimator.set_params(memory=memory)
+    return estimator

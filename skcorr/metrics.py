@@ -193,7 +193,3 @@ def pck_scorer(alpha=0.1, average="types"):
             f"average must be 'types' or 'keypoints' for a scorer, got {average!r}."
         )
     return make_scorer(pck_score, alpha=alpha, average=average)
-
-# The old private name, still imported by skcorr/evaluation.py; drop it once that imports
-# skcorr._validation.check_alpha.
-_check_alpha = check_alpha

@@ -176,6 +176,19 @@ def test_the_bottom_floor_imports_nothing_above_it(floor):
     assert not above, f"skcorr.{floor} imports modules above the bottom floor: {above}"
 
 
+def test_no_package_reaches_into_another_packages_private_modules():
+    """``skcorr.<pkg>._<module>`` is used inside ``<pkg>`` only; others import ``<pkg>``."""
+    found = []
+    for name, imports in GRAPH.items():
+        for target, line in imports.items():
+            parts = target.split(".")
+            owner = ".".join(parts[:2])
+            if (len(parts) == 3 and parts[2].startswith("_")
+                    and name != owner and not name.startswith(owner + ".")):
+                found.append(f"{name} (line {line}) imports {target}")
+    assert not found, "Private modules used across packages:\n  " + "\n  ".join(found)
+
+
 def test_the_bottom_floor_exists():
     assert {"skcorr._image", "skcorr._array", "skcorr._io"} <= set(MODULES)
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 import time
 
 import numpy as np
-from PIL import Image
 from sklearn.model_selection import GridSearchCV
 
+from .._geometry import rescale_points, resize_longer_side
 from .._image import as_rgb
 from ..metrics import pck_score, pck_scorer
 from ._defaults import CUB_CV_LAMS
@@ -28,14 +28,9 @@ def _load_resized(images, keypoints, image_size):
     for i, path in enumerate(images):
         rgb = as_rgb(path, name=str(path))
         if image_size is not None:
-            h, w = rgb.shape[:2]
-            s = image_size / max(h, w)
-            nw, nh = max(1, round(w * s)), max(1, round(h * s))
-            rgb = np.asarray(Image.fromarray(rgb).resize((nw, nh), Image.BILINEAR))
-            kps[i, :, 0] = (kps[i, :, 0] + 0.5) * nw / w - 0.5
-            kps[i, :, 1] = (kps[i, :, 1] + 0.5) * nh / h - 0.5
-            kps[i, :, 0] = np.clip(kps[i, :, 0], 0, nw - 1)
-            kps[i, :, 1] = np.clip(kps[i, :, 1], 0, nh - 1)
+            rgb, scales = resize_longer_side(rgb, image_size)
+            kps[i] = np.clip(rescale_points(kps[i], scales), 0,
+                             (rgb.shape[1] - 1, rgb.shape[0] - 1))
         out.append(rgb)
     return out, kps
 

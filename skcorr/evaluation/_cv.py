@@ -18,7 +18,6 @@ from sklearn.model_selection import GridSearchCV, LeaveOneGroupOut
 from sklearn.utils._param_validation import HasMethods, Interval
 from sklearn.utils.validation import check_is_fitted
 
-from ..features._base import _grid_coordinate
 from ..metrics import pck_score, pck_scorer
 from ._table import ResultTable
 from ._transfer import _image_key, transfer_pck_table
@@ -260,8 +259,7 @@ class PairTransfer(BaseEstimator):
         if len(ok) == 0:
             return out
         columns = fine_source.sample(keypoints[ok], "bilinear")
-        cols = np.rint(_grid_coordinate(fine_target.xs, predicted[ok, 0])).astype(int)
-        rows = np.rint(_grid_coordinate(fine_target.ys, predicted[ok, 1])).astype(int)
+        rows, cols = fine_target.nearest_cells(predicted[ok])
         r = self.refine_radius
         n_rows, n_cols = fine_target.grid_shape
         for i, row, col, column in zip(ok, rows, cols, columns, strict=True):

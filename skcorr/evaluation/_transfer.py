@@ -16,9 +16,10 @@ from joblib import Parallel, delayed, effective_n_jobs
 from sklearn.base import BaseEstimator, clone
 from tqdm.auto import tqdm
 
-from .._image import image_size
-from ..features._cache import image_digest
-from ..metrics import _check_alpha, image_boxes, pck_score
+from .._geometry import rescale_points
+from .._image import image_digest, image_size
+from .._validation import check_alpha
+from ..metrics import image_boxes, pck_score
 from ._defaults import TUNED_LAM
 from ._table import ResultTable
 
@@ -59,7 +60,7 @@ def identity_transfer(source_image, target_image, source_keypoints) -> np.ndarra
     """
     (source_h, source_w), (target_h, target_w) = image_size(source_image), image_size(target_image)
     scale = np.array([target_w / source_w, target_h / source_h])
-    return (np.asarray(source_keypoints, dtype=np.float64) + 0.5) * scale - 0.5
+    return rescale_points(source_keypoints, scale)
 
 
 def transfer_pck_table(
@@ -122,7 +123,7 @@ def transfer_pck_table(
     >>> table[-1]["class"], table[-1]["pairs"]
     ('mean', 4)
     """
-    alphas = [_check_alpha(alpha) for alpha in alphas]
+    alphas = [check_alpha(alpha) for alpha in alphas]
     if not alphas:
         raise ValueError("alphas is empty; pass at least one tolerance, e.g. (0.1,).")
     if reference not in ("bbox", "image"):

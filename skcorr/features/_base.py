@@ -133,10 +133,6 @@ class FeatureMap:
                 np.rint(grid_coordinate(self.xs, points[:, 0])).astype(int))
 
 
-# The old private name, still imported by skcorr/evaluation.py; drop it once that imports
-# skcorr._geometry.grid_coordinate.
-_grid_coordinate = grid_coordinate
-
 
 def keypoint_samples(images, keypoints):
     """Turn images and their keypoints into keypoint samples for ``mode="keypoints"``.

@@ -24,7 +24,9 @@ import joblib
 import numpy as np
 from sklearn.utils.validation import check_memory
 
-__all__ = ["FeatureCache", "check_memory_folder", "pass_memory", "weights_digest"]
+from .._image import image_digest
+
+__all__ = ["FeatureCache", "check_memory_folder", "weights_digest"]
 
 
 def check_memory_folder(memory):
@@ -60,24 +62,6 @@ def check_memory_folder(memory):
 
 
 _WRITABLE: set = set()  # folders found writable in this process
-
-
-def pass_memory(estimator, memory):
-    """Give a (cloned) sub-estimator the parent's ``memory`` unless it has its own."""
-    if memory is None:
-        return estimator
-    params = estimator.get_params(deep=False)
-    if "memory" in params and params["memory"] is None:
-        estimator.set_params(memory=memory)
-    return estimator
-
-
-def image_digest(image: np.ndarray) -> str:
-    """Digest of an RGB array's shape and pixels."""
-    image = np.ascontiguousarray(image)
-    digest = hashlib.blake2b(str((image.shape, image.dtype.str)).encode(), digest_size=20)
-    digest.update(memoryview(image).cast("B"))
-    return digest.hexdigest()
 
 
 _WEIGHT_DIGESTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()

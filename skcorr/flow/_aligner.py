@@ -14,9 +14,8 @@ from tqdm.auto import tqdm
 
 from .._array import l2_normalize
 from .._image import check_images
-from .._validation import check_image_keypoints
+from .._validation import check_image_keypoints, pass_memory
 from ..features import ConvColumnExtractor
-from ..features._cache import pass_memory
 from ..metrics import pck_score
 from ._align import align
 

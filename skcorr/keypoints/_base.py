@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sklearn.base import clone
 
-from ..features._cache import pass_memory
+from .._validation import pass_memory
 
 __all__ = ["FeaturesMixin"]
 

@@ -13,8 +13,7 @@ from sklearn.svm import LinearSVC
 from sklearn.utils._param_validation import HasMethods, Interval
 from sklearn.utils.validation import check_is_fitted
 
-from ..features import ConvColumnExtractor
-from ..features._base import split_keypoint_samples
+from ..features import ConvColumnExtractor, split_keypoint_samples
 from ._base import FeaturesMixin
 
 __all__ = ["KeypointClassifier"]

@@ -18,8 +18,8 @@ from sklearn.utils.validation import check_is_fitted
 
 from .._geometry import rescale_points, resize
 from .._image import as_rgb, check_images
+from .._validation import pass_memory
 from ..features import ConvColumnExtractor
-from ..features._cache import pass_memory
 from ._base import FeaturesMixin
 from ._crops import CropKeypointsMixin, check_crops_keypoints
 
