@@ -302,13 +302,16 @@ def main(argv: list[str] | None = None) -> int:
     Ctrl-C. Files are written whole or not at all, so a failed or interrupted command
     leaves no partial output (and removes an output folder it created, if still empty).
     """
-    from ._parallel import dask_backend
-
     parser = _build_parser()
     args = parser.parse_args(argv)
     try:
         scheduler = getattr(args, "scheduler", None)
-        with dask_backend(scheduler) if scheduler else contextlib.nullcontext():
+        backend = contextlib.nullcontext()
+        if scheduler:  # joblib and dask load only when asked for
+            from ._parallel import dask_backend
+
+            backend = dask_backend(scheduler)
+        with backend:
             return args.handler(args)
     except (ValueError, TypeError, OSError) as exc:
         _remove_created_dirs()
