@@ -183,9 +183,12 @@ def _flow_options(candidates: bool) -> list:
     ]
 
 
-def _image_size(default: int, what: str):
-    return _option("--image-size", type=int, default=default,
-                   help=f"longer image side, in pixels, {what}")
+def _image_size(default: int, what: str, candidates: bool = False):
+    several = {"dest": "image_sizes", "nargs": "+", "default": [default]} if candidates else {
+        "default": default}
+    also = "; several values are candidates for --lam cv" if candidates else ""
+    return _option("--image-size", type=int, help=f"longer image side, in pixels, {what}{also}",
+                   **several)
 
 
 def _protocols() -> list:
@@ -201,7 +204,7 @@ def _protocols() -> list:
              _option("--radius", type=int, default=None,
                      help="label window radius in target grid steps "
                           "(default: every target position)"),
-             _image_size(320, "the features are computed at"),
+             _image_size(320, "the features are computed at", candidates=True),
              _option("--alpha", dest="alphas", metavar="ALPHA", type=float, nargs="+",
                      default=[0.05, 0.1, 0.15],
                      help="PCK tolerances: a keypoint is correct within alpha * max(h, w) of "

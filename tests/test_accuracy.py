@@ -193,3 +193,30 @@ def test_cli_asks_for_cv_when_given_several_candidates(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["evaluate", "pf-willow", "--lam", "often"])
     assert "'cv'" in capsys.readouterr().err
+
+
+def test_cli_image_sizes_are_cv_candidates(tmp_path, capsys):
+    from skcorr.cli import _build_parser, main
+
+    argv = ["evaluate", "pf-willow", "--data", str(tmp_path), "--image-size", "320", "400"]
+    assert main(argv) == 2
+    assert "--image-size" in capsys.readouterr().err
+    args = _build_parser().parse_args(argv + ["--lam", "cv"])
+    assert args.image_sizes == [320, 400]
+    assert _build_parser().parse_args(["evaluate", "pf-willow"]).image_sizes == [320]
+    # The other protocols keep one size.
+    assert _build_parser().parse_args(["evaluate", "cub-classify"]).image_size == 256
+
+
+def test_cross_validation_chooses_the_input_size_per_fold(four_categories):
+    # Each candidate size is its own feature configuration: extracted, aligned and
+    # scored on its own, and the chosen size is reported per held-out category.
+    table, folds = cross_validated_transfer(
+        four_categories, PairTransfer(SIFT, lam=0.1),
+        {"features__image_size": [48, 64]}, alphas=[0.1])
+    assert len(folds) == 4
+    assert all(fold["chosen"] in ("features__image_size=48", "features__image_size=64")
+               for fold in folds)
+    assert {row["features__image_size"] for row in table[:-1]} <= {48, 64}
+    assert table[-1]["class"] == "mean"
+    assert 0.0 <= table[-1]["PCK@0.1"] <= 1.0

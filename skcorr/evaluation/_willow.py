@@ -22,7 +22,7 @@ _REFERENCES = {"bbox": "keypoint box", "image": "image"}
 
 def evaluate_pf_willow(path, *, method="flow", features="conv",
                        backbones=("efficientnet_lite0",), layers=("conv5",), lam=None,
-                       lam_grid=None, radius=None, levels=2, image_size=320,
+                       lam_grid=None, radius=None, levels=2, image_sizes=(320,),
                        alphas=(0.05, 0.1, 0.15), reference="bbox", n_jobs=None,
                        verbose=False) -> ResultTable:
     """Keypoint transfer over PF-WILLOW's 900 pairs: PCK per sub-class and their mean.
@@ -50,8 +50,9 @@ def evaluate_pf_willow(path, *, method="flow", features="conv",
         Candidates of ``lam="cv"``; ``None``: ``CV_LAMS[features]``.
     radius, levels : int or None, int, default=None, 2
         As in :func:`skcorr.flow.align`.
-    image_size : int, default=320
-        Longer image side the features are computed at.
+    image_sizes : sequence of int, default=(320,)
+        Longer image side the features are computed at; more than one are candidates of
+        ``lam="cv"``.
     alphas, reference, n_jobs, verbose
         As in :func:`transfer_pck_table` (``verbose`` also prints each fold's choice).
 
@@ -72,17 +73,20 @@ def evaluate_pf_willow(path, *, method="flow", features="conv",
     """
     from ..datasets import load_pf_willow
 
-    if features == "conv" and (len(layers) > 1 or len(backbones) > 1) and lam != "cv":
-        raise ValueError("several --layer or --backbone values are candidates for "
-                         "cross-validation; add --lam cv, or give one of each.")
+    several = len(image_sizes) > 1 or (features == "conv" and max(len(layers), len(backbones)) > 1)
+    if several and lam != "cv":
+        raise ValueError("several --layer, --backbone or --image-size values are candidates "
+                         "for cross-validation; add --lam cv, or give one of each.")
     start = time.perf_counter()
     dataset = load_pf_willow(path)
     extractor = flow_features(features, backbone=backbones[0], layer=layers[0],
-                              image_size=image_size)
+                              image_size=image_sizes[0])
     grid = {"lam": list(lam_grid or CV_LAMS[features])}
     if features == "conv":
         grid.update({f"features__{name}": list(values) for name, values
                      in [("layer", layers), ("backbone", backbones)] if len(values) > 1})
+    if len(image_sizes) > 1:
+        grid["features__image_size"] = list(image_sizes)
     lam = TUNED_LAM[features] if lam is None else lam
     if method == "identity":
         what, name = "identity baseline", "pf-willow-identity"
@@ -95,7 +99,7 @@ def evaluate_pf_willow(path, *, method="flow", features="conv",
     if method != "identity":
         name = f"pf-willow-flow-{features}-lam{lam if lam == 'cv' else f'{lam:g}'}"
         what += (f", levels={levels}, labels={'all' if radius is None else f'radius {radius}'}"
-                 f", image_size={image_size}")
+                 f", image_size={' | '.join(map(str, image_sizes))}")
     if method != "identity" and lam == "cv":
         estimator = PairTransfer(extractor, radius=radius, levels=levels)
         table, _ = cross_validated_transfer(dataset, estimator, grid, alphas=alphas,
