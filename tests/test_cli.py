@@ -109,3 +109,46 @@ def test_evaluate_pf_willow_cross_validated_prints_one_table(small_willow, tmp_p
     assert rows[0] == "class,pairs,held-out,lam,PCK@0.1,cv PCK@0.1" and len(rows) == 6
     assert rows[1].startswith("car(S),2,car,") and rows[-1].startswith("mean,8,,,")
     assert (out / "pf-willow-flow-sift-lamcv.md").read_text().startswith("PF-WILLOW, 8 pairs")
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["cub-classify"], {"backbone": "efficientnet_lite0", "layers": None,
+                        "sift_radii": [4.0, 8.0, 12.0, 16.0, 20.0], "image_size": 256}),
+    (["cub-classify", "--backbone", "efficientnet_lite2", "--layer", "stage5",
+      "stage5+stage6", "--sift-radius"],
+     {"backbone": "efficientnet_lite2", "layers": ["stage5", ["stage5", "stage6"]],
+      "sift_radii": []}),
+    (["cub-detect"], {"backbone": "efficientnet_lite0", "conv_layer": "conv5", "sift": True,
+                      "box_size": 160}),
+    (["cub-detect", "--backbone", "efficientnet_lite2", "--layer", "stage5+stage6",
+      "--no-sift"],
+     {"backbone": "efficientnet_lite2", "conv_layer": ["stage5", "stage6"], "sift": False}),
+])
+def test_cub_protocols_pass_backbone_and_layers_to_their_function(argv, expected, tmp_path,
+                                                                  monkeypatch, capsys):
+    """--backbone/--layer reach evaluate_cub_classification/-detection as keywords that
+    bind to its signature; the defaults are the function's own."""
+    import inspect
+
+    import skcorr.evaluation
+    from skcorr.evaluation import ResultTable
+
+    name = {"cub-classify": "evaluate_cub_classification",
+            "cub-detect": "evaluate_cub_detection"}[argv[0]]
+    signature = inspect.signature(getattr(skcorr.evaluation, name))
+    calls = []
+
+    def record(path, **options):
+        signature.bind(path, **options)
+        calls.append(options)
+        return ResultTable([{"rows": 1}], title="recorded", name="recorded")
+
+    monkeypatch.setattr(skcorr.evaluation, name, record)
+    assert main(["evaluate", *argv, "--data", str(tmp_path)]) == 0
+    assert "recorded" in capsys.readouterr().out
+    (options,) = calls
+    assert {key: options[key] for key in expected} == expected
+    if len(argv) == 1:  # the defaults are the function's (box_size: RESULTS.md's 160)
+        for key in expected.keys() - {"box_size", "image_size"}:
+            default = signature.parameters[key].default
+            assert options[key] == (list(default) if isinstance(default, tuple) else default)

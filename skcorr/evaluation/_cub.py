@@ -22,6 +22,11 @@ __all__ = ["evaluate_cub_classification", "evaluate_cub_detection", "evaluate_cu
 DEFAULT_LAYERS = ("stage1", "stage2", "stage3", "stage4", "stage5", "stage6", "stage7")
 
 
+def _layer_name(layer):
+    """``"stage5"`` -> "stage5"; a hypercolumn ``["stage5", "stage6"]`` -> "stage5+stage6"."""
+    return layer if isinstance(layer, str) else "+".join(layer)
+
+
 def _load_resized(images, keypoints, image_size):
     """Images read and resized (longer side image_size), keypoints mapped with them."""
     out, kps = [], np.array(keypoints, dtype=np.float64, copy=True)
@@ -139,7 +144,7 @@ def evaluate_cub_transfer(path, features="conv", *, backbone="efficientnet_lite0
     return table
 
 
-def evaluate_cub_classification(path, *, layers=DEFAULT_LAYERS, sift_radii=(4, 8, 12, 16, 20),
+def evaluate_cub_classification(path, *, layers=None, sift_radii=(4, 8, 12, 16, 20),
                                 Cs=(1e-3, 1e-2, 1e-1, 1.0, 10.0), cv=5, image_size=256,
                                 backbone="efficientnet_lite0", weights="default",
                                 random_state=0, verbose=False) -> ResultTable:
@@ -154,8 +159,11 @@ def evaluate_cub_classification(path, *, layers=DEFAULT_LAYERS, sift_radii=(4, 8
     ----------
     path : str or path
         The ``CUB_200_2011`` folder.
-    layers : sequence of str
-        Layers of ``backbone`` (names or roles such as ``"conv4"``).
+    layers : sequence of str or of lists of str
+        Layers of ``backbone`` (names or roles such as ``"conv4"``), one row each; a
+        list such as ``["stage5", "stage6"]`` is one row of hypercolumns (see
+        :class:`~skcorr.features.ConvColumnExtractor`). ``None``: stage1 to stage7
+        (``DEFAULT_LAYERS``).
     sift_radii : sequence of float
         SIFT descriptor radii (pixels of the resized images), one row each.
     Cs : sequence of float
@@ -205,9 +213,9 @@ def evaluate_cub_classification(path, *, layers=DEFAULT_LAYERS, sift_radii=(4, 8
 
     settings = [({"features": "sift", "layer": None, "radius": float(r)},
                  DenseSIFT(radius=float(r))) for r in sift_radii]
-    settings += [({"features": backbone, "layer": layer, "radius": None},
+    settings += [({"features": backbone, "layer": _layer_name(layer), "radius": None},
                   ConvColumnExtractor(backbone=backbone, weights=weights, layer=layer))
-                 for layer in layers]
+                 for layer in (DEFAULT_LAYERS if layers is None else layers)]
     table = ResultTable(title=f"CUB-200-2011 keypoint classification, 15 parts: "
                               f"{len(X_train)} training and {len(X_test)} test keypoints, "
                               f"images resized to {image_size} px, C by {cv}-fold CV")
@@ -234,7 +242,7 @@ def evaluate_cub_detection(path, *, box_size=224, conv_layer="conv5", sift_step=
                            sift_bin_size=8, betas=(0.0, 0.05, 0.1, 0.2, 0.3, 0.5),
                            sigma=None, C=0.1, neighborhood=3, mining_rounds=3,
                            cache_size=3000, validation_fraction=1 / 3,
-                           backbone="efficientnet_lite0", weights="default",
+                           backbone="efficientnet_lite0", weights="default", sift=True,
                            random_state=0, verbose=False) -> ResultTable:
     """``PCK@0.1`` of sliding-window part detectors on CUB (the paper's Study 4).
 
@@ -254,8 +262,9 @@ def evaluate_cub_detection(path, *, box_size=224, conv_layer="conv5", sift_step=
     path : str or path
         The ``CUB_200_2011`` folder.
     box_size : int
-    conv_layer : str
-        Layer of ``backbone`` for the convnet detector.
+    conv_layer : str or list of str
+        Layer of ``backbone`` for the convnet detector; a list such as
+        ``["stage5", "stage6"]`` makes hypercolumns.
     sift_step, sift_bin_size : int
         Dense SIFT grid, in pixels of the box frame (the paper: 8 and 8).
     betas : sequence of float in [0, 1]
@@ -268,7 +277,9 @@ def evaluate_cub_detection(path, *, box_size=224, conv_layer="conv5", sift_step=
     validation_fraction : float
         Share of training images held out to choose beta.
     backbone, weights : str
-        Passed to the convnet extractors.
+        Passed to the convnet extractors (the detector's and the prior's).
+    sift : bool, default=True
+        Also train and score the dense-SIFT detector (the baseline); ``False`` skips it.
     random_state : int
     verbose : bool
 
@@ -322,12 +333,13 @@ def evaluate_cub_detection(path, *, box_size=224, conv_layer="conv5", sift_step=
                                                          layer="pool5", mode="global"),
                             sigma=sigma)
     feature_sets = [
-        (f"{backbone}:{conv_layer}",
+        (f"{backbone}:{_layer_name(conv_layer)}",
          ConvColumnExtractor(backbone=backbone, weights=weights, layer=conv_layer,
                              mode="dense")),
-        (f"dsift(step={sift_step},bin={sift_bin_size})",
-         DenseSIFT(mode="dense", step=sift_step, bin_size=sift_bin_size)),
     ]
+    if sift:
+        feature_sets.append((f"dsift(step={sift_step},bin={sift_bin_size})",
+                             DenseSIFT(mode="dense", step=sift_step, bin_size=sift_bin_size)))
     table = ResultTable(title=f"CUB-200-2011 part detection in ground-truth boxes rescaled to "
                               f"{box_size} px, PCK@0.1 of the box; beta chosen on "
                               f"{len(val)} held-out training images",
