@@ -239,7 +239,8 @@ def _protocols() -> list:
                           "of the backbone)"),
              _option("--sift-radius", dest="sift_radii", metavar="RADIUS", type=float,
                      nargs="*", default=[4.0, 8.0, 12.0, 16.0, 20.0],
-                     help="SIFT descriptor radii in pixels, one row each (none: no SIFT rows)"),
+                     help="SIFT descriptor radii in pixels, one row each; none: no SIFT rows "
+                          "(default: 4 8 12 16 20)"),
              _image_size(256, "images are resized to"),
          ]),
         ("cub-detect", "CUB part detection with and without the nearest-neighbour prior",
@@ -250,7 +251,8 @@ def _protocols() -> list:
                      help="layer of the convnet detector: a name, a role or a+b for "
                           "hypercolumns (the prior always uses pool5)"),
              _option("--no-sift", dest="sift", action="store_false",
-                     help="skip the dense-SIFT detector (the baseline)"),
+                     help="skip the dense-SIFT detector (default: train and score it as the "
+                          "baseline)"),
              _option("--box-size", type=int, default=160,
                      help="side, in pixels, of the square the ground-truth box crops are "
                           "rescaled to (RESULTS.md uses 160)"),
