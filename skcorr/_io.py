@@ -1,6 +1,7 @@
 """Writing files whole or not at all.
 
-Every file skcorr writes (tables, figures; the column database has its own rule) is
+Every file skcorr writes (tables, figures, the column database's index and metadata; its
+column arrays grow in place and count only once ``meta.json`` is written, last) is
 first written under a temporary name in the folder of its target, flushed to disk, and
 then renamed onto the target with :func:`os.replace`, which is atomic on POSIX and
 Windows within one file system. A failure or an interrupt (Ctrl-C) at any point leaves

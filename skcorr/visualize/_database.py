@@ -54,6 +54,7 @@ from tqdm.auto import tqdm
 
 from .._array import l2_normalize
 from .._image import as_rgb, check_images
+from .._io import atomic_path, write_text
 
 __all__ = ["ColumnDatabase"]
 
@@ -156,19 +157,6 @@ def _check_fitted_extractor(extractor):
             "a column database needs a convolutional layer (for example layer='conv4')."
         )
     return extractor
-
-
-def _write_whole(file: Path, content) -> None:
-    """Write a file whole or not at all: a temporary name in the folder, then a rename."""
-    temporary = file.with_name(f".{file.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        if isinstance(content, bytes):
-            temporary.write_bytes(content)
-        else:
-            temporary.write_text(content)
-        os.replace(temporary, file)
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 def _digest(data: bytes) -> str:
@@ -477,7 +465,7 @@ class ColumnDatabase:
                 "n_images": len(images),
                 "build_id": uuid.uuid4().hex,
             }
-            _write_whole(path / "meta.json", json.dumps(meta, indent=1) + "\n")
+            write_text(path / "meta.json", json.dumps(meta, indent=1) + "\n")
         except BaseException:
             columns.abort()
             pixels.abort()
@@ -812,8 +800,9 @@ class ColumnDatabase:
         info = {"factory": str(factory), "nprobe": int(nprobe), "n_columns": n,
                 "n_features": self.n_features, "metric": "inner_product",
                 "build_id": self.meta.get("build_id"), "digest": _digest(data)}
-        _write_whole(index_file, data)
-        _write_whole(info_file, json.dumps(info, indent=1) + "\n")
+        with atomic_path(index_file) as temporary:
+            temporary.write_bytes(data)
+        write_text(info_file, json.dumps(info, indent=1) + "\n")
         self._index = (index, info)
         return self
 
