@@ -106,6 +106,19 @@ def _parse_lam(text: str):
     return value
 
 
+def _parse_positive_or_none(text: str):
+    """``none`` -> None (the setting is off); otherwise a number > 0."""
+    if text.lower() == "none":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number > 0 or 'none', got {text!r}")
+    return value
+
+
 def _parse_layer(text: str):
     """``stage5`` -> "stage5"; ``stage3+stage4+stage5`` -> a hypercolumn list."""
     names = [name for name in text.split("+") if name]
@@ -180,6 +193,19 @@ def _flow_options(candidates: bool) -> list:
                         else f"{' '.join(map(str, CUB_CV_LAMS))})")),
         _option("--levels", type=int, default=2,
                 help="coarse-to-fine levels (0: flat belief propagation)"),
+        _option("--truncation", dest="truncations" if candidates else "truncation",
+                metavar="STEPS", type=_parse_positive_or_none,
+                default=[None] if candidates else None,
+                help="truncate each axis's smoothness term at this many grid steps, so the "
+                     f"flow may break at object edges; 'none' (the default) is off{also}",
+                **several),
+        _option("--ot-reg", dest="ot_regs" if candidates else "ot_reg", metavar="EPS",
+                type=_parse_positive_or_none, default=[None] if candidates else None,
+                help="price every target node by entropic optimal transport with this "
+                     "regularisation, so matches spread over the target; 'none' (the default) "
+                     f"is off{also}", **several),
+        _option("--subcell", action="store_true",
+                help="refine each match between grid nodes (a parabola through its energy)"),
     ]
 
 

@@ -43,7 +43,8 @@ def _load_resized(images, keypoints, image_size):
 def evaluate_cub_transfer(path, features="conv", *, backbone="efficientnet_lite0",
                           layer="conv5", lam=0.1, lam_grid=None, n_neighbors=25, n_top=5,
                           crop_size=160, padding=0.1, alpha=0.1, radius=None, levels=2,
-                          n_jobs=None, verbose=False) -> ResultTable:
+                          truncation=None, ot_reg=None, subcell=False, n_jobs=None,
+                          verbose=False) -> ResultTable:
     """Keypoint transfer on CUB-200-2011: test birds from their training neighbours.
 
     The paper's protocol (Study 2) on the ground-truth boxes: every image is cropped to
@@ -80,6 +81,9 @@ def evaluate_cub_transfer(path, features="conv", *, backbone="efficientnet_lite0
         PCK tolerance.
     radius, levels : int or None, int
         Label set and coarse-to-fine levels of the flow.
+    truncation, ot_reg, subcell : float or None, float or None, bool
+        The flow's smoothness truncation, optimal-transport prices and sub-cell
+        refinement, as in :func:`skcorr.flow.align`.
     n_jobs : int or None
         joblib workers over the test crops (see :class:`~skcorr.flow.FlowAligner`).
     verbose : bool, default=False
@@ -117,6 +121,7 @@ def evaluate_cub_transfer(path, features="conv", *, backbone="efficientnet_lite0
     test = np.flatnonzero(cub.split == "test")
     aligner = FlowAligner(features=features, lam=0.1 if lam == "cv" else lam,
                           n_neighbors=n_neighbors, n_top=n_top, radius=radius, levels=levels,
+                          truncation=truncation, ot_reg=ot_reg, subcell=subcell,
                           n_jobs=n_jobs, verbose=verbose)
     if isinstance(lam, str) and lam == "cv":  # chosen on the training split only
         grid = {"lam": list(CUB_CV_LAMS if lam_grid is None else lam_grid)}
@@ -135,7 +140,8 @@ def evaluate_cub_transfer(path, features="conv", *, backbone="efficientnet_lite0
         ({"part": name, "n": int(n), column: float(value)}
          for name, n, value in zip(cub.keypoint_names, present, per_part, strict=True)),
         title=f"CUB-200-2011 keypoint transfer, flow on {_describe_features(features)}, "
-              f"lam={aligner.lam:g}{how}, levels={levels}: test crops from {n_neighbors} "
+              f"lam={aligner.lam:g}{how}, levels={levels}, truncation={truncation}, "
+              f"ot_reg={ot_reg}, subcell={subcell}: test crops from {n_neighbors} "
               f"training neighbours, top {n_top} by deformation; {column} of the box",
         notes=[f"{time.perf_counter() - start:.1f} s"])
     table.append({"part": "mean", "n": int(present.sum()), column: float(np.nanmean(per_part))})

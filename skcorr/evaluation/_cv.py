@@ -128,6 +128,9 @@ class PairTransfer(BaseEstimator):
     radius : int or None, default=None
     levels : int, default=2
     max_iter : int, default=50
+    truncation : float or None, default=None
+    ot_reg : float or None, default=None
+    subcell : bool, default=False
         As in :func:`skcorr.flow.align`.
     refine : transformer or None, default=None
         Finer dense features (e.g. hypercolumns with a stride-8 layer) for a
@@ -166,12 +169,16 @@ class PairTransfer(BaseEstimator):
     """
 
     def __init__(self, features=None, *, lam=0.1, radius=None, levels=2, max_iter=50,
-                 refine=None, refine_radius=2, cache=True):
+                 truncation=None, ot_reg=None, subcell=False, refine=None, refine_radius=2,
+                 cache=True):
         self.features = features
         self.lam = lam
         self.radius = radius
         self.levels = levels
         self.max_iter = max_iter
+        self.truncation = truncation
+        self.ot_reg = ot_reg
+        self.subcell = subcell
         self.refine = refine
         self.refine_radius = refine_radius
         self.cache = cache
@@ -182,6 +189,9 @@ class PairTransfer(BaseEstimator):
         "radius": [Interval(numbers.Integral, 0, None, closed="left"), None],
         "levels": [Interval(numbers.Integral, 0, None, closed="left")],
         "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
+        "truncation": [Interval(numbers.Real, 0, None, closed="neither"), None],
+        "ot_reg": [Interval(numbers.Real, 0, None, closed="neither"), None],
+        "subcell": ["boolean"],
         "refine": [HasMethods(["fit", "extract_dense"]), None],
         "refine_radius": [Interval(numbers.Integral, 1, None, closed="left")],
         "cache": ["boolean"],
@@ -232,7 +242,8 @@ class PairTransfer(BaseEstimator):
         from ..flow import align
 
         settings = {"lam": float(self.lam), "radius": self.radius, "levels": self.levels,
-                    "max_iter": self.max_iter}
+                    "max_iter": self.max_iter, "truncation": self.truncation,
+                    "ot_reg": self.ot_reg, "subcell": bool(self.subcell)}
         keypoints = np.asarray(keypoints, dtype=np.float64)
         key = (*self._keys, self.refine_radius, tuple(sorted(settings.items())),
                _image_key(source), _image_key(target), keypoints.tobytes())

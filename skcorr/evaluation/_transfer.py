@@ -213,6 +213,9 @@ class FlowTransfer(BaseEstimator):
     radius : int or None, default=None
     levels : int, default=2
     max_iter : int, default=50
+    truncation : float or None, default=None
+    ot_reg : float or None, default=None
+    subcell : bool, default=False
         As in :func:`skcorr.flow.align`.
 
     Attributes
@@ -233,18 +236,23 @@ class FlowTransfer(BaseEstimator):
     ['chelsea', 'astronaut', 'coffee', 'rocket', 'mean']
     """
 
-    def __init__(self, features, *, lam=0.1, radius=None, levels=2, max_iter=50):
+    def __init__(self, features, *, lam=0.1, radius=None, levels=2, max_iter=50,
+                 truncation=None, ot_reg=None, subcell=False):
         self.features = features
         self.lam = lam
         self.radius = radius
         self.levels = levels
         self.max_iter = max_iter
+        self.truncation = truncation
+        self.ot_reg = ot_reg
+        self.subcell = subcell
 
     @property
     def settings(self) -> dict:
-        """The keyword arguments of :func:`skcorr.flow.align`: lam, radius, levels, max_iter."""
+        """The keyword arguments of :func:`skcorr.flow.align` (every parameter but features)."""
         return {"lam": self.lam, "radius": self.radius, "levels": self.levels,
-                "max_iter": self.max_iter}
+                "max_iter": self.max_iter, "truncation": self.truncation,
+                "ot_reg": self.ot_reg, "subcell": self.subcell}
 
     def fit(self, X=None, y=None) -> FlowTransfer:
         """Fit a clone of ``features`` into ``features_`` and forget the maps.

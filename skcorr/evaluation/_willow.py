@@ -23,6 +23,7 @@ _REFERENCES = {"bbox": "keypoint box", "image": "image"}
 def evaluate_pf_willow(path, *, method="flow", features="conv",
                        backbones=("efficientnet_lite0",), layers=("conv5",), lam=None,
                        lam_grid=None, radius=None, levels=2, image_sizes=(320,),
+                       truncations=(None,), ot_regs=(None,), subcell=False,
                        alphas=(0.05, 0.1, 0.15), reference="bbox", n_jobs=None,
                        verbose=False) -> ResultTable:
     """Keypoint transfer over PF-WILLOW's 900 pairs: PCK per sub-class and their mean.
@@ -53,6 +54,12 @@ def evaluate_pf_willow(path, *, method="flow", features="conv",
     image_sizes : sequence of int, default=(320,)
         Longer image side the features are computed at; more than one are candidates of
         ``lam="cv"``.
+    truncations, ot_regs : sequence of float or None, default=(None,), (None,)
+        The flow's smoothness truncation and optimal-transport regularisation (see
+        :func:`skcorr.flow.align`; ``None``: off); more than one are candidates of
+        ``lam="cv"``.
+    subcell : bool, default=False
+        Refine matches between grid nodes (:func:`skcorr.flow.align`).
     alphas, reference, n_jobs, verbose
         As in :func:`transfer_pck_table` (``verbose`` also prints each fold's choice).
 
@@ -73,10 +80,12 @@ def evaluate_pf_willow(path, *, method="flow", features="conv",
     """
     from ..datasets import load_pf_willow
 
-    several = len(image_sizes) > 1 or (features == "conv" and max(len(layers), len(backbones)) > 1)
+    several = (max(len(image_sizes), len(truncations), len(ot_regs)) > 1
+               or (features == "conv" and max(len(layers), len(backbones)) > 1))
     if several and lam != "cv":
-        raise ValueError("several --layer, --backbone or --image-size values are candidates "
-                         "for cross-validation; add --lam cv, or give one of each.")
+        raise ValueError("several --layer, --backbone, --image-size, --truncation or --ot-reg "
+                         "values are candidates for cross-validation; add --lam cv, or give "
+                         "one of each.")
     start = time.perf_counter()
     dataset = load_pf_willow(path)
     extractor = flow_features(features, backbone=backbones[0], layer=layers[0],
@@ -87,6 +96,10 @@ def evaluate_pf_willow(path, *, method="flow", features="conv",
                      in [("layer", layers), ("backbone", backbones)] if len(values) > 1})
     if len(image_sizes) > 1:
         grid["features__image_size"] = list(image_sizes)
+    grid.update({name: list(values) for name, values
+                 in [("truncation", truncations), ("ot_reg", ot_regs)] if len(values) > 1})
+    flow = {"radius": radius, "levels": levels, "truncation": truncations[0],
+            "ot_reg": ot_regs[0], "subcell": subcell}
     lam = TUNED_LAM[features] if lam is None else lam
     if method == "identity":
         what, name = "identity baseline", "pf-willow-identity"
@@ -99,14 +112,16 @@ def evaluate_pf_willow(path, *, method="flow", features="conv",
     if method != "identity":
         name = f"pf-willow-flow-{features}-lam{lam if lam == 'cv' else f'{lam:g}'}"
         what += (f", levels={levels}, labels={'all' if radius is None else f'radius {radius}'}"
-                 f", image_size={' | '.join(map(str, image_sizes))}")
+                 f", image_size={' | '.join(map(str, image_sizes))}"
+                 f", truncation={' | '.join(map(str, truncations))}"
+                 f", ot_reg={' | '.join(map(str, ot_regs))}, subcell={subcell}")
     if method != "identity" and lam == "cv":
-        estimator = PairTransfer(extractor, radius=radius, levels=levels)
+        estimator = PairTransfer(extractor, **flow)
         table, _ = cross_validated_transfer(dataset, estimator, grid, alphas=alphas,
                                             reference=reference, verbose=verbose)
     else:
         predict = identity_transfer if method == "identity" else FlowTransfer(
-            extractor, lam=lam, radius=radius, levels=levels).precompute(dataset.images)
+            extractor, lam=lam, **flow).precompute(dataset.images)
         table = transfer_pck_table(dataset, predict, alphas=alphas, n_jobs=n_jobs,
                                    verbose=verbose, reference=reference)
     table.title = (f"PF-WILLOW, {len(dataset.pairs)} pairs, {what}; PCK threshold "

@@ -7,6 +7,7 @@
   :func:`distance_transform_1d`, :func:`distance_transform_2d`, :func:`data_cost`,
   :func:`data_cost_window`: the numba min-sum belief propagation and its kernels, with
   the label-set offsets :func:`absolute_offsets` and :func:`window_offsets`.
+* :func:`target_prices`: optimal-transport prices of target nodes (``align(ot_reg=...)``).
 """
 
 from ._align import Flow, align
@@ -21,6 +22,7 @@ from ._bp import (
     window_offsets,
 )
 from ._kernels import data_cost, data_cost_window, distance_transform_1d, distance_transform_2d
+from ._transport import target_prices
 
 __all__ = [
     "BPResult",
@@ -36,5 +38,6 @@ __all__ = [
     "distance_transform_2d",
     "dual_layer_bp",
     "min_sum_bp",
+    "target_prices",
     "window_offsets",
 ]

@@ -6,7 +6,14 @@ target grid (Long et al. 2014, Study 2). Its energy is
 ``E(w) = sum_p ||f_s(p) - f_t(p + w(p))||^2 + lam * sum_{(p, q)} ||w(p) - w(q)||^2``
 
 with displacements ``w`` counted in grid steps (so ``lam`` does not depend on the layer's
-stride), minimised by min-sum belief propagation (:mod:`skcorr.flow._bp`).
+stride), minimised by min-sum belief propagation (:mod:`skcorr.flow._bp`); with a
+``truncation`` ``T`` each axis's smoothness term stops growing at ``T`` steps.
+
+The labelling is discrete: each node matches a target node. With ``subcell=True`` each
+match then moves by up to half a step along each axis, to the vertex of the parabola
+through the node's energy (its data cost plus its smoothness to its neighbours' matches)
+at its label and the two labels beside it on that axis, as stereo matchers refine
+disparities.
 
 Between grid nodes a flow is interpolated: a source point gets the bilinear
 interpolation of the target positions of the four nodes around it; outside the outermost
@@ -29,11 +36,14 @@ from ._bp import (
     _SOLVE,
     _check_iteration,
     _check_solver,
+    _check_truncation,
     _coarse_to_fine,
+    _deformation,
     absolute_offsets,
     window_offsets,
 )
 from ._kernels import data_cost, data_cost_window
+from ._transport import _check_reg, target_prices
 
 __all__ = ["Flow", "align"]
 
@@ -55,14 +65,20 @@ class Flow:
     source_shape, target_shape : tuple of int
         (height, width) of the two images.
     data_energy : float
-        ``sum_p ||f_s(p) - f_t(p + w(p))||^2``.
+        ``sum_p ||f_s(p) - f_t(p + w(p))||^2`` (plus the target nodes' transport prices
+        when aligned with ``ot_reg``).
     deformation : float
         ``sum_{(p, q)} ||w(p) - w(q)||^2`` over 4-neighbour edges, in squared grid
-        steps (the smoothness energy without ``lam``; the paper orders neighbours by it).
+        steps, each axis's term truncated as the flow's smoothness was (the smoothness
+        energy without ``lam``; the paper orders neighbours by it).
     lam : float
         The smoothness weight the flow was solved with.
     n_iter : int
         Belief-propagation iterations.
+    subcell : ndarray of shape (rows, cols, 2) or None, default=None
+        Fractional correction of each match, in target grid steps within ``[-0.5, 0.5]``
+        (row, col), added to ``target_index`` by :meth:`matched_points`; ``None`` for
+        matches on the grid nodes (``align(..., subcell=False)``).
 
     Examples
     --------
@@ -94,6 +110,7 @@ class Flow:
     deformation: float
     lam: float
     n_iter: int
+    subcell: np.ndarray | None = None
 
     @property
     def energy(self) -> float:
@@ -112,10 +129,16 @@ class Flow:
         -------
         points : ndarray of shape (rows, cols, 2)
             For each source grid node, the ``(x, y)`` RF centre of its matched target
-            node, in target pixels.
+            node, in target pixels (moved by ``subcell`` between the RF centres, when
+            set).
         """
-        return np.stack([self.target_xs[self.target_index[..., 1]],
-                         self.target_ys[self.target_index[..., 0]]], axis=-1)
+        if self.subcell is None:
+            return np.stack([self.target_xs[self.target_index[..., 1]],
+                             self.target_ys[self.target_index[..., 0]]], axis=-1)
+        index = self.target_index + self.subcell
+        return np.stack([np.interp(index[..., 1], np.arange(len(self.target_xs)), self.target_xs),
+                         np.interp(index[..., 0], np.arange(len(self.target_ys)), self.target_ys)],
+                        axis=-1)
 
     def _stride_ratio(self) -> np.ndarray:
         def step(a):
@@ -222,7 +245,8 @@ class Flow:
 
 def align(source: FeatureMap, target: FeatureMap, *, lam: float = 0.1, radius=None,
           levels: int = 2, max_iter: int = 50, tol: float = 1e-6, patience: int = 5,
-          solver: str = "dual") -> Flow:
+          solver: str = "dual", truncation: float | None = None, ot_reg: float | None = None,
+          subcell: bool = False) -> Flow:
     """Align two feature grids by min-sum belief propagation.
 
     Parameters
@@ -252,6 +276,21 @@ def align(source: FeatureMap, target: FeatureMap, *, lam: float = 0.1, radius=No
         decomposition of the same energy; tens of times faster). ``"2d"``: BP with 2-D
         messages (:func:`~skcorr.flow.min_sum_bp`). Energies reached on PF-WILLOW are
         compared in bench/README.md.
+    truncation : float or None, default=None
+        Per-axis truncation of the smoothness, in grid steps: an edge costs
+        ``lam (min(dy^2, T^2) + min(dx^2, T^2))``, so the flow may break (between an
+        object and its background, or at a part that moved) for a bounded price.
+        ``None``: the paper's plain quadratic. 3 raised PF-WILLOW's cross-validated PCK
+        (RESULTS.md).
+    ot_reg : float or None, default=None
+        Add to every match the price of its target node from entropic optimal transport
+        between the two grids with this regularisation (in units of the data costs,
+        :func:`~skcorr.flow.target_prices`): target nodes that many source
+        nodes prefer cost more, so matches spread over the target. ``None``: no prices.
+        0.2 raised PF-WILLOW's cross-validated PCK (RESULTS.md).
+    subcell : bool, default=False
+        Refine each match between the target's grid nodes (half a step at most per axis)
+        by a parabola through its energy at the neighbouring labels (``Flow.subcell``).
 
     Returns
     -------
@@ -297,6 +336,11 @@ def align(source: FeatureMap, target: FeatureMap, *, lam: float = 0.1, radius=No
     iteration = _check_iteration(max_iter, tol, patience)
     if isinstance(levels, bool) or not isinstance(levels, int | np.integer) or levels < 0:
         raise ValueError(f"levels must be an integer >= 0; got {levels!r}.")
+    trunc2 = _check_truncation(truncation)
+    if ot_reg is not None:
+        ot_reg = _check_reg(ot_reg)
+    if not isinstance(subcell, bool | np.bool_):
+        raise ValueError(f"subcell must be True or False; got {subcell!r}.")
     rows, cols = source.grid_shape
     if radius is None:
         costs = data_cost(source.features, target.features)
@@ -305,19 +349,82 @@ def align(source: FeatureMap, target: FeatureMap, *, lam: float = 0.1, radius=No
         centers = _scaled_positions((rows, cols), target.grid_shape)
         costs = data_cost_window(source.features, target.features, radius, centers)
         offsets = window_offsets((rows, cols), radius, centers)
+    if ot_reg is not None:
+        full = costs if radius is None else data_cost(source.features, target.features)
+        costs = costs + _label_prices(target_prices(full, ot_reg), offsets, costs.shape)
     # The costs are finite (or +inf off the target grid, with a finite label per node).
     if lam == 0:  # independent nodes: one pass gives each node its best label exactly
         result = _SOLVE[solver](costs, offsets, 0.0, 1, tol, patience)[0]
     else:
-        result = _coarse_to_fine(costs, offsets, float(lam), int(levels), 2, iteration, solver)
+        result = _coarse_to_fine(costs, offsets, float(lam), int(levels), 2, iteration, solver,
+                                 trunc2)
     target_index = node_grid((rows, cols)) + result.displacements
-    w = result.displacements
-    deformation = float((np.diff(w, axis=0) ** 2).sum() + (np.diff(w, axis=1) ** 2).sum())
     return Flow(target_index=target_index, source_xs=source.xs, source_ys=source.ys,
                 target_xs=target.xs, target_ys=target.ys,
                 source_shape=tuple(source.image_shape), target_shape=tuple(target.image_shape),
-                data_energy=float(result.data_energy), deformation=deformation,
-                lam=float(lam), n_iter=int(result.n_iter))
+                data_energy=float(result.data_energy),
+                deformation=_deformation(result.displacements, trunc2),
+                lam=float(lam), n_iter=int(result.n_iter),
+                subcell=(_subcell(costs, result.labels, offsets, float(lam), trunc2)
+                         if subcell else None))
+
+
+def _label_prices(prices, offsets, shape) -> np.ndarray:
+    """``prices`` of the target node of every (node, label): ``p + offsets[p] + l``.
+
+    Zero where that node is off the target grid (such labels cost ``+inf`` already).
+    """
+    H, W, Ly, Lx = shape
+    rows = (np.arange(H)[:, None] + offsets[..., 0])[:, :, None, None] + np.arange(Ly)[:, None]
+    cols = (np.arange(W)[None, :] + offsets[..., 1])[:, :, None, None] + np.arange(Lx)
+    inside = ((rows >= 0) & (rows < prices.shape[0])) & ((cols >= 0) & (cols < prices.shape[1]))
+    picked = prices[np.clip(rows, 0, prices.shape[0] - 1), np.clip(cols, 0, prices.shape[1] - 1)]
+    return np.where(inside, picked, 0.0)
+
+
+def _subcell(costs, labels, offsets, lam, trunc2) -> np.ndarray:
+    """Per node and axis, the vertex of the parabola through its energy at ``l - 1, l, l + 1``.
+
+    The energy of node ``p`` at a label is its data cost plus its (truncated) smoothness
+    to its neighbours' displacements; only the moved axis's terms change. Where a side
+    label is off the grid or not allowed, or the energy is not convex there, the node
+    keeps its label on that axis. Vertices are clipped to half a step.
+    """
+    H, W, Ly, Lx = costs.shape
+    w = labels + offsets
+    rows, cols = np.ogrid[:H, :W]
+    out = np.zeros((H, W, 2))
+    for axis, size in ((0, Ly), (1, Lx)):
+        energy = []
+        for step in (-1, 0, 1):
+            moved = labels.copy()
+            moved[..., axis] += step
+            inside = (moved[..., axis] >= 0) & (moved[..., axis] < size)
+            np.clip(moved[..., axis], 0, size - 1, out=moved[..., axis])
+            e = costs[rows, cols, moved[..., 0], moved[..., 1]].astype(np.float64)
+            d = w[..., axis] + step
+            for shift in ((1, 0), (-1, 0), (0, 1), (0, -1)):  # each neighbour in turn
+                there = _neighbour(w[..., axis], shift)
+                e = e + np.where(np.isnan(there), 0.0,
+                                 lam * np.minimum((d - np.nan_to_num(there)) ** 2, trunc2))
+            energy.append(np.where(inside, e, np.inf))
+        below, here, above = energy
+        curvature = below - 2 * here + above
+        ok = np.isfinite(below) & np.isfinite(above) & (curvature > 0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            vertex = 0.5 * (below - above) / curvature
+        out[..., axis] = np.where(ok, np.clip(vertex, -0.5, 0.5), 0.0)
+    return out
+
+
+def _neighbour(values, shift) -> np.ndarray:
+    """``values`` of the neighbour at ``shift`` (drow, dcol) of every node; NaN off the grid."""
+    out = np.full(values.shape, np.nan)
+    H, W = values.shape
+    di, dj = shift
+    out[max(-di, 0):H - max(di, 0), max(-dj, 0):W - max(dj, 0)] = \
+        values[max(di, 0):H - max(-di, 0), max(dj, 0):W - max(-dj, 0)]
+    return out
 
 
 def _scaled_positions(source_grid, target_grid) -> np.ndarray:

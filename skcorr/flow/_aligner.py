@@ -54,6 +54,14 @@ class FlowAligner(BaseEstimator):
         Coarse-to-fine levels of belief propagation.
     max_iter : int, default=50
         Belief-propagation iterations at most.
+    truncation : float or None, default=None
+        Per-axis truncation of the smoothness, in grid steps (None: plain quadratic).
+    ot_reg : float or None, default=None
+        Optimal-transport prices of the target nodes, with this regularisation (None: no
+        prices).
+    subcell : bool, default=False
+        Refine every match between grid nodes. These three are as in
+        :func:`skcorr.flow.align`.
     n_jobs : int or None, default=None
         joblib workers over the images to predict (``None``: one, unless a
         :func:`joblib.parallel_config` context says otherwise; ``-1``: all cores). Work
@@ -100,14 +108,18 @@ class FlowAligner(BaseEstimator):
         "radius": [Interval(numbers.Integral, 0, None, closed="left"), None],
         "levels": [Interval(numbers.Integral, 0, None, closed="left")],
         "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
+        "truncation": [Interval(numbers.Real, 0, None, closed="neither"), None],
+        "ot_reg": [Interval(numbers.Real, 0, None, closed="neither"), None],
+        "subcell": ["boolean"],
         "n_jobs": [numbers.Integral, None],
         "verbose": ["boolean"],
         "memory": [None, str, os.PathLike, HasMethods(["cache"])],
     }
 
     def __init__(self, *, features=None, retrieval=None, lam=0.1, n_neighbors=25, n_top=5,
-                 ordering="deformation", radius=None, levels=2, max_iter=50, n_jobs=None,
-                 verbose=False, memory=None):
+                 ordering="deformation", radius=None, levels=2, max_iter=50,
+                 truncation=None, ot_reg=None, subcell=False, n_jobs=None, verbose=False,
+                 memory=None):
         self.features = features
         self.retrieval = retrieval
         self.lam = lam
@@ -117,6 +129,9 @@ class FlowAligner(BaseEstimator):
         self.radius = radius
         self.levels = levels
         self.max_iter = max_iter
+        self.truncation = truncation
+        self.ot_reg = ot_reg
+        self.subcell = subcell
         self.n_jobs = n_jobs
         self.verbose = verbose
         self.memory = memory
@@ -191,7 +206,8 @@ class FlowAligner(BaseEstimator):
 
     def _flow_settings(self) -> dict:
         return {"lam": self.lam, "radius": self.radius, "levels": self.levels,
-                "max_iter": self.max_iter}
+                "max_iter": self.max_iter, "truncation": self.truncation,
+                "ot_reg": self.ot_reg, "subcell": self.subcell}
 
     def predict(self, X) -> np.ndarray:
         """Keypoints (n_images, K, 2) transferred from the best-aligned neighbours.

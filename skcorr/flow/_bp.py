@@ -8,6 +8,11 @@ means the displacement ``w_p = l_p + o_p`` for a per-node integer offset ``o_p``
 ``E = sum_p D_p(l_p) + lam * sum_{(p, q)} ||w_p - w_q||^2``
 
 with displacements in label-grid steps (the caller scales ``lam`` for pixel units).
+With a truncation ``T`` each axis's term of the smoothness stops growing at ``T`` steps,
+``lam (min(dy^2, T^2) + min(dx^2, T^2))``: a robust prior that lets the flow break
+where the scene does (an object's edge, a part that moved) instead of smearing the
+break over its neighbours. Both solvers take it at no extra cost (SIFT Flow truncates
+its L1 smoothness the same way).
 The two label sets of the flow problem:
 
 * every target grid position, with :func:`data_cost` and :func:`absolute_offsets`
@@ -158,6 +163,17 @@ def _check_iteration(max_iter, tol, patience):
 SOLVERS = ("dual", "2d")
 
 
+def _check_truncation(truncation):
+    """``T**2`` of a truncation ``T > 0`` (``None``: no truncation, ``inf``)."""
+    if truncation is None:
+        return np.inf
+    if (isinstance(truncation, bool) or not isinstance(truncation, numbers.Real)
+            or not truncation > 0):
+        raise ValueError(f"truncation must be a number > 0 (in grid steps) or None for the "
+                         f"plain quadratic smoothness; got {truncation!r}.")
+    return float(truncation) ** 2
+
+
 def _check_solver(solver):
     if solver not in SOLVERS:
         raise ValueError(f"solver must be one of {SOLVERS}; got {solver!r}.")
@@ -172,16 +188,19 @@ def _check_problem(costs, lam, offsets):
 # --------------------------------------------------------------------------------------
 # Energy and solvers
 # --------------------------------------------------------------------------------------
-def _energy(costs, labels, lam, offsets):
+def _deformation(w, trunc2=np.inf):
+    """``sum_{(p, q)} min(dy^2, T^2) + min(dx^2, T^2)`` of displacements ``w`` (H, W, 2)."""
+    return float(sum(np.minimum(np.diff(w, axis=axis) ** 2, trunc2).sum() for axis in (0, 1)))
+
+
+def _energy(costs, labels, lam, offsets, trunc2=np.inf):
     H, W = costs.shape[:2]
     i, j = np.ogrid[:H, :W]
     data = float(costs[i, j, labels[..., 0], labels[..., 1]].sum(dtype=np.float64))
-    w = labels + offsets
-    smooth = lam * float((np.diff(w, axis=0) ** 2).sum() + (np.diff(w, axis=1) ** 2).sum())
-    return data, smooth
+    return data, lam * _deformation(labels + offsets, trunc2)
 
 
-def bp_energy(costs, labels, lam, offsets=None):
+def bp_energy(costs, labels, lam, offsets=None, *, truncation=None):
     """Data and smoothness energy of a labelling.
 
     Parameters
@@ -194,33 +213,36 @@ def bp_energy(costs, labels, lam, offsets=None):
         Smoothness weight, ``>= 0``.
     offsets : array-like of int, shape (H, W, 2) or (2,), optional
         Displacement of label ``l`` at node ``p`` is ``l + offsets[p]``; default zero.
+    truncation : float or None, default=None
+        Per-axis truncation ``T`` of the smoothness, in label-grid steps: an edge costs
+        ``lam (min(dy^2, T^2) + min(dx^2, T^2))``. ``None``: the plain quadratic.
 
     Returns
     -------
     data_energy, smoothness_energy : float
         ``sum_p D_p(l_p)`` (``+inf`` if a label is not allowed) and
-        ``lam * sum_{(p, q)} ||w_p - w_q||^2`` over 4-neighbour edges.
+        ``lam * sum_{(p, q)} ||w_p - w_q||^2`` over 4-neighbour edges (truncated).
     """
     costs, lam, offsets = _check_problem(costs, lam, offsets)
     labels = _as_label_vectors(labels, costs.shape[:2], "labels")
     if (labels < 0).any() or (labels >= costs.shape[2:]).any():
         raise ValueError(f"labels must lie on the {costs.shape[2:]} label grid.")
-    return _energy(costs, labels, lam, offsets)
+    return _energy(costs, labels, lam, offsets, _check_truncation(truncation))
 
 
-def _solve(costs, offsets, lam, max_iter, tol, patience):
+def _solve(costs, offsets, lam, max_iter, tol, patience, trunc2=np.inf):
     """Flat 2-D BP on a validated problem; returns ``(BPResult, messages)``."""
     costs = np.ascontiguousarray(costs, dtype=np.float64)
     H, W, Ly, Lx = costs.shape
     messages = np.zeros((4, H, W, Ly, Lx))
     flat, n_iter = bp_iterations(costs, np.ascontiguousarray(offsets, dtype=np.int64), lam,
-                                 messages, max_iter, tol, patience)
+                                 messages, max_iter, tol, patience, trunc2)
     labels = np.stack(np.divmod(flat, Lx), axis=-1)
-    return BPResult(labels, labels + offsets, *_energy(costs, labels, lam, offsets),
+    return BPResult(labels, labels + offsets, *_energy(costs, labels, lam, offsets, trunc2),
                     n_iter), messages
 
 
-def _solve_dual(costs, offsets, lam, max_iter, tol, patience):
+def _solve_dual(costs, offsets, lam, max_iter, tol, patience, trunc2=np.inf):
     """Flat dual-layer BP on a validated problem; returns ``(BPResult, messages)``.
 
     BP runs in float32; the energies are those of ``costs`` as given.
@@ -231,8 +253,9 @@ def _solve_dual(costs, offsets, lam, max_iter, tol, patience):
     mu = np.zeros((4, H, W, Lx), np.float32)
     mv = np.zeros((4, H, W, Ly), np.float32)
     labels, n_iter = dual_bp_iterations(costs32, transpose_labels(costs32), offsets,
-                                        np.float32(lam), mu, mv, max_iter, tol, patience)
-    return BPResult(labels, labels + offsets, *_energy(costs, labels, lam, offsets),
+                                        np.float32(lam), mu, mv, max_iter, tol, patience,
+                                        np.float32(trunc2))
+    return BPResult(labels, labels + offsets, *_energy(costs, labels, lam, offsets, trunc2),
                     n_iter), (mu, mv)
 
 
@@ -240,7 +263,7 @@ _SOLVE = {"2d": _solve, "dual": _solve_dual}
 
 
 def min_sum_bp(costs, lam, offsets=None, *, max_iter=100, tol=1e-6, patience=5,
-               return_messages=False):
+               truncation=None, return_messages=False):
     """Min-sum loopy belief propagation on a 4-connected grid.
 
     Minimises ``sum_p D_p(l_p) + lam * sum_{(p, q)} ||(l_p + o_p) - (l_q + o_q)||^2``
@@ -268,6 +291,9 @@ def min_sum_bp(costs, lam, offsets=None, *, max_iter=100, tol=1e-6, patience=5,
     patience : int, default=5
         Stop once the labelling has not changed for ``patience`` iterations in a row;
         0 turns this rule off.
+    truncation : float or None, default=None
+        Per-axis truncation ``T`` of the smoothness, in label-grid steps: an edge costs
+        ``lam (min(dy^2, T^2) + min(dx^2, T^2))``. ``None``: the plain quadratic.
     return_messages : bool, default=False
         Also return the final messages.
 
@@ -282,12 +308,13 @@ def min_sum_bp(costs, lam, offsets=None, *, max_iter=100, tol=1e-6, patience=5,
         zero for neighbours outside the grid.
     """
     costs, lam, offsets = _check_problem(costs, lam, offsets)
-    result, messages = _solve(costs, offsets, lam, *_check_iteration(max_iter, tol, patience))
+    result, messages = _solve(costs, offsets, lam, *_check_iteration(max_iter, tol, patience),
+                              _check_truncation(truncation))
     return (result, messages) if return_messages else result
 
 
 def dual_layer_bp(costs, lam, offsets=None, *, max_iter=100, tol=1e-6, patience=5,
-                  return_messages=False):
+                  truncation=None, return_messages=False):
     """Dual-layer min-sum BP (SIFT Flow's decomposition) on a 4-connected grid.
 
     Minimises the same energy as :func:`min_sum_bp`,
@@ -317,6 +344,9 @@ def dual_layer_bp(costs, lam, offsets=None, *, max_iter=100, tol=1e-6, patience=
     patience : int, default=5
         Stop once ``patience`` iterations in a row have found no labelling of lower
         energy than the best so far; 0 turns this rule off.
+    truncation : float or None, default=None
+        Per-axis truncation ``T`` of the smoothness, in label-grid steps: an edge costs
+        ``lam (min(dy^2, T^2) + min(dx^2, T^2))``. ``None``: the plain quadratic.
     return_messages : bool, default=False
         Also return the final messages.
 
@@ -342,7 +372,8 @@ def dual_layer_bp(costs, lam, offsets=None, *, max_iter=100, tol=1e-6, patience=
     """
     costs, lam, offsets = _check_problem(costs, lam, offsets)
     result, messages = _solve_dual(costs, offsets, lam,
-                                   *_check_iteration(max_iter, tol, patience))
+                                   *_check_iteration(max_iter, tol, patience),
+                                   _check_truncation(truncation))
     return (result, messages) if return_messages else result
 
 
@@ -352,17 +383,19 @@ def _coarsen(costs, offsets, slack):
     return coarsen_costs(costs, offsets, slack), offsets[::2, ::2]
 
 
-def _coarse_to_fine(costs, offsets, lam, levels, radius, iteration, solver="dual"):
+def _coarse_to_fine(costs, offsets, lam, levels, radius, iteration, solver="dual",
+                    trunc2=np.inf):
     solve = _SOLVE[solver]
     H, W = costs.shape[:2]
     if levels == 0 or H * W == 1:
-        return solve(costs, offsets, lam, *iteration)[0]
+        return solve(costs, offsets, lam, *iteration, trunc2)[0]
     coarse_costs, coarse_offsets = _coarsen(costs, offsets, min(radius, 1))
     if not np.isfinite(coarse_costs).any(axis=(2, 3)).all():  # some block has no common label
-        return solve(costs, offsets, lam, *iteration)[0]
-    # A coarse edge stands for (up to) two fine edges between blocks of equal displacement.
+        return solve(costs, offsets, lam, *iteration, trunc2)[0]
+    # A coarse edge stands for (up to) two fine edges between blocks of equal displacement
+    # (the labels, and so the truncation, stay in fine grid steps).
     coarse = _coarse_to_fine(coarse_costs, coarse_offsets, 2 * lam, levels - 1, radius,
-                             iteration, solver)
+                             iteration, solver, trunc2)
     centers = coarse.displacements.repeat(2, axis=0).repeat(2, axis=1)[:H, :W]
     size = (2 * radius + 1,) * 2
     window_costs = shift_label_grid(costs, centers - radius - offsets, size)
@@ -372,19 +405,19 @@ def _coarse_to_fine(costs, offsets, lam, levels, radius, iteration, solver="dual
                         axis=-1)
         centers[lost] = (best + offsets)[lost]
         window_costs = shift_label_grid(costs, centers - radius - offsets, size)
-    fine = solve(window_costs, centers - radius, lam, *iteration)[0]
+    fine = solve(window_costs, centers - radius, lam, *iteration, trunc2)[0]
     labels = fine.displacements - offsets
     candidates = [BPResult(labels, fine.displacements, fine.data_energy,
                            fine.smoothness_energy, fine.n_iter)]
     if np.isfinite(window_costs[:, :, radius, radius]).all():  # the upsampled coarse flow
         upsampled = centers - offsets
-        candidates.append(BPResult(upsampled, centers, *_energy(costs, upsampled, lam, offsets),
-                                   fine.n_iter))
+        candidates.append(BPResult(upsampled, centers,
+                                   *_energy(costs, upsampled, lam, offsets, trunc2), fine.n_iter))
     return min(candidates, key=lambda r: r.energy)
 
 
 def coarse_to_fine_bp(costs, lam, offsets=None, *, levels=2, radius=2, max_iter=100,
-                      tol=1e-6, patience=5, solver="dual"):
+                      tol=1e-6, patience=5, truncation=None, solver="dual"):
     """Coarse-to-fine min-sum BP: solve on blocks of nodes, refine in a window around it.
 
     One coarsening groups the node grid into 2x2 blocks that share a displacement up to
@@ -405,8 +438,9 @@ def coarse_to_fine_bp(costs, lam, offsets=None, *, levels=2, radius=2, max_iter=
 
     Parameters
     ----------
-    costs, lam, offsets, max_iter, tol, patience
-        As in :func:`min_sum_bp`; the iteration limits apply at every level.
+    costs, lam, offsets, max_iter, tol, patience, truncation
+        As in :func:`min_sum_bp`; the iteration limits apply at every level, the
+        truncation (in fine label-grid steps) too.
     levels : int, default=2
         Number of coarsenings; ``0`` is flat BP.
     radius : int, default=2
@@ -423,4 +457,5 @@ def coarse_to_fine_bp(costs, lam, offsets=None, *, levels=2, radius=2, max_iter=
     costs, lam, offsets = _check_problem(costs, lam, offsets)
     iteration = _check_iteration(max_iter, tol, patience)
     return _coarse_to_fine(costs, offsets, lam, _check_int(levels, "levels", 0),
-                           _as_radius(radius), iteration, _check_solver(solver))
+                           _as_radius(radius), iteration, _check_solver(solver),
+                           _check_truncation(truncation))

@@ -151,14 +151,24 @@ def _decode(cost, bu, bv, gv):
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
-def _send(h_full, incoming, lam, shift, h, out, target):
+def _send(h_full, incoming, lam, shift, cap, h, out, target):
     """One layer's message: transform of ``h_full - incoming`` into ``target``, min 0.
 
+    With a finite ``cap`` (``lam`` times the squared truncation) the smoothness is the
+    truncated quadratic ``lam min(d**2, T**2)``: no message exceeds ``min(h) + cap``.
     Returns the largest change of ``target``.
     """
     for b in range(h.shape[0]):
         h[b] = h_full[b] - incoming[b]
     low = _transform(h, lam, shift, out)
+    if cap < np.inf:
+        top = np.float32(np.inf)
+        for b in range(h.shape[0]):
+            top = _fmin(top, h[b])
+        top += cap
+        for b in range(out.shape[0]):
+            out[b] = _fmin(out[b], top)
+        low = _fmin(low, top)
     delta = np.float32(0.0)
     for b in range(out.shape[0]):
         x = out[b] - low
@@ -182,7 +192,7 @@ def _data_only_labels(costs, costs_t, labels):
 
 
 @njit(cache=True, nogil=True)
-def _half_sweep(costs, costs_t, offsets, lam, mu, mv, colour, labels, row_delta):
+def _half_sweep(costs, costs_t, offsets, lam, cap, mu, mv, colour, labels, row_delta):
     """Every node of one colour sends its eight messages; decode its label on the way."""
     H, W, Ly, Lx = costs.shape
     for i in range(H):
@@ -210,9 +220,9 @@ def _half_sweep(costs, costs_t, offsets, lam, mu, mv, colour, labels, row_delta)
                     continue
                 sy = offsets[pi, pj, 0] - offsets[i, j, 0]
                 sx = offsets[pi, pj, 1] - offsets[i, j, 1]
-                delta = max(delta, _send(hu, mu[k, i, j], lam, sx, h[:Lx], out[:Lx],
+                delta = max(delta, _send(hu, mu[k, i, j], lam, sx, cap, h[:Lx], out[:Lx],
                                          mu[k ^ 1, pi, pj]))
-                delta = max(delta, _send(hv, mv[k, i, j], lam, sy, h[:Ly], out[:Ly],
+                delta = max(delta, _send(hv, mv[k, i, j], lam, sy, cap, h[:Ly], out[:Ly],
                                          mv[k ^ 1, pi, pj]))
         row_delta[i] = delta
 
@@ -233,7 +243,7 @@ def _decode_all(costs, costs_t, mu, mv, labels):
 
 
 @njit(cache=True, nogil=True)
-def _polish(costs, offsets, lam, labels, max_pass):
+def _polish(costs, offsets, lam, trunc2, labels, max_pass):
     """Iterated conditional modes on ``labels``, in place, by checkerboard colour.
 
     Each node takes the label minimising its data cost plus its smoothness to its
@@ -259,9 +269,9 @@ def _polish(costs, offsets, lam, labels, max_pass):
                         ty = labels[pi, pj, 0] + offsets[pi, pj, 0] - offsets[i, j, 0]
                         tx = labels[pi, pj, 1] + offsets[pi, pj, 1] - offsets[i, j, 1]
                         for a in range(Ly):
-                            sy[a] += lam * np.float32((a - ty) * (a - ty))
+                            sy[a] += lam * np.float32(min((a - ty) * (a - ty), trunc2))
                         for b in range(Lx):
-                            sx[b] += lam * np.float32((b - tx) * (b - tx))
+                            sx[b] += lam * np.float32(min((b - tx) * (b - tx), trunc2))
                     cost = costs[i, j]
                     ly0 = labels[i, j, 0]
                     lx0 = labels[i, j, 1]
@@ -285,8 +295,11 @@ def _polish(costs, offsets, lam, labels, max_pass):
 
 
 @njit(cache=True, nogil=True)
-def labelling_energy(costs, offsets, lam, labels):
-    """``(data, smoothness)`` energy of ``labels`` (float64 sums)."""
+def labelling_energy(costs, offsets, lam, trunc2, labels):
+    """``(data, smoothness)`` energy of ``labels`` (float64 sums).
+
+    The smoothness of an edge is ``lam (min(dy**2, trunc2) + min(dx**2, trunc2))``.
+    """
     H, W = costs.shape[:2]
     data = 0.0
     smooth = 0.0
@@ -300,11 +313,11 @@ def labelling_energy(costs, offsets, lam, labels):
             if i + 1 < H:
                 dy = labels[i + 1, j, 0] + offsets[i + 1, j, 0] - wy
                 dx = labels[i + 1, j, 1] + offsets[i + 1, j, 1] - wx
-                smooth += dy * dy + dx * dx
+                smooth += min(dy * dy, trunc2) + min(dx * dx, trunc2)
             if j + 1 < W:
                 dy = labels[i, j + 1, 0] + offsets[i, j + 1, 0] - wy
                 dx = labels[i, j + 1, 1] + offsets[i, j + 1, 1] - wx
-                smooth += dy * dy + dx * dx
+                smooth += min(dy * dy, trunc2) + min(dx * dx, trunc2)
     return data, lam * smooth
 
 
@@ -328,7 +341,8 @@ def _transpose_into(costs, out):
                     out[i, j, b, a] = costs[i, j, a, b]
 
 
-def dual_bp_iterations(costs, costs_t, offsets, lam, mu, mv, max_iter, tol, patience):
+def dual_bp_iterations(costs, costs_t, offsets, lam, mu, mv, max_iter, tol, patience,
+                       trunc2=np.float32(np.inf)):
     """Checkerboard dual-layer min-sum BP; returns the best labelling seen.
 
     Parameters
@@ -354,6 +368,9 @@ def dual_bp_iterations(costs, costs_t, offsets, lam, mu, mv, max_iter, tol, pati
         energy than the best so far (``0``: never stop on this rule). Loopy BP on the
         coarse levels of coarse-to-fine often cycles among labellings without ever
         settling, so waiting for an unchanged labelling would run to ``max_iter``.
+    trunc2 : float, default=inf
+        Squared truncation ``T**2`` of the smoothness: an edge costs
+        ``lam (min(dy**2, T**2) + min(dx**2, T**2))``; ``inf`` is the plain quadratic.
 
     Returns
     -------
@@ -365,16 +382,19 @@ def dual_bp_iterations(costs, costs_t, offsets, lam, mu, mv, max_iter, tol, pati
         Iterations run.
     """
     best = np.empty(costs.shape[:2] + (2,), np.int64)
-    n_iter = _dual_bp(costs, costs_t, offsets, lam, mu, mv, max_iter, tol, patience, best)
+    trunc2 = np.float32(trunc2)
+    cap = np.float32(lam * trunc2) if lam > 0 else np.float32(np.inf)
+    n_iter = _dual_bp(costs, costs_t, offsets, lam, trunc2, cap, mu, mv, max_iter, tol,
+                      patience, best)
     return best, n_iter
 
 
 @njit(cache=True, nogil=True)
-def _dual_bp(costs, costs_t, offsets, lam, mu, mv, max_iter, tol, patience, best):
+def _dual_bp(costs, costs_t, offsets, lam, trunc2, cap, mu, mv, max_iter, tol, patience, best):
     H, W, Ly, Lx = costs.shape
     labels = np.empty((H, W, 2), np.int64)
     _data_only_labels(costs, costs_t, labels)
-    data, smooth = labelling_energy(costs, offsets, lam, labels)
+    data, smooth = labelling_energy(costs, offsets, lam, trunc2, labels)
     best_energy = data + smooth
     best[:] = labels
     row_delta = np.zeros(H, np.float32)
@@ -384,9 +404,9 @@ def _dual_bp(costs, costs_t, offsets, lam, mu, mv, max_iter, tol, patience, best
         n_iter += 1
         delta = 0.0
         for colour in range(2):
-            _half_sweep(costs, costs_t, offsets, lam, mu, mv, colour, labels, row_delta)
+            _half_sweep(costs, costs_t, offsets, lam, cap, mu, mv, colour, labels, row_delta)
             delta = max(delta, row_delta.max())
-        data, smooth = labelling_energy(costs, offsets, lam, labels)
+        data, smooth = labelling_energy(costs, offsets, lam, trunc2, labels)
         stale += 1
         if data + smooth < best_energy:
             best_energy = data + smooth
@@ -395,8 +415,8 @@ def _dual_bp(costs, costs_t, offsets, lam, mu, mv, max_iter, tol, patience, best
         if delta <= tol or (patience > 0 and stale >= patience):
             break
     _decode_all(costs, costs_t, mu, mv, labels)
-    data, smooth = labelling_energy(costs, offsets, lam, labels)
+    data, smooth = labelling_energy(costs, offsets, lam, trunc2, labels)
     if data + smooth < best_energy:
         best[:] = labels
-    _polish(costs, offsets, lam, best, 10)
+    _polish(costs, offsets, lam, trunc2, best, 10)
     return n_iter

@@ -102,17 +102,30 @@ def _dt1d(f, weight, shift, out, v, z, top):
 
 
 @njit(cache=True, nogil=True)
-def _dt2d(f, weight, shift_y, shift_x, out, tmp, v, z, top):
+def _cap(f, out, cap):
+    """``out = min(out, min(f) + cap)``: the truncation of a 1-D transform."""
+    top = f.min() + cap
+    for i in range(out.shape[0]):
+        out[i] = min(out[i], top)
+
+
+@njit(cache=True, nogil=True)
+def _dt2d(f, weight, shift_y, shift_x, out, tmp, v, z, top, cap=np.inf):
     """Separable 2-D transform: rows (x axis) into ``tmp``, then columns into ``out``.
 
     ``out[y, x] = min_{a, b} f[a, b] + weight ((y + shift_y - a)^2 + (x + shift_x - b)^2)``;
     ``f``, ``out`` and ``tmp`` have the same ``(Ly, Lx)`` shape; ``v``, ``z``, ``top`` as
-    in :func:`_dt1d` for ``max(Ly, Lx)``.
+    in :func:`_dt1d` for ``max(Ly, Lx)``. A finite ``cap`` (``weight * T**2``) truncates
+    each axis's term at it: ``weight (min(dy^2, T^2) + min(dx^2, T^2))``.
     """
     for a in range(f.shape[0]):
         _dt1d(f[a], weight, shift_x, tmp[a], v, z, top)
+        if cap < np.inf:
+            _cap(f[a], tmp[a], cap)
     for b in range(f.shape[1]):
         _dt1d(tmp[:, b], weight, shift_y, out[:, b], v, z, top)
+        if cap < np.inf:
+            _cap(tmp[:, b], out[:, b], cap)
 
 
 @njit(cache=True, nogil=True)
@@ -229,7 +242,7 @@ def _argmin_labels(costs, messages, labels):
 
 
 @njit(cache=True, nogil=True)
-def bp_iterations(costs, offsets, lam, messages, max_iter, tol, patience):
+def bp_iterations(costs, offsets, lam, messages, max_iter, tol, patience, trunc2=np.inf):
     """Run checkerboard min-sum BP iterations in place on ``messages``.
 
     One iteration: every "black" node (``(i + j)`` even) sends its four messages, then
@@ -261,6 +274,9 @@ def bp_iterations(costs, offsets, lam, messages, max_iter, tol, patience):
     patience : int
         Stop once the labelling has not changed for ``patience`` iterations in a row
         (``0``: never stop on this rule).
+    trunc2 : float, default=inf
+        Squared truncation ``T**2`` of the smoothness, per axis:
+        ``lam (min(dy**2, T**2) + min(dx**2, T**2))``; ``inf`` is the plain quadratic.
 
     Returns
     -------
@@ -270,6 +286,7 @@ def bp_iterations(costs, offsets, lam, messages, max_iter, tol, patience):
         Iterations run.
     """
     H, W, Ly, Lx = costs.shape
+    cap = lam * trunc2 if lam > 0 else np.inf
     belief = np.empty((Ly, Lx))
     h = np.empty((Ly, Lx))
     new = np.empty((Ly, Lx))
@@ -300,7 +317,8 @@ def bp_iterations(costs, offsets, lam, messages, max_iter, tol, patience):
                             for b in range(Lx):
                                 h[a, b] = belief[a, b] - incoming[a, b]
                         _dt2d(h, lam, offsets[pi, pj, 0] - offsets[i, j, 0],
-                              offsets[pi, pj, 1] - offsets[i, j, 1], new, tmp, v, z, top)
+                              offsets[pi, pj, 1] - offsets[i, j, 1], new, tmp, v, z, top,
+                              cap)
                         low = new.min()
                         target = messages[k ^ 1, pi, pj]
                         for a in range(Ly):

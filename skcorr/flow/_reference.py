@@ -13,7 +13,12 @@ from .._geometry import node_grid
 from ._kernels import _DI, _DJ
 
 
-def min_sum_bp_reference(costs, lam, offsets, n_iter):
+def _smoothness(diff, lam, trunc2):
+    """``lam * sum over the last axis of min(d^2, trunc2)``."""
+    return lam * np.minimum(diff**2, trunc2).sum(-1)
+
+
+def min_sum_bp_reference(costs, lam, offsets, n_iter, trunc2=np.inf):
     """Run ``n_iter`` checkerboard min-sum BP iterations by brute force.
 
     Parameters
@@ -26,6 +31,8 @@ def min_sum_bp_reference(costs, lam, offsets, n_iter):
         Label ``l`` at node ``p`` is the displacement ``l + offsets[p]``.
     n_iter : int
         Iterations (each: black nodes send, then white nodes send).
+    trunc2 : float, default=inf
+        Squared per-axis truncation of the smoothness.
 
     Returns
     -------
@@ -43,7 +50,7 @@ def min_sum_bp_reference(costs, lam, offsets, n_iter):
     def pairwise(s):
         if s not in pair_costs:
             diff = grid[:, None, :] + np.array(s) - grid[None, :, :]
-            pair_costs[s] = lam * (diff**2).sum(-1)
+            pair_costs[s] = _smoothness(diff, lam, trunc2)
         return pair_costs[s]
 
     flat = costs.reshape(H, W, -1)
@@ -66,15 +73,15 @@ def min_sum_bp_reference(costs, lam, offsets, n_iter):
     return labels, messages.reshape(4, H, W, Ly, Lx)
 
 
-def dual_bp_reference(costs, lam, offsets, n_iter):
+def dual_bp_reference(costs, lam, offsets, n_iter, trunc2=np.inf):
     """Run ``n_iter`` checkerboard dual-layer min-sum BP iterations by brute force.
 
     The schedule and normalisation of :func:`skcorr.flow.dual_layer_bp`: each node of a
     colour takes the sums ``bu``, ``bv`` of its incoming column- and row-layer messages,
     passes them through the data factor (``gu[lx] = min_ly D + bv``, ``gv[ly] = min_lx
     D + bu``), and sends each neighbour ``p`` the explicit minimum
-    ``m(l) = min_l' h(l') + lam (l + s - l')**2`` of ``h = g + b - (p's message)``, minus
-    its minimum, in each layer. float64 throughout.
+    ``m(l) = min_l' h(l') + lam min((l + s - l')**2, trunc2)`` of
+    ``h = g + b - (p's message)``, minus its minimum, in each layer. float64 throughout.
 
     Returns
     -------
@@ -89,7 +96,8 @@ def dual_bp_reference(costs, lam, offsets, n_iter):
 
     def message(h, shift):
         labels = np.arange(len(h))
-        m = (h[None, :] + lam * (labels[:, None] + shift - labels[None, :]) ** 2).min(axis=1)
+        diff = (labels[:, None] + shift - labels[None, :])[..., None]
+        m = (h[None, :] + _smoothness(diff, lam, trunc2)).min(axis=1)
         return m - m.min()
 
     for _ in range(n_iter):
@@ -109,8 +117,10 @@ def dual_bp_reference(costs, lam, offsets, n_iter):
     return mu, mv
 
 
-def exhaustive_minimum(costs, lam, offsets):
+def exhaustive_minimum(costs, lam, offsets, trunc2=np.inf):
     """The lowest energy of any labelling, by enumerating them all (tiny problems only).
+
+    ``trunc2`` is the squared per-axis truncation of the smoothness.
 
     Returns
     -------
@@ -130,8 +140,8 @@ def exhaustive_minimum(costs, lam, offsets):
     wy = (ly + offsets[..., 0].ravel()).reshape(-1, H, W)
     wx = (lx + offsets[..., 1].ravel()).reshape(-1, H, W)
     for w in (wy, wx):
-        energy = energy + lam * ((np.diff(w, axis=1) ** 2).sum(axis=(1, 2))
-                                 + (np.diff(w, axis=2) ** 2).sum(axis=(1, 2)))
+        energy = energy + lam * (np.minimum(np.diff(w, axis=1) ** 2, trunc2).sum(axis=(1, 2))
+                                 + np.minimum(np.diff(w, axis=2) ** 2, trunc2).sum(axis=(1, 2)))
     best = int(np.argmin(energy))
     return float(energy[best]), np.stack([ly[best], lx[best]], axis=-1).reshape(H, W, 2)
 
