@@ -342,7 +342,7 @@ def _transpose_into(costs, out):
 
 
 def dual_bp_iterations(costs, costs_t, offsets, lam, mu, mv, max_iter, tol, patience,
-                       trunc2=np.float32(np.inf)):
+                       trunc2=np.inf):
     """Checkerboard dual-layer min-sum BP; returns the best labelling seen.
 
     Parameters
