@@ -197,15 +197,16 @@ def _flow_options(candidates: bool) -> list:
                 metavar="STEPS", type=_parse_positive_or_none,
                 default=[None] if candidates else None,
                 help="truncate each axis's smoothness term at this many grid steps, so the "
-                     f"flow may break at object edges; 'none' (the default) is off{also}",
+                     f"flow may break at object edges; 'none' is off{also} (default: none)",
                 **several),
         _option("--ot-reg", dest="ot_regs" if candidates else "ot_reg", metavar="EPS",
                 type=_parse_positive_or_none, default=[None] if candidates else None,
                 help="price every target node by entropic optimal transport with this "
-                     "regularisation, so matches spread over the target; 'none' (the default) "
-                     f"is off{also}", **several),
+                     "regularisation, so matches spread over the target; 'none' is "
+                     f"off{also} (default: none)", **several),
         _option("--subcell", action="store_true",
-                help="refine each match between grid nodes (a parabola through its energy)"),
+                help="refine each match between grid nodes (a parabola through its energy; "
+                     "default: off)"),
     ]
 
 

@@ -123,18 +123,26 @@ def test_evaluate_pf_willow_cross_validated_prints_one_table(small_willow, tmp_p
     (["cub-detect", "--backbone", "efficientnet_lite2", "--layer", "stage5+stage6",
       "--no-sift"],
      {"backbone": "efficientnet_lite2", "conv_layer": ["stage5", "stage6"], "sift": False}),
+    (["pf-willow"], {"truncations": [None], "ot_regs": [None], "subcell": False}),
+    (["pf-willow", "--truncation", "none", "3", "--ot-reg", "0.2", "--subcell"],
+     {"truncations": [None, 3.0], "ot_regs": [0.2], "subcell": True}),
+    (["cub-transfer"], {"truncation": None, "ot_reg": None, "subcell": False}),
+    (["cub-transfer", "--truncation", "3", "--ot-reg", "None", "--subcell"],
+     {"truncation": 3.0, "ot_reg": None, "subcell": True}),
 ])
-def test_cub_protocols_pass_backbone_and_layers_to_their_function(argv, expected, tmp_path,
+def test_protocols_pass_their_options_to_their_function(argv, expected, tmp_path,
                                                                   monkeypatch, capsys):
-    """--backbone/--layer reach evaluate_cub_classification/-detection as keywords that
-    bind to its signature; the defaults are the function's own."""
+    """--backbone/--layer of cub-classify/-detect and the flow's --truncation, --ot-reg,
+    --subcell reach the protocol's function as keywords that bind to its signature; the
+    defaults are the function's own."""
     import inspect
 
     import skcorr.evaluation
     from skcorr.evaluation import ResultTable
 
     name = {"cub-classify": "evaluate_cub_classification",
-            "cub-detect": "evaluate_cub_detection"}[argv[0]]
+            "cub-detect": "evaluate_cub_detection", "pf-willow": "evaluate_pf_willow",
+            "cub-transfer": "evaluate_cub_transfer"}[argv[0]]
     signature = inspect.signature(getattr(skcorr.evaluation, name))
     calls = []
 
