@@ -16,6 +16,7 @@ from skcorr.flow import (
     target_prices,
     window_offsets,
 )
+from skcorr.flow._align import _subcell
 from skcorr.flow._reference import (
     dual_bp_reference,
     exhaustive_minimum,
@@ -174,16 +175,21 @@ def smooth_field(shift, rows=6, cols=12, frequency=0.3):
 @pytest.mark.parametrize("shift", [-0.3, 0.2, 0.4])
 def test_subcell_recovers_a_fractional_shift(shift):
     source, target = smooth_field(shift), smooth_field(0.0)
-    # (the smoothness to the neighbours' matches, on grid nodes, pulls the estimate
-    # towards them: the stronger lam, the more)
-    flow = align(source, target, lam=0.01, subcell=True)
+    flow = align(source, target, lam=0.05, subcell=True)
     inner = flow.subcell[:, 2:-2]  # away from the grid's ends
     np.testing.assert_allclose(inner[..., 0], 0.0, atol=1e-9)  # no change along y
-    np.testing.assert_allclose(inner[..., 1] + (flow.displacement[:, 2:-2, 1]), shift,
-                               atol=0.06)
+    estimate = inner[..., 1] + flow.displacement[:, 2:-2, 1]
+    np.testing.assert_allclose(estimate, shift, atol=0.03)
+    # One sweep measures the smoothness to the neighbours' grid nodes, which pulls the
+    # estimate towards the grid; the later sweeps undo most of that pull.
+    costs = data_cost(source.features, target.features)
+    labels = flow.target_index
+    one = _subcell(costs, labels, absolute_offsets(labels.shape[:2]), 0.05, np.inf, sweeps=1)
+    first = one[:, 2:-2, 1] + flow.displacement[:, 2:-2, 1]
+    assert (np.abs(first - shift) > np.abs(estimate - shift) + 0.02).all()
     points = np.stack([source.xs[2:-2], np.full(8, source.ys[2])], axis=1)
     true = points + [16 * shift, 0.0]
-    coarse = align(source, target, lam=0.01)
+    coarse = align(source, target, lam=0.05)
     assert coarse.subcell is None
     fine_error = np.abs(flow.transfer_points(points) - true).max()
     assert fine_error < 0.1 * 16 < np.abs(coarse.transfer_points(points) - true).max()

@@ -13,7 +13,7 @@ The labelling is discrete: each node matches a target node. With ``subcell=True`
 match then moves by up to half a step along each axis, to the vertex of the parabola
 through the node's energy (its data cost plus its smoothness to its neighbours' matches)
 at its label and the two labels beside it on that axis, as stereo matchers refine
-disparities.
+disparities; three sweeps let the neighbours' refined matches enter the smoothness.
 
 Between grid nodes a flow is interpolated: a source point gets the bilinear
 interpolation of the target positions of the four nodes around it; outside the outermost
@@ -382,38 +382,48 @@ def _label_prices(prices, offsets, shape) -> np.ndarray:
     return np.where(inside, picked, 0.0)
 
 
-def _subcell(costs, labels, offsets, lam, trunc2) -> np.ndarray:
+def _subcell(costs, labels, offsets, lam, trunc2, sweeps=3) -> np.ndarray:
     """Per node and axis, the vertex of the parabola through its energy at ``l - 1, l, l + 1``.
 
     The energy of node ``p`` at a label is its data cost plus its (truncated) smoothness
-    to its neighbours' displacements; only the moved axis's terms change. Where a side
-    label is off the grid or not allowed, or the energy is not convex there, the node
-    keeps its label on that axis. Vertices are clipped to half a step.
+    to its neighbours' positions; only the moved axis's terms change. Where a side label
+    is off the grid or not allowed, or the energy is not convex there, the node keeps its
+    label on that axis. Vertices are clipped to half a step. The first sweep measures
+    the smoothness to the neighbours' grid nodes, which pulls every vertex towards the
+    grid; each further sweep (Jacobi) measures it to their refined positions instead.
     """
     H, W, Ly, Lx = costs.shape
     w = labels + offsets
     rows, cols = np.ogrid[:H, :W]
-    out = np.zeros((H, W, 2))
+    # data costs at the label and the labels beside it, per axis; +inf off the grid
+    data = {}
     for axis, size in ((0, Ly), (1, Lx)):
-        energy = []
-        for step in (-1, 0, 1):
+        for step in (-1, 1):
             moved = labels.copy()
             moved[..., axis] += step
             inside = (moved[..., axis] >= 0) & (moved[..., axis] < size)
             np.clip(moved[..., axis], 0, size - 1, out=moved[..., axis])
-            e = costs[rows, cols, moved[..., 0], moved[..., 1]].astype(np.float64)
-            d = w[..., axis] + step
-            for shift in ((1, 0), (-1, 0), (0, 1), (0, -1)):  # each neighbour in turn
-                there = _neighbour(w[..., axis], shift)
-                e = e + np.where(np.isnan(there), 0.0,
-                                 lam * np.minimum((d - np.nan_to_num(there)) ** 2, trunc2))
-            energy.append(np.where(inside, e, np.inf))
-        below, here, above = energy
-        curvature = below - 2 * here + above
-        ok = np.isfinite(below) & np.isfinite(above) & (curvature > 0)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            vertex = 0.5 * (below - above) / curvature
-        out[..., axis] = np.where(ok, np.clip(vertex, -0.5, 0.5), 0.0)
+            data[axis, step] = np.where(inside, costs[rows, cols, moved[..., 0], moved[..., 1]],
+                                        np.inf)
+        data[axis, 0] = costs[rows, cols, labels[..., 0], labels[..., 1]]
+    out = np.zeros((H, W, 2))
+    for _ in range(sweeps):
+        refined = np.zeros((H, W, 2))
+        for axis in (0, 1):
+            positions = w[..., axis] + out[..., axis]
+            there = [_neighbour(positions, shift)
+                     for shift in ((1, 0), (-1, 0), (0, 1), (0, -1))]
+            below, here, above = (
+                data[axis, step].astype(np.float64)
+                + sum(np.where(np.isnan(q), 0.0, lam * np.minimum(
+                    (w[..., axis] + step - np.nan_to_num(q)) ** 2, trunc2)) for q in there)
+                for step in (-1, 0, 1))
+            curvature = below - 2 * here + above
+            ok = np.isfinite(below) & np.isfinite(above) & (curvature > 0)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                vertex = 0.5 * (below - above) / curvature
+            refined[..., axis] = np.where(ok, np.clip(vertex, -0.5, 0.5), 0.0)
+        out = refined
     return out
 
 
