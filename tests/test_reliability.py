@@ -229,9 +229,12 @@ def _interrupt(argv, ready: str, tmp_path, delay=1.5):
     """Run ``skcorr argv``, send SIGINT ``delay`` s after ``ready`` appears in its output."""
     repo = Path(__file__).resolve().parents[1]
     environment = {**os.environ, "PYTHONPATH": str(repo), "PYTHONUNBUFFERED": "1"}
+    # A shell starts background jobs with SIGINT ignored, and Python keeps an ignored
+    # SIGINT ignored: give the child the default disposition, as a terminal would.
     process = subprocess.Popen([sys.executable, "-m", "skcorr.cli", *argv], cwd=tmp_path,
                                env=environment, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)
+                               stderr=subprocess.STDOUT, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     seen = ""
     while ready not in seen:
         chunk = process.stdout.read(1)
