@@ -13,6 +13,8 @@ Min-sum BP on it passes
   ``p``'s message (``s = o_p - o_q`` in that axis), ``O(L_axis**2)`` by brute force,
   which vectorises with the running minimum kept in a register (for the label widths
   of flow problems, up to a few dozen, this beats the branchy ``O(L)`` lower envelope);
+  with a truncated smoothness ``lam min(d**2, T**2)`` the message is capped at
+  ``min(h) + lam T**2``;
 * through the data factor: ``min_ly D_p(ly, lx) + B_v(ly)`` to ``u_p`` and
   ``min_lx D_p(ly, lx) + B_u(lx)`` to ``v_p``, ``O(Ly * Lx)``, read along contiguous
   rows of ``D`` and of its transpose.
