@@ -18,6 +18,7 @@ from sklearn.model_selection import GridSearchCV, LeaveOneGroupOut
 from sklearn.utils._param_validation import HasMethods, Interval
 from sklearn.utils.validation import check_is_fitted
 
+from .._validation import FLOW_SETTING_CONSTRAINTS, flow_settings
 from ..metrics import pck_score, pck_scorer
 from ._table import ResultTable
 from ._transfer import _image_key, transfer_pck_table
@@ -185,13 +186,7 @@ class PairTransfer(BaseEstimator):
 
     _parameter_constraints: dict = {
         "features": [HasMethods(["fit", "extract_dense"]), None],
-        "lam": [Interval(numbers.Real, 0, None, closed="left")],
-        "radius": [Interval(numbers.Integral, 0, None, closed="left"), None],
-        "levels": [Interval(numbers.Integral, 0, None, closed="left")],
-        "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
-        "truncation": [Interval(numbers.Real, 0, None, closed="neither"), None],
-        "ot_reg": [Interval(numbers.Real, 0, None, closed="neither"), None],
-        "subcell": ["boolean"],
+        **FLOW_SETTING_CONSTRAINTS,
         "refine": [HasMethods(["fit", "extract_dense"]), None],
         "refine_radius": [Interval(numbers.Integral, 1, None, closed="left")],
         "cache": ["boolean"],
@@ -241,9 +236,7 @@ class PairTransfer(BaseEstimator):
     def _transfer(self, source, target, keypoints):
         from ..flow import align
 
-        settings = {"lam": float(self.lam), "radius": self.radius, "levels": self.levels,
-                    "max_iter": self.max_iter, "truncation": self.truncation,
-                    "ot_reg": self.ot_reg, "subcell": bool(self.subcell)}
+        settings = flow_settings(self)
         keypoints = np.asarray(keypoints, dtype=np.float64)
         key = (*self._keys, self.refine_radius, tuple(sorted(settings.items())),
                _image_key(source), _image_key(target), keypoints.tobytes())

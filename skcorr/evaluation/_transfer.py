@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from .._geometry import rescale_points
 from .._image import image_digest, image_size
-from .._validation import check_alpha
+from .._validation import check_alpha, flow_settings
 from ..metrics import image_boxes, pck_score
 from ._defaults import TUNED_LAM
 from ._table import ResultTable
@@ -250,9 +250,7 @@ class FlowTransfer(BaseEstimator):
     @property
     def settings(self) -> dict:
         """The keyword arguments of :func:`skcorr.flow.align` (every parameter but features)."""
-        return {"lam": self.lam, "radius": self.radius, "levels": self.levels,
-                "max_iter": self.max_iter, "truncation": self.truncation,
-                "ot_reg": self.ot_reg, "subcell": self.subcell}
+        return flow_settings(self)
 
     def fit(self, X=None, y=None) -> FlowTransfer:
         """Fit a clone of ``features`` into ``features_`` and forget the maps.

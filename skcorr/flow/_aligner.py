@@ -14,7 +14,12 @@ from tqdm.auto import tqdm
 
 from .._array import l2_normalize
 from .._image import check_images
-from .._validation import check_image_keypoints, pass_memory
+from .._validation import (
+    FLOW_SETTING_CONSTRAINTS,
+    check_image_keypoints,
+    flow_settings,
+    pass_memory,
+)
 from ..features import ConvColumnExtractor
 from ..metrics import pck_score
 from ._align import align
@@ -101,16 +106,10 @@ class FlowAligner(BaseEstimator):
     _parameter_constraints: dict = {
         "features": [HasMethods(["fit", "extract_dense"]), None],
         "retrieval": [HasMethods(["fit", "extract_global"]), None],
-        "lam": [Interval(numbers.Real, 0, None, closed="left")],
+        **FLOW_SETTING_CONSTRAINTS,
         "n_neighbors": [Interval(numbers.Integral, 1, None, closed="left")],
         "n_top": [Interval(numbers.Integral, 1, None, closed="left")],
         "ordering": [StrOptions({"deformation", "data"})],
-        "radius": [Interval(numbers.Integral, 0, None, closed="left"), None],
-        "levels": [Interval(numbers.Integral, 0, None, closed="left")],
-        "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
-        "truncation": [Interval(numbers.Real, 0, None, closed="neither"), None],
-        "ot_reg": [Interval(numbers.Real, 0, None, closed="neither"), None],
-        "subcell": ["boolean"],
         "n_jobs": [numbers.Integral, None],
         "verbose": ["boolean"],
         "memory": [None, str, os.PathLike, HasMethods(["cache"])],
@@ -202,12 +201,7 @@ class FlowAligner(BaseEstimator):
         Flow
             The flow from source to target (see :func:`skcorr.flow.align`).
         """
-        return align(source_map, target_map, **self._flow_settings())
-
-    def _flow_settings(self) -> dict:
-        return {"lam": self.lam, "radius": self.radius, "levels": self.levels,
-                "max_iter": self.max_iter, "truncation": self.truncation,
-                "ot_reg": self.ot_reg, "subcell": self.subcell}
+        return align(source_map, target_map, **flow_settings(self))
 
     def predict(self, X) -> np.ndarray:
         """Keypoints (n_images, K, 2) transferred from the best-aligned neighbours.
@@ -228,7 +222,7 @@ class FlowAligner(BaseEstimator):
         images = check_images(X, name="X")
         neighbors = self.neighbors(images)
         maps = self.features_.extract_dense(images)
-        settings = self._flow_settings()
+        settings = flow_settings(self)
         # One task per image to predict, carrying only its neighbours' maps.
         tasks = (delayed(_transfer_from_neighbours)(
             maps[i], [self.train_maps_[j] for j in neighbors[i]], self.keypoints_[neighbors[i]],
