@@ -11,18 +11,20 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 from .datasets import make_warped_pairs
 from .evaluation import (
     TUNED_LAM,
-    FlowTransfer,
     ResultTable,
     flow_features,
+    pair_samples,
     receptive_field_table,
     transfer_pck_table,
 )
 from .features import ConvColumnExtractor
+from .flow import PairTransfer
 
 __all__ = ["run_demo"]
 
@@ -57,21 +59,22 @@ def run_demo(out: Path, *, n_pairs: int = 4, random_state: int = 0) -> int:
     pairs = make_warped_pairs(n_pairs, random_state=random_state)
     print(f"\n## Keypoint transfer on {n_pairs} warped pairs of scikit-image photographs "
           f"({', '.join(pairs.class_names)}), {pairs.keypoints.shape[1]} keypoints each\n")
-    table, transfers = ResultTable(), {}
-    for kind, name in _METHODS.items():
-        transfer = FlowTransfer(flow_features(kind)).precompute(pairs.images)
-        for lam in (0.0, TUNED_LAM[kind]):
-            # The same feature maps for both settings.
-            transfers[kind, lam] = transfer.for_images(pairs.images).set_params(lam=lam)
-            mean = transfer_pck_table(pairs, transfers[kind, lam], alphas=(0.05, 0.1))[-1]
-            table.append({"features": name,
-                          "matching": "flow MRF" if lam else "nearest column",
-                          "lam": lam, "PCK@0.05": mean["PCK@0.05"],
-                          "PCK@0.1": mean["PCK@0.1"]})
+    table = ResultTable()
+    with tempfile.TemporaryDirectory() as cache:  # each image's features computed once
+        for kind, name in _METHODS.items():
+            transfer = PairTransfer(flow_features(kind), memory=cache).fit(
+                pair_samples(pairs)[0])
+            for lam in (0.0, TUNED_LAM[kind]):
+                mean = transfer_pck_table(pairs, transfer.set_params(lam=lam),
+                                          alphas=(0.05, 0.1))[-1]
+                table.append({"features": name,
+                              "matching": "flow MRF" if lam else "nearest column",
+                              "lam": lam, "PCK@0.05": mean["PCK@0.05"],
+                              "PCK@0.1": mean["PCK@0.1"]})
+            if kind == "conv":
+                written = [_plot_pair(pairs, transfer, out / "aligned_pair.png")]
     print(table.to_markdown())
-    written = [table.write(out / "transfer_pck.csv"), table.write(out / "transfer_pck.md")]
-    written.append(_plot_pair(pairs, transfers["conv", TUNED_LAM["conv"]],
-                              out / "aligned_pair.png"))
+    written[:0] = [table.write(out / "transfer_pck.csv"), table.write(out / "transfer_pck.md")]
 
     print(f"\n## Nonparametric reconstruction of {pairs.class_names[0]} from the columns "
           "of the other photographs (conv4 role)\n")
@@ -86,15 +89,13 @@ def _plot_pair(pairs, transfer, path: Path) -> Path:
 
     s, t = pairs.pairs[0]
     source, target = pairs.images[s], pairs.images[t]
-    plot_flow(source, target, transfer.align(source, target), pairs.keypoints[s],
-              pairs.keypoints[t], path=path)
+    flow = transfer.align(*transfer.features_.extract_dense([source, target]))
+    plot_flow(source, target, flow, pairs.keypoints[s], pairs.keypoints[t], path=path)
     return path
 
 
 def _reconstruction(pairs, path: Path) -> ResultTable:
     """Rebuild the first source photograph from the columns of the other photographs."""
-    import tempfile
-
     from .visualize import (
         ColumnDatabase,
         plot_reconstruction,

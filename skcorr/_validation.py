@@ -1,6 +1,5 @@
 """Input checks shared across skcorr: keypoints, boxes, points in images, crops, alpha;
-the ``memory`` a parent estimator hands its sub-estimators; and the flow's settings that
-the estimators wrapping :func:`skcorr.flow.align` share.
+and the ``memory`` a parent estimator hands its sub-estimators.
 
 Every function returns the validated input (as a float64 array where it is one) or
 raises a ``ValueError`` that names the argument, the problem and the fix, as
@@ -22,34 +21,14 @@ from sklearn.utils._param_validation import Interval
 from ._image import check_images, image_size, outside_image
 
 __all__ = [
-    "FLOW_SETTING_CONSTRAINTS",
     "check_alpha",
     "check_boxes",
     "check_crops_keypoints",
     "check_image_keypoints",
     "check_keypoints",
     "check_points_inside",
-    "flow_settings",
     "pass_memory",
 ]
-
-# The keyword arguments of skcorr.flow.align that every estimator wrapping it takes as
-# parameters of the same names, with their scikit-learn constraints.
-FLOW_SETTING_CONSTRAINTS: dict = {
-    "lam": [Interval(numbers.Real, 0, None, closed="left")],
-    "radius": [Interval(numbers.Integral, 0, None, closed="left"), None],
-    "levels": [Interval(numbers.Integral, 0, None, closed="left")],
-    "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
-    "truncation": [Interval(numbers.Real, 0, None, closed="neither"), None],
-    "ot_reg": [Interval(numbers.Real, 0, None, closed="neither"), None],
-    "subcell": ["boolean"],
-}
-
-
-def flow_settings(estimator) -> dict:
-    """The keyword arguments of :func:`skcorr.flow.align` held by ``estimator``."""
-    return {name: getattr(estimator, name) for name in FLOW_SETTING_CONSTRAINTS}
-
 
 def check_keypoints(keypoints, *, name: str = "keypoints", n: int | None = None) -> np.ndarray:
     """Return ``keypoints`` as a float64 array of shape ``(n, K, 2)``, NaN allowed.

@@ -79,7 +79,7 @@ def test_points_between_and_outside_grid_centres_are_interpolated(shifted_maps):
 
 def test_align_rejects_bad_input(shifted_maps):
     source, target = shifted_maps
-    with pytest.raises(ValueError, match="lam must be"):
+    with pytest.raises(ValueError, match="'lam' parameter of align must be"):
         align(source, target, lam=-1)
     with pytest.raises(ValueError, match="channels"):
         align(source, _feature_map(np.ones((4, 4, 3))))

@@ -151,7 +151,3 @@ class ResultTable(list):
         else:
             raise ValueError(f"cannot tell the format of {path}: name it .csv or .md.")
         return path
-
-
-#: The former name of :class:`ResultTable`, kept so that old code runs.
-PCKTable = ResultTable

@@ -8,27 +8,23 @@ class of the target image and a final ``"mean"`` row, the mean over classes.
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from joblib import Parallel, delayed, effective_n_jobs
-from sklearn.base import BaseEstimator, clone
+from sklearn.base import BaseEstimator
+from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
 from .._geometry import rescale_points
-from .._image import image_digest, image_size
-from .._validation import check_alpha, flow_settings
+from .._image import image_size
+from .._validation import check_alpha
 from ..metrics import image_boxes, pck_score
 from ._defaults import TUNED_LAM
+from ._pairs import pair_samples
 from ._table import ResultTable
 
-__all__ = [
-    "FlowTransfer",
-    "flow_features",
-    "identity_transfer",
-    "transfer_pck_table",
-]
+__all__ = ["flow_features", "identity_transfer", "transfer_pck_table"]
 
 
 def identity_transfer(source_image, target_image, source_keypoints) -> np.ndarray:
@@ -65,7 +61,7 @@ def identity_transfer(source_image, target_image, source_keypoints) -> np.ndarra
 
 def transfer_pck_table(
     dataset,
-    predict_fn: Callable,
+    method,
     *,
     alphas: Sequence[float] = (0.05, 0.1, 0.15),
     average: str = "types",
@@ -81,8 +77,10 @@ def transfer_pck_table(
         A data set with ``images``, ``keypoints``, ``boxes`` and ``pairs`` (as returned
         by :func:`skcorr.datasets.load_pf_willow` and the other pair loaders), and
         optionally ``labels`` and ``class_names``.
-    predict_fn : callable
-        ``predict_fn(source_image, target_image, source_keypoints)`` returning the
+    method : estimator or callable
+        A fitted pair estimator, such as :class:`skcorr.flow.PairTransfer`, whose
+        ``predict`` takes the pair samples of :func:`pair_samples`; or a function
+        ``method(source_image, target_image, source_keypoints)`` returning the
         ``(K, 2)`` predicted target positions of the ``(K, 2)`` source keypoints, e.g.
         :func:`identity_transfer`.
     alphas : sequence of float, default=(0.05, 0.1, 0.15)
@@ -90,14 +88,12 @@ def transfer_pck_table(
     average : {"types", "keypoints"}, default="types"
         How PCK averages within a class, see :func:`skcorr.metrics.pck_score`.
     n_jobs : int or None, default=None
-        joblib workers over the pairs (``None``: one, unless a
+        joblib workers over the pairs of a function ``method`` (``None``: one, unless a
         :func:`joblib.parallel_config` context, e.g. ``backend="dask"``, says
-        otherwise; ``-1``: all cores). The table does not depend on it. Pairs are
-        sent in chunks; a ``predict_fn`` with ``precompute(images)`` (as
-        :class:`FlowTransfer`) gets it called once with all the images first, and
-        one with ``for_images(images)`` sends each chunk only what its images need.
+        otherwise; ``-1``: all cores). The table does not depend on it. An estimator
+        uses its own ``n_jobs``.
     verbose : bool, default=False
-        Show a progress bar over the pairs.
+        Show a progress bar over the pairs of a function ``method``.
     reference : {"bbox", "image"}, default="bbox"
         What ``alpha`` is a fraction of: ``max(h, w)`` of the target's box
         (``dataset.boxes``; for PF-WILLOW the keypoints' own box) or of the target
@@ -113,7 +109,7 @@ def transfer_pck_table(
     ------
     ValueError
         If the data set has no pairs, an alpha is outside ``(0, 1]``, or
-        ``predict_fn`` returns the wrong shape.
+        ``method`` returns the wrong shape.
 
     Examples
     --------
@@ -131,9 +127,44 @@ def transfer_pck_table(
     pairs = np.asarray(dataset.get("pairs", []), dtype=np.intp).reshape(-1, 2)
     if len(pairs) == 0:
         raise ValueError("the data set defines no pairs (its 'pairs' field is missing or empty).")
-    keypoints, images = dataset.keypoints, dataset.images
-    predictions = _predict_pairs_parallel(dataset, pairs, predict_fn, n_jobs, verbose)
+    if isinstance(method, BaseEstimator):
+        check_is_fitted(method)
+        predictions = np.asarray(method.predict(pair_samples(dataset, pairs)[0]), dtype=float)
+        if predictions.shape != (len(pairs), *dataset.keypoints.shape[1:]):
+            raise ValueError(f"{type(method).__name__}.predict returned shape "
+                             f"{predictions.shape}; expected one (K, 2) array per pair.")
+    elif callable(method):
+        predictions = _predict_pairs_parallel(dataset, pairs, method, n_jobs, verbose)
+    else:
+        raise TypeError(f"method must be a fitted pair estimator or a function (source_image, "
+                        f"target_image, source_keypoints) -> (K, 2); got {method!r}.")
+    return _pck_table(dataset, pairs, predictions, alphas=alphas, average=average,
+                     reference=reference)
 
+
+def _pck_table(dataset, pairs, predictions, *, alphas=(0.05, 0.1, 0.15), average="types",
+              reference="bbox") -> ResultTable:
+    """PCK per class of the targets of ``pairs``, given the predicted keypoints.
+
+    Parameters
+    ----------
+    dataset : Bunch
+        As in :func:`transfer_pck_table`.
+    pairs : array-like of shape (n, 2)
+        ``(source, target)`` image indices.
+    predictions : ndarray of shape (n, K, 2)
+        The predicted target keypoints of every pair.
+    alphas, average, reference
+        As in :func:`transfer_pck_table`.
+
+    Returns
+    -------
+    table : ResultTable
+        As :func:`transfer_pck_table` returns.
+    """
+    pairs = np.asarray(pairs, dtype=np.intp).reshape(-1, 2)
+    alphas = [check_alpha(alpha) for alpha in alphas]
+    keypoints, images = dataset.keypoints, dataset.images
     targets = pairs[:, 1]
     labels = np.asarray(dataset.get("labels", np.zeros(len(images), dtype=np.intp)))[targets]
     class_names = dataset.get("class_names", ["all"])
@@ -159,21 +190,12 @@ def _predict_pairs_parallel(dataset, pairs, predict_fn, n_jobs, verbose) -> np.n
     """Predictions (n_pairs, K, 2) of ``predict_fn`` over the pairs, in chunks via joblib."""
     keypoints, images = dataset.keypoints, dataset.images
     n_workers = effective_n_jobs(n_jobs)
-    if hasattr(predict_fn, "precompute"):
-        predict_fn.precompute([images[i] for i in np.unique(pairs)])
     # Several chunks per worker balance the load; one pair per chunk when sequential.
     size = 1 if n_workers == 1 else max(1, -(-len(pairs) // (8 * n_workers)))
     chunks = [pairs[start:start + size] for start in range(0, len(pairs), size)]
-
-    def task(chunk):
-        fn = predict_fn
-        if n_workers > 1 and hasattr(predict_fn, "for_images"):
-            fn = predict_fn.for_images([images[i] for i in np.unique(chunk)])
-        return delayed(_predict_pairs)(fn, [(images[s], images[t], keypoints[s])
-                                            for s, t in chunk])
-
     results = Parallel(n_jobs=n_jobs, prefer="threads", return_as="generator")(
-        task(chunk) for chunk in chunks)
+        delayed(_predict_pairs)(predict_fn, [(images[s], images[t], keypoints[s])
+                                             for s, t in chunk]) for chunk in chunks)
     predictions = np.empty((len(pairs), *keypoints.shape[1:]))
     # A context manager, so that an interrupt closes the bar before the CLI's message.
     with tqdm(total=len(pairs), desc="pairs", disable=not verbose) as progress:
@@ -182,7 +204,7 @@ def _predict_pairs_parallel(dataset, pairs, predict_fn, n_jobs, verbose) -> np.n
             for (s, t), value in zip(chunk, predicted, strict=True):
                 if value.shape != keypoints.shape[1:]:
                     raise ValueError(
-                        f"predict_fn returned shape {value.shape} for pair {p} ({s}, {t}); it "
+                        f"method returned shape {value.shape} for pair {p} ({s}, {t}); it "
                         f"must return the {keypoints.shape[1:]} positions of the source "
                         "keypoints."
                     )
@@ -195,157 +217,6 @@ def _predict_pairs_parallel(dataset, pairs, predict_fn, n_jobs, verbose) -> np.n
 def _predict_pairs(predict_fn, triples) -> list[np.ndarray]:
     return [np.asarray(predict_fn(source, target, points), dtype=np.float64)
             for source, target, points in triples]
-
-
-class FlowTransfer(BaseEstimator):
-    """A ``predict_fn`` for :func:`transfer_pck_table` that aligns pairs with the flow MRF.
-
-    Each image's dense features are computed once, on first use (or all at once by
-    :meth:`precompute`, which batches them); each pair is aligned with
-    :func:`skcorr.flow.align` and the source keypoints are transferred forward. The
-    ``features`` given are never fitted in place: a clone is, into ``features_``.
-
-    Parameters
-    ----------
-    features : transformer
-        Dense features (ConvColumnExtractor or DenseSIFT), fitted or not.
-    lam : float, default=0.1
-    radius : int or None, default=None
-    levels : int, default=2
-    max_iter : int, default=50
-    truncation : float or None, default=None
-    ot_reg : float or None, default=None
-    subcell : bool, default=False
-        As in :func:`skcorr.flow.align`.
-
-    Attributes
-    ----------
-    features_ : transformer
-        The fitted clone of ``features`` (``None`` in a copy from :meth:`for_images`).
-    maps_ : dict
-        The feature maps computed so far, keyed by image path or content digest.
-
-    Examples
-    --------
-    >>> from skcorr import ConvColumnExtractor
-    >>> from skcorr.datasets import load_sample_pairs
-    >>> from skcorr.evaluation import FlowTransfer, transfer_pck_table
-    >>> transfer = FlowTransfer(ConvColumnExtractor(layer="conv5", mode="dense"), lam=0.1)
-    >>> table = transfer_pck_table(load_sample_pairs(), transfer, alphas=[0.1])
-    >>> [row["class"] for row in table]
-    ['chelsea', 'astronaut', 'coffee', 'rocket', 'mean']
-    """
-
-    def __init__(self, features, *, lam=0.1, radius=None, levels=2, max_iter=50,
-                 truncation=None, ot_reg=None, subcell=False):
-        self.features = features
-        self.lam = lam
-        self.radius = radius
-        self.levels = levels
-        self.max_iter = max_iter
-        self.truncation = truncation
-        self.ot_reg = ot_reg
-        self.subcell = subcell
-
-    @property
-    def settings(self) -> dict:
-        """The keyword arguments of :func:`skcorr.flow.align` (every parameter but features)."""
-        return flow_settings(self)
-
-    def fit(self, X=None, y=None) -> FlowTransfer:
-        """Fit a clone of ``features`` into ``features_`` and forget the maps.
-
-        Parameters
-        ----------
-        X, y : ignored
-            Present for API consistency.
-
-        Returns
-        -------
-        self : FlowTransfer
-            The fitted transfer.
-        """
-        self.features_ = clone(self.features).fit()
-        self.maps_ = {}
-        return self
-
-    def precompute(self, images) -> FlowTransfer:
-        """Compute the feature maps of ``images`` in batches, skipping those already done.
-
-        Parameters
-        ----------
-        images : sequence of ndarray or path
-            The images, as ``(H, W, 3)`` uint8 arrays or file paths.
-
-        Returns
-        -------
-        self : FlowTransfer
-            The transfer, fitted if it was not, with the maps in ``maps_``.
-        """
-        if not hasattr(self, "maps_"):
-            self.fit()
-        todo = list({_image_key(im): im for im in images
-                     if _image_key(im) not in self.maps_}.values())
-        if todo:
-            if self.features_ is None:
-                raise ValueError("This FlowTransfer copy (from for_images) holds no map of "
-                                 "these images; make the copy with every image it will see.")
-            for image, fmap in zip(todo, self.features_.extract_dense(todo), strict=True):
-                self.maps_[_image_key(image)] = fmap
-        return self
-
-    def for_images(self, images) -> FlowTransfer:
-        """A light copy holding only the feature maps of ``images`` (and no network).
-
-        What :func:`transfer_pck_table` sends to a worker process or machine; also a
-        way to try other flow settings on the same maps
-        (``transfer.for_images(images).set_params(lam=0)``).
-
-        Parameters
-        ----------
-        images : sequence of ndarray or path
-            The images the copy will be asked about.
-
-        Returns
-        -------
-        FlowTransfer
-            A copy that aligns pairs of these images only.
-        """
-        self.precompute(images)
-        copy = FlowTransfer(None, **self.settings)
-        copy.features_ = None
-        copy.maps_ = {_image_key(im): self.maps_[_image_key(im)] for im in images}
-        return copy
-
-    def align(self, source_image, target_image):
-        """The flow from ``source_image`` to ``target_image``.
-
-        Parameters
-        ----------
-        source_image, target_image : ndarray or path
-            The pair.
-
-        Returns
-        -------
-        flow : Flow
-            As returned by :func:`skcorr.flow.align` with :attr:`settings`.
-        """
-        from ..flow import align
-
-        maps = self.precompute([source_image, target_image]).maps_
-        return align(maps[_image_key(source_image)], maps[_image_key(target_image)],
-                     **self.settings)
-
-    def __call__(self, source_image, target_image, source_keypoints) -> np.ndarray:
-        return self.align(source_image, target_image).transfer_points(source_keypoints)
-
-
-def _image_key(image):
-    """An image named by its path or by its content (never its id): copies sent to other
-    processes, and equal arrays, find the same feature maps."""
-    if isinstance(image, (str, os.PathLike)):
-        return "path:" + os.path.abspath(os.fspath(image))
-    return image_digest(image)
 
 
 def flow_features(kind: str = "conv", *, backbone="efficientnet_lite0", layer="conv5",

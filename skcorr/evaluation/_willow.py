@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import time
 
-from ._cv import PairTransfer, cross_validated_transfer
+import contextlib
+import tempfile
+
+from ..flow import PairTransfer
+from ._cv import cross_validated_transfer
 from ._defaults import CV_LAMS, TUNED_LAM
+from ._pairs import pair_samples
 from ._table import ResultTable
-from ._transfer import (
-    FlowTransfer,
-    _describe_features,
-    flow_features,
-    identity_transfer,
-    transfer_pck_table,
-)
+from ._transfer import _describe_features, flow_features, identity_transfer, transfer_pck_table
 
 __all__ = ["evaluate_identity_pf_willow", "evaluate_pf_willow"]
 
@@ -25,11 +24,11 @@ def evaluate_pf_willow(path, *, method="flow", features="conv",
                        lam_grid=None, radius=None, levels=2, image_sizes=(320,),
                        truncations=(None,), ot_regs=(None,), subcell=False,
                        alphas=(0.05, 0.1, 0.15), reference="bbox", n_jobs=None,
-                       verbose=False) -> ResultTable:
+                       memory=None, verbose=False) -> ResultTable:
     """Keypoint transfer over PF-WILLOW's 900 pairs: PCK per sub-class and their mean.
 
     What ``skcorr evaluate pf-willow`` runs. Each pair is aligned by the flow MRF
-    (:class:`FlowTransfer`) or, with ``method="identity"``, each keypoint is put at the
+    (:class:`skcorr.flow.PairTransfer`) or, with ``method="identity"``, each keypoint is put at the
     same relative position (:func:`identity_transfer`, the floor any method must beat).
     ``lam="cv"`` chooses the flow's settings by nested leave-one-category-out
     cross-validation (:func:`cross_validated_transfer`), never on the scored pairs.
@@ -60,8 +59,15 @@ def evaluate_pf_willow(path, *, method="flow", features="conv",
         ``lam="cv"``.
     subcell : bool, default=False
         Refine matches between grid nodes (:func:`skcorr.flow.align`).
-    alphas, reference, n_jobs, verbose
-        As in :func:`transfer_pck_table` (``verbose`` also prints each fold's choice).
+    alphas, reference
+        As in :func:`transfer_pck_table`.
+    n_jobs : int or None, default=None
+        joblib workers over the pairs (see :class:`skcorr.flow.PairTransfer`).
+    memory : None, str or joblib.Memory, default=None
+        The cache of features and alignments; ``None``: a temporary folder, removed at
+        the end (every image's features are still computed once per setting).
+    verbose : bool, default=False
+        Progress bars; with ``lam="cv"``, each fold's choice too.
 
     Returns
     -------
@@ -115,15 +121,19 @@ def evaluate_pf_willow(path, *, method="flow", features="conv",
                  f", image_size={' | '.join(map(str, image_sizes))}"
                  f", truncation={' | '.join(map(str, truncations))}"
                  f", ot_reg={' | '.join(map(str, ot_regs))}, subcell={subcell}")
-    if method != "identity" and lam == "cv":
-        estimator = PairTransfer(extractor, **flow)
-        table, _ = cross_validated_transfer(dataset, estimator, grid, alphas=alphas,
-                                            reference=reference, verbose=verbose)
+    if method == "identity":
+        table = transfer_pck_table(dataset, identity_transfer, alphas=alphas,
+                                   reference=reference)
     else:
-        predict = identity_transfer if method == "identity" else FlowTransfer(
-            extractor, lam=lam, **flow).precompute(dataset.images)
-        table = transfer_pck_table(dataset, predict, alphas=alphas, n_jobs=n_jobs,
-                                   verbose=verbose, reference=reference)
+        with tempfile.TemporaryDirectory() if memory is None else contextlib.nullcontext(memory) as cache:
+            estimator = PairTransfer(extractor, **flow, n_jobs=n_jobs, memory=cache)
+            if lam == "cv":
+                table, _ = cross_validated_transfer(dataset, estimator, grid, alphas=alphas,
+                                                    reference=reference, verbose=verbose)
+            else:
+                estimator.set_params(lam=lam, verbose=verbose).fit(pair_samples(dataset)[0])
+                table = transfer_pck_table(dataset, estimator, alphas=alphas,
+                                           reference=reference)
     table.title = (f"PF-WILLOW, {len(dataset.pairs)} pairs, {what}; PCK threshold "
                    f"alpha * max(h, w) of the target's {_REFERENCES[reference]}")
     table.notes, table.name = [f"{time.perf_counter() - start:.1f} s"], name
@@ -146,3 +156,4 @@ def evaluate_identity_pf_willow(path, alphas=(0.05, 0.1, 0.15)) -> ResultTable:
         Ten sub-class rows and a ``"mean"`` row.
     """
     return evaluate_pf_willow(path, method="identity", alphas=alphas)
+

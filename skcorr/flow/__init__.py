@@ -1,43 +1,22 @@
 """Flow alignment: the SIFT-flow-style MRF on feature grids, solved by belief propagation.
 
 * :func:`align` and :class:`Flow`: pairwise alignment, warping, point transfer.
-* :class:`FlowAligner`: the estimator that transfers keypoints from neighbours.
-* :func:`dual_layer_bp` (the default solver: SIFT Flow's dual-layer decomposition of the
-  same energy), :func:`min_sum_bp` (2-D messages), :func:`coarse_to_fine_bp`,
-  :func:`distance_transform_1d`, :func:`distance_transform_2d`, :func:`data_cost`,
-  :func:`data_cost_window`: the numba min-sum belief propagation and its kernels, with
-  the label-set offsets :func:`absolute_offsets` and :func:`window_offsets`.
-* :func:`target_prices`: optimal-transport prices of target nodes (``align(ot_reg=...)``).
+* :class:`FlowAligner`: keypoints transferred from retrieved, aligned neighbours.
+* :class:`PairTransfer`: keypoints transferred between given pairs of images.
+
+The MRF's solvers (costs and label grids, dual-layer and 2-D belief propagation,
+coarse-to-fine, transport prices) are private, in :mod:`skcorr.flow._mrf`.
 """
 
-from ._align import Flow, align
-from ._aligner import FlowAligner
-from ._bp import (
-    BPResult,
-    absolute_offsets,
-    bp_energy,
-    coarse_to_fine_bp,
-    dual_layer_bp,
-    min_sum_bp,
-    window_offsets,
-)
-from ._kernels import data_cost, data_cost_window, distance_transform_1d, distance_transform_2d
-from ._transport import target_prices
+from typing import TYPE_CHECKING
 
-__all__ = [
-    "BPResult",
-    "Flow",
-    "FlowAligner",
-    "absolute_offsets",
-    "align",
-    "bp_energy",
-    "coarse_to_fine_bp",
-    "data_cost",
-    "data_cost_window",
-    "distance_transform_1d",
-    "distance_transform_2d",
-    "dual_layer_bp",
-    "min_sum_bp",
-    "target_prices",
-    "window_offsets",
-]
+from .._lazy import lazy_exports
+
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    "._align": ("Flow", "align"),
+    "._estimators": ("FlowAligner", "PairTransfer"),
+})
+
+if TYPE_CHECKING:  # pragma: no cover - what static type checkers and IDEs see
+    from ._align import Flow, align
+    from ._estimators import FlowAligner, PairTransfer

@@ -6,7 +6,7 @@ target grid (Long et al. 2014, Study 2). Its energy is
 ``E(w) = sum_p ||f_s(p) - f_t(p + w(p))||^2 + lam * sum_{(p, q)} ||w(p) - w(q)||^2``
 
 with displacements ``w`` counted in grid steps (so ``lam`` does not depend on the layer's
-stride), minimised by min-sum belief propagation (:mod:`skcorr.flow._bp`); with a
+stride), minimised by min-sum belief propagation (:mod:`skcorr.flow._mrf`); with a
 ``truncation`` ``T`` each axis's smoothness term stops growing at ``T`` steps.
 
 The labelling is discrete: each node matches a target node. With ``subcell=True`` each
@@ -25,25 +25,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+
 import numpy as np
 from scipy.interpolate import RectBivariateSpline
 from scipy.ndimage import map_coordinates
+from sklearn.utils._param_validation import validate_params
 
 from .._geometry import grid_coordinate, node_grid, sample_grid
 from .._image import as_rgb
 from ..features import FeatureMap
-from ._bp import (
-    _SOLVE,
-    _check_iteration,
-    _check_solver,
-    _check_truncation,
-    _coarse_to_fine,
-    _deformation,
-    absolute_offsets,
-    window_offsets,
-)
-from ._kernels import data_cost, data_cost_window
-from ._transport import _check_reg, target_prices
+from ._mrf._costs import absolute_offsets, data_cost, data_cost_window, window_offsets
+from ._mrf._solve import _SOLVE, _coarse_to_fine, _deformation, _trunc2
+from ._mrf._transport import target_prices
+from ._settings import ALIGN_CONSTRAINTS
 
 __all__ = ["Flow", "align"]
 
@@ -243,6 +237,8 @@ class Flow:
         return np.clip(np.rint(warped), 0, 255).astype(np.uint8)
 
 
+@validate_params({"source": [FeatureMap], "target": [FeatureMap], **ALIGN_CONSTRAINTS},
+                 prefer_skip_nested_validation=True)
 def align(source: FeatureMap, target: FeatureMap, *, lam: float = 0.1, radius=None,
           levels: int = 2, max_iter: int = 50, tol: float = 1e-6, patience: int = 5,
           solver: str = "dual", truncation: float | None = None, ot_reg: float | None = None,
@@ -257,37 +253,33 @@ def align(source: FeatureMap, target: FeatureMap, *, lam: float = 0.1, radius=No
     lam : float, default=0.1
         Smoothness weight per squared grid step (data costs are squared distances of
         the features, in [0, 4] for L2-normalised ones). 0 is plain nearest-column
-        matching: every node takes its cheapest label, whatever ``levels``. The default
-        is the best of a sweep on PF-WILLOW for the default backbone (RESULTS.md).
+        matching: every node takes its cheapest label, whatever ``levels``.
     radius : int or None, default=None
         ``None``: every target grid position is a label. An integer ``R``: the labels of
         node ``p`` are the ``(2R + 1)^2`` target nodes around ``p``'s position scaled
         into the target grid.
     levels : int, default=2
         Coarse-to-fine levels (0 = flat BP). Besides being faster, coarse-to-fine
-        found better flows than flat loopy BP on PF-WILLOW (RESULTS.md).
+        found flows of lower energy than flat loopy BP on real image pairs.
     max_iter, tol, patience : int, float, int
         BP iteration limit, stopping tolerance (largest message change) and the number
         of iterations without progress after which BP stops (0: never): without a
         lower-energy labelling for ``"dual"``, without a label change for ``"2d"``. The
         iterations run are ``Flow.n_iter``.
     solver : {"dual", "2d"}, default="dual"
-        ``"dual"``: dual-layer BP (:func:`~skcorr.flow.dual_layer_bp`, SIFT Flow's
-        decomposition of the same energy; tens of times faster). ``"2d"``: BP with 2-D
-        messages (:func:`~skcorr.flow.min_sum_bp`). Energies reached on PF-WILLOW are
-        compared in bench/README.md.
+        ``"dual"``: dual-layer BP (SIFT Flow's decomposition of the same energy [2]_;
+        tens of times faster). ``"2d"``: BP with 2-D messages and distance transforms
+        (Felzenszwalb and Huttenlocher [3]_).
     truncation : float or None, default=None
         Per-axis truncation of the smoothness, in grid steps: an edge costs
         ``lam (min(dy^2, T^2) + min(dx^2, T^2))``, so the flow may break (between an
         object and its background, or at a part that moved) for a bounded price.
-        ``None``: the paper's plain quadratic. 3 raised PF-WILLOW's cross-validated PCK
-        (RESULTS.md).
+        ``None``: the paper's plain quadratic.
     ot_reg : float or None, default=None
         Add to every match the price of its target node from entropic optimal transport
         between the two grids with this regularisation (in units of the data costs,
-        :func:`~skcorr.flow.target_prices`): target nodes that many source
+        Sinkhorn's scaling of the plan [4]_): target nodes that many source
         nodes prefer cost more, so matches spread over the target. ``None``: no prices.
-        0.2 raised PF-WILLOW's cross-validated PCK (RESULTS.md).
     subcell : bool, default=False
         Refine each match between the target's grid nodes (half a step at most per axis)
         by a parabola through its energy at the neighbouring labels (``Flow.subcell``).
@@ -296,6 +288,17 @@ def align(source: FeatureMap, target: FeatureMap, *, lam: float = 0.1, radius=No
     -------
     Flow
         The flow on the source grid, with its energies.
+
+    References
+    ----------
+    .. [1] J. Long, N. Zhang, T. Darrell. Do Convnets Learn Correspondence? NIPS 2014.
+       https://arxiv.org/abs/1411.1091
+    .. [2] C. Liu, J. Yuen, A. Torralba. SIFT Flow: Dense Correspondence across Scenes and
+       its Applications. IEEE TPAMI 33(5), 2011. https://doi.org/10.1109/TPAMI.2010.147
+    .. [3] P. Felzenszwalb, D. Huttenlocher. Efficient Belief Propagation for Early Vision.
+       IJCV 70(1), 2006. https://doi.org/10.1007/s11263-006-7899-4
+    .. [4] M. Cuturi. Sinkhorn Distances: Lightspeed Computation of Optimal Transport.
+       NIPS 2013. https://arxiv.org/abs/1306.0895
 
     Examples
     --------
@@ -314,10 +317,6 @@ def align(source: FeatureMap, target: FeatureMap, *, lam: float = 0.1, radius=No
     >>> flow.warp_image(pairs.images[t]).shape  # the target in the source frame
     (240, 240, 3)
     """
-    for name, fmap in (("source", source), ("target", target)):
-        if not isinstance(fmap, FeatureMap):
-            raise TypeError(f"{name} must be a FeatureMap (from extract_dense), got "
-                            f"{type(fmap).__name__}.")
     if source.features.shape[2] != target.features.shape[2]:
         raise ValueError(
             f"source and target features have {source.features.shape[2]} and "
@@ -330,17 +329,8 @@ def align(source: FeatureMap, target: FeatureMap, *, lam: float = 0.1, radius=No
                 "the flow needs at least 2x2. Use larger images, a larger image_size, or an "
                 "earlier layer."
             )
-    if not np.isfinite(lam) or lam < 0:
-        raise ValueError(f"lam must be a finite number >= 0, got {lam!r}.")
-    solver = _check_solver(solver)
-    iteration = _check_iteration(max_iter, tol, patience)
-    if isinstance(levels, bool) or not isinstance(levels, int | np.integer) or levels < 0:
-        raise ValueError(f"levels must be an integer >= 0; got {levels!r}.")
-    trunc2 = _check_truncation(truncation)
-    if ot_reg is not None:
-        ot_reg = _check_reg(ot_reg)
-    if not isinstance(subcell, bool | np.bool_):
-        raise ValueError(f"subcell must be True or False; got {subcell!r}.")
+    trunc2 = _trunc2(truncation)
+    iteration = (max_iter, tol, patience)
     rows, cols = source.grid_shape
     if radius is None:
         costs = data_cost(source.features, target.features)

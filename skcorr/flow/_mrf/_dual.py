@@ -35,35 +35,11 @@ nearest-column matching.
 from __future__ import annotations
 
 import numpy as np
-from llvmlite import ir
-from numba import njit, types
-from numba.extending import intrinsic
+from numba import njit
+
+from ._numba import _DI, _DJ, _FASTMATH, _fmin
 
 __all__ = ["dual_bp_iterations", "transpose_labels"]
-
-# No NaN ever arises (costs are finite or +inf, messages finite), so min/argmin loops
-# may be vectorised; +inf must keep its meaning, so no "ninf".
-_FASTMATH = {"nnan", "nsz", "arcp", "contract", "reassoc"}
-_DI = (-1, 1, 0, 0)
-_DJ = (0, 0, -1, 1)
-
-
-@intrinsic
-def _fmin(typingctx, a, b):
-    """``min(a, b)`` of two float32 (or two float64) as LLVM's ``minnum``.
-
-    numba's ``min`` lowers to a compare and select that LLVM neither vectorises as a
-    reduction nor keeps out of masked stores; ``minnum`` vectorises to ``vminps``.
-    """
-    if a != b or a not in (types.float32, types.float64):
-        return None
-
-    def codegen(context, builder, signature, args):
-        ty = context.get_value_type(a)
-        fn = builder.module.declare_intrinsic("llvm.minnum", [ty], ir.FunctionType(ty, [ty, ty]))
-        return builder.call(fn, args)
-
-    return a(a, b), codegen
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)

@@ -1,7 +1,7 @@
 """Brute-force min-sum BP and synthetic flow problems, for tests and benchmarks only.
 
 :func:`min_sum_bp_reference` has the problem, schedule and normalisation of
-:func:`skcorr.flow._bp.min_sum_bp`, but computes each message as the explicit ``O(L^2)``
+:func:`skcorr.flow._mrf._solve.min_sum_bp`, but computes each message as the explicit ``O(L^2)``
 minimum over all pairs of labels instead of a distance transform. Slow; not public API.
 """
 
@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._geometry import node_grid
-from ._kernels import _DI, _DJ
+from skcorr._geometry import node_grid
+from skcorr.flow._mrf._numba import _DI, _DJ
 
 
 def _smoothness(diff, lam, trunc2):
@@ -76,7 +76,7 @@ def min_sum_bp_reference(costs, lam, offsets, n_iter, trunc2=np.inf):
 def dual_bp_reference(costs, lam, offsets, n_iter, trunc2=np.inf):
     """Run ``n_iter`` checkerboard dual-layer min-sum BP iterations by brute force.
 
-    The schedule and normalisation of :func:`skcorr.flow.dual_layer_bp`: each node of a
+    The schedule and normalisation of :func:`skcorr.flow._mrf._solve.dual_layer_bp`: each node of a
     colour takes the sums ``bu``, ``bv`` of its incoming column- and row-layer messages,
     passes them through the data factor (``gu[lx] = min_ly D + bv``, ``gv[ly] = min_lx
     D + bu``), and sends each neighbour ``p`` the explicit minimum

@@ -3,7 +3,7 @@
 The MRF (Long et al. 2014, Study 2) lives on an ``(H, W)`` grid of nodes with
 4-neighbour edges. Node ``p`` picks a label ``l_p`` on an ``(Ly, Lx)`` label grid, which
 means the displacement ``w_p = l_p + o_p`` for a per-node integer offset ``o_p``
-(see :mod:`skcorr.flow._kernels`). The energy is
+(see :mod:`skcorr.flow._mrf._costs`). The energy is
 
 ``E = sum_p D_p(l_p) + lam * sum_{(p, q)} ||w_p - w_q||^2``
 
@@ -13,40 +13,23 @@ With a truncation ``T`` each axis's term of the smoothness stops growing at ``T`
 where the scene does (an object's edge, a part that moved) instead of smearing the
 break over its neighbours. Both solvers take it at no extra cost (SIFT Flow truncates
 its L1 smoothness the same way).
-The two label sets of the flow problem:
 
-* every target grid position, with :func:`data_cost` and :func:`absolute_offsets`
-  (the label is the target position, ``w_p = l_p - p``);
-* a window of radius ``R`` of displacements, with :func:`data_cost_window` and
-  :func:`window_offsets` (``w_p = l_p + c_p - R`` around a centre ``c_p``).
+The settings (``lam``, ``truncation``, iteration limits, the solver) are checked once, by
+:func:`skcorr.flow.align`; these private functions check only the problem's arrays.
 """
 
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass
 
 import numpy as np
 
-from .._geometry import node_grid
+from ..._geometry import node_grid
+from ._bp2d import bp_iterations
+from ._costs import _as_label_vectors, coarsen_costs, shift_label_grid
 from ._dual import dual_bp_iterations, transpose_labels
-from ._kernels import (
-    _as_label_vectors,
-    _as_radius,
-    bp_iterations,
-    coarsen_costs,
-    shift_label_grid,
-)
 
-__all__ = [
-    "BPResult",
-    "absolute_offsets",
-    "bp_energy",
-    "coarse_to_fine_bp",
-    "dual_layer_bp",
-    "min_sum_bp",
-    "window_offsets",
-]
+__all__ = ["BPResult", "bp_energy", "coarse_to_fine_bp", "dual_layer_bp", "min_sum_bp"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -79,44 +62,6 @@ class BPResult:
         return self.data_energy + self.smoothness_energy
 
 
-def absolute_offsets(shape):
-    """Offsets of the label set "every target grid position": ``o_p = -p``.
-
-    Parameters
-    ----------
-    shape : (int, int)
-        The node grid ``(H, W)``.
-
-    Returns
-    -------
-    offsets : ndarray of shape (H, W, 2), int64
-        With them the label ``l`` of node ``p`` is the target position ``l`` and the
-        displacement ``l - p``.
-    """
-    return -node_grid(shape)
-
-
-def window_offsets(shape, radius, centers=None):
-    """Offsets of the label set "window of radius R around ``centers``": ``o_p = c_p - R``.
-
-    Parameters
-    ----------
-    shape : (int, int)
-        The node grid ``(H, W)``.
-    radius : int
-        ``R >= 0``.
-    centers : array-like of int, shape (H, W, 2) or (2,), optional
-        Window centres (displacements ``(dy, dx)``); default zero.
-
-    Returns
-    -------
-    offsets : ndarray of shape (H, W, 2), int64
-        Label ``(a, b)`` of node ``p`` is the displacement ``(a, b) + c_p - R``, as in
-        :func:`~skcorr.flow._kernels.data_cost_window`.
-    """
-    return _as_label_vectors(centers, tuple(shape), "centers") - _as_radius(radius)
-
-
 # --------------------------------------------------------------------------------------
 # Validation
 # --------------------------------------------------------------------------------------
@@ -141,48 +86,19 @@ def _check_costs(costs):
     return costs
 
 
-def _check_lam(lam):
-    if not isinstance(lam, numbers.Real) or not np.isfinite(lam) or lam < 0:
-        raise ValueError(f"lam must be a finite number >= 0 (the smoothness weight); "
-                         f"got {lam!r}.")
-    return float(lam)
-
-
-def _check_int(value, name, low):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}; got {value!r}.")
-    return int(value)
-
-
-def _check_iteration(max_iter, tol, patience):
-    if not isinstance(tol, numbers.Real) or not np.isfinite(tol) or tol < 0:
-        raise ValueError(f"tol must be a finite number >= 0; got {tol!r}.")
-    return _check_int(max_iter, "max_iter", 1), float(tol), _check_int(patience, "patience", 0)
-
-
-SOLVERS = ("dual", "2d")
-
-
-def _check_truncation(truncation):
-    """``T**2`` of a truncation ``T > 0`` (``None``: no truncation, ``inf``)."""
-    if truncation is None:
-        return np.inf
-    if (isinstance(truncation, bool) or not isinstance(truncation, numbers.Real)
-            or not truncation > 0):
-        raise ValueError(f"truncation must be a number > 0 (in grid steps) or None for the "
-                         f"plain quadratic smoothness; got {truncation!r}.")
-    return float(truncation) ** 2
-
-
-def _check_solver(solver):
-    if solver not in SOLVERS:
-        raise ValueError(f"solver must be one of {SOLVERS}; got {solver!r}.")
-    return solver
-
-
-def _check_problem(costs, lam, offsets):
+def _check_problem(costs, offsets):
     costs = _check_costs(costs)
-    return costs, _check_lam(lam), _as_label_vectors(offsets, costs.shape[:2], "offsets")
+    return costs, _as_label_vectors(offsets, costs.shape[:2], "offsets")
+
+
+def _trunc2(truncation):
+    """``T**2`` of a truncation ``T`` (``None``, or beyond any displacement: ``inf``)."""
+    return np.inf if truncation is None or truncation >= _NO_TRUNCATION else float(truncation) ** 2
+
+
+# Displacement differences are bounded by the grids' sizes; a truncation this large is the
+# plain quadratic (and squaring it would overflow).
+_NO_TRUNCATION = 1e9
 
 
 # --------------------------------------------------------------------------------------
@@ -223,11 +139,11 @@ def bp_energy(costs, labels, lam, offsets=None, *, truncation=None):
         ``sum_p D_p(l_p)`` (``+inf`` if a label is not allowed) and
         ``lam * sum_{(p, q)} ||w_p - w_q||^2`` over 4-neighbour edges (truncated).
     """
-    costs, lam, offsets = _check_problem(costs, lam, offsets)
+    costs, offsets = _check_problem(costs, offsets)
     labels = _as_label_vectors(labels, costs.shape[:2], "labels")
     if (labels < 0).any() or (labels >= costs.shape[2:]).any():
         raise ValueError(f"labels must lie on the {costs.shape[2:]} label grid.")
-    return _energy(costs, labels, lam, offsets, _check_truncation(truncation))
+    return _energy(costs, labels, float(lam), offsets, _trunc2(truncation))
 
 
 def _solve(costs, offsets, lam, max_iter, tol, patience, trunc2=np.inf):
@@ -307,9 +223,9 @@ def min_sum_bp(costs, lam, offsets=None, *, max_iter=100, tol=1e-6, patience=5,
         node ``(i, j)`` from its neighbour above (k=0), below (1), left (2), right (3);
         zero for neighbours outside the grid.
     """
-    costs, lam, offsets = _check_problem(costs, lam, offsets)
-    result, messages = _solve(costs, offsets, lam, *_check_iteration(max_iter, tol, patience),
-                              _check_truncation(truncation))
+    costs, offsets = _check_problem(costs, offsets)
+    result, messages = _solve(costs, offsets, float(lam), max_iter, tol, patience,
+                              _trunc2(truncation))
     return (result, messages) if return_messages else result
 
 
@@ -360,20 +276,10 @@ def dual_layer_bp(costs, lam, offsets=None, *, max_iter=100, tol=1e-6, patience=
         ``(4, H, W, Ly)``, the column-layer and row-layer messages into every node from
         its neighbour above (k=0), below (1), left (2), right (3).
 
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from skcorr.flow import dual_layer_bp
-    >>> costs = np.ones((3, 3, 2, 2), np.float32)
-    >>> costs[..., 1, 0] = 0.0              # every node prefers label (1, 0) ...
-    >>> costs[1, 1, 1, 0] = 3.0             # ... but the centre one, which is outvoted
-    >>> dual_layer_bp(costs, lam=1.0).labels[1, 1].tolist()
-    [1, 0]
     """
-    costs, lam, offsets = _check_problem(costs, lam, offsets)
-    result, messages = _solve_dual(costs, offsets, lam,
-                                   *_check_iteration(max_iter, tol, patience),
-                                   _check_truncation(truncation))
+    costs, offsets = _check_problem(costs, offsets)
+    result, messages = _solve_dual(costs, offsets, float(lam), max_iter, tol, patience,
+                                   _trunc2(truncation))
     return (result, messages) if return_messages else result
 
 
@@ -383,40 +289,40 @@ def _coarsen(costs, offsets, slack):
     return coarsen_costs(costs, offsets, slack), offsets[::2, ::2]
 
 
-def _coarse_to_fine(costs, offsets, lam, levels, radius, iteration, solver="dual",
+def _coarse_to_fine(costs, offsets, lam, levels, window, iteration, solver="dual",
                     trunc2=np.inf):
     solve = _SOLVE[solver]
     H, W = costs.shape[:2]
     if levels == 0 or H * W == 1:
         return solve(costs, offsets, lam, *iteration, trunc2)[0]
-    coarse_costs, coarse_offsets = _coarsen(costs, offsets, min(radius, 1))
+    coarse_costs, coarse_offsets = _coarsen(costs, offsets, min(window, 1))
     if not np.isfinite(coarse_costs).any(axis=(2, 3)).all():  # some block has no common label
         return solve(costs, offsets, lam, *iteration, trunc2)[0]
     # A coarse edge stands for (up to) two fine edges between blocks of equal displacement
     # (the labels, and so the truncation, stay in fine grid steps).
-    coarse = _coarse_to_fine(coarse_costs, coarse_offsets, 2 * lam, levels - 1, radius,
+    coarse = _coarse_to_fine(coarse_costs, coarse_offsets, 2 * lam, levels - 1, window,
                              iteration, solver, trunc2)
     centers = coarse.displacements.repeat(2, axis=0).repeat(2, axis=1)[:H, :W]
-    size = (2 * radius + 1,) * 2
-    window_costs = shift_label_grid(costs, centers - radius - offsets, size)
+    size = (2 * window + 1,) * 2
+    window_costs = shift_label_grid(costs, centers - window - offsets, size)
     lost = ~np.isfinite(window_costs).any(axis=(2, 3))
     if lost.any():  # no allowed label near the coarse solution: centre on the node's best
         best = np.stack(np.unravel_index(costs.reshape(H, W, -1).argmin(-1), costs.shape[2:]),
                         axis=-1)
         centers[lost] = (best + offsets)[lost]
-        window_costs = shift_label_grid(costs, centers - radius - offsets, size)
-    fine = solve(window_costs, centers - radius, lam, *iteration, trunc2)[0]
+        window_costs = shift_label_grid(costs, centers - window - offsets, size)
+    fine = solve(window_costs, centers - window, lam, *iteration, trunc2)[0]
     labels = fine.displacements - offsets
     candidates = [BPResult(labels, fine.displacements, fine.data_energy,
                            fine.smoothness_energy, fine.n_iter)]
-    if np.isfinite(window_costs[:, :, radius, radius]).all():  # the upsampled coarse flow
+    if np.isfinite(window_costs[:, :, window, window]).all():  # the upsampled coarse flow
         upsampled = centers - offsets
         candidates.append(BPResult(upsampled, centers,
                                    *_energy(costs, upsampled, lam, offsets, trunc2), fine.n_iter))
     return min(candidates, key=lambda r: r.energy)
 
 
-def coarse_to_fine_bp(costs, lam, offsets=None, *, levels=2, radius=2, max_iter=100,
+def coarse_to_fine_bp(costs, lam, offsets=None, *, levels=2, window=2, max_iter=100,
                       tol=1e-6, patience=5, truncation=None, solver="dual"):
     """Coarse-to-fine min-sum BP: solve on blocks of nodes, refine in a window around it.
 
@@ -426,7 +332,7 @@ def coarse_to_fine_bp(costs, lam, offsets=None, *, levels=2, radius=2, max_iter=
     block edge stands for two node edges). That problem is coarsened again, ``levels``
     times in all; the coarsest one is solved with flat BP over the full label grid
     (:func:`dual_layer_bp`, or :func:`min_sum_bp` with ``solver="2d"``).
-    Each finer level then runs BP over a window of ``(2 radius + 1)**2``
+    Each finer level then runs BP over a window of ``(2 window + 1)**2``
     displacements centred on its block's coarse displacement (a node with no allowed
     label in that window is centred on its own cheapest label instead).
 
@@ -443,7 +349,7 @@ def coarse_to_fine_bp(costs, lam, offsets=None, *, levels=2, radius=2, max_iter=
         truncation (in fine label-grid steps) too.
     levels : int, default=2
         Number of coarsenings; ``0`` is flat BP.
-    radius : int, default=2
+    window : int, default=2
         Half-width of the refinement window, in label-grid steps (``>= 1`` advised).
     solver : {"dual", "2d"}, default="dual"
         The BP at every level: :func:`dual_layer_bp` or :func:`min_sum_bp`.
@@ -454,8 +360,6 @@ def coarse_to_fine_bp(costs, lam, offsets=None, *, levels=2, radius=2, max_iter=
         Labels on the input label grid, displacements, the energy of the input
         problem, and the iterations run at the finest level.
     """
-    costs, lam, offsets = _check_problem(costs, lam, offsets)
-    iteration = _check_iteration(max_iter, tol, patience)
-    return _coarse_to_fine(costs, offsets, lam, _check_int(levels, "levels", 0),
-                           _as_radius(radius), iteration, _check_solver(solver),
-                           _check_truncation(truncation))
+    costs, offsets = _check_problem(costs, offsets)
+    return _coarse_to_fine(costs, offsets, float(lam), levels, window,
+                           (max_iter, tol, patience), solver, _trunc2(truncation))

@@ -1,0 +1,320 @@
+"""Label grids and data costs of the flow MRF, shared by both solvers.
+
+Label grids
+-----------
+Every node ``p`` of an ``(H, W)`` node grid has the same ``(Ly, Lx)`` grid of label
+*indices* ``l = (ly, lx)``, and a per-node integer offset ``o_p`` (an ``(H, W, 2)``
+array): label ``l`` at node ``p`` means the displacement ``w_p = l + o_p`` (in units of
+label-grid steps, ``(dy, dx)``). The two label sets of the flow problem are two choices
+of offsets:
+
+* every target grid position, with :func:`data_cost` and :func:`absolute_offsets`
+  (the label is the target position, ``o_p = -p``);
+* a window of radius ``R`` of displacements around a centre ``c_p``, with
+  :func:`data_cost_window` and :func:`window_offsets` (``o_p = c_p - R``).
+
+Coarse-to-fine solving resamples label grids (:func:`shift_label_grid`) and merges 2x2
+blocks of nodes (:func:`coarsen_costs`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from ..._geometry import node_grid
+from ._numba import _FASTMATH, _fmin
+
+__all__ = ["absolute_offsets", "coarsen_costs", "data_cost", "data_cost_window",
+           "shift_label_grid", "window_offsets"]
+
+
+def absolute_offsets(shape):
+    """Offsets of the label set "every target grid position": ``o_p = -p``.
+
+    Parameters
+    ----------
+    shape : (int, int)
+        The node grid ``(H, W)``.
+
+    Returns
+    -------
+    offsets : ndarray of shape (H, W, 2), int64
+        With them the label ``l`` of node ``p`` is the target position ``l`` and the
+        displacement ``l - p``.
+    """
+    return -node_grid(shape)
+
+
+def window_offsets(shape, radius, centers=None):
+    """Offsets of the label set "window of radius R around ``centers``": ``o_p = c_p - R``.
+
+    Parameters
+    ----------
+    shape : (int, int)
+        The node grid ``(H, W)``.
+    radius : int
+        ``R >= 0``.
+    centers : array-like of int, shape (H, W, 2) or (2,), optional
+        Window centres (displacements ``(dy, dx)``); default zero.
+
+    Returns
+    -------
+    offsets : ndarray of shape (H, W, 2), int64
+        Label ``(a, b)`` of node ``p`` is the displacement ``(a, b) + c_p - R``, as in
+        :func:`data_cost_window`.
+    """
+    return _as_label_vectors(centers, tuple(shape), "centers") - _as_radius(radius)
+
+
+def _as_features(x, name):
+    x = np.asarray(x)
+    if x.ndim != 3 or 0 in x.shape:
+        raise ValueError(f"{name} must be a non-empty (rows, cols, n_features) array; "
+                         f"got shape {x.shape}.")
+    if not np.isfinite(x).all():
+        raise ValueError(f"{name} contains NaN or inf; features must be finite.")
+    return x
+
+
+def data_cost(fs, ft):
+    """Squared Euclidean distances from every source feature to every target feature.
+
+    ``D[i, j, y, x] = ||fs[i, j] - ft[y, x]||^2``, summed in float32 by a numba kernel on
+    one thread (a BLAS matrix product is faster on an idle machine but its threads
+    spin; on the shared 2-core machine it took 10-50x longer than the kernel).
+
+    Parameters
+    ----------
+    fs : array-like of shape (H, W, d)
+        Source features.
+    ft : array-like of shape (Ht, Wt, d)
+        Target features.
+
+    Returns
+    -------
+    D : ndarray of shape (H, W, Ht, Wt), dtype float32
+        The data costs of the label set "every target position" (label = target
+        position ``(y, x)``).
+    """
+    fs, ft = _as_feature_pair(fs, ft)
+    out = np.empty(fs.shape[:2] + ft.shape[:2], np.float32)
+    _data_cost_into(fs.reshape(-1, fs.shape[2]), ft.reshape(-1, ft.shape[2]),
+                    out.reshape(fs.shape[0] * fs.shape[1], -1))
+    return out
+
+
+def _as_feature_pair(fs, ft):
+    fs = _as_features(fs, "fs")
+    ft = _as_features(ft, "ft")
+    if fs.shape[2] != ft.shape[2]:
+        raise ValueError(f"fs and ft must have the same number of features; got "
+                         f"{fs.shape[2]} and {ft.shape[2]}.")
+    return (np.ascontiguousarray(fs, dtype=np.float32),
+            np.ascontiguousarray(ft, dtype=np.float32))
+
+
+@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def _squared_distance(a, b):
+    acc = np.float32(0.0)
+    for k in range(a.shape[0]):
+        d = a[k] - b[k]
+        acc += d * d
+    return acc
+
+
+@njit(cache=True, nogil=True)
+def _data_cost_into(fs, ft, out):
+    for p in range(fs.shape[0]):
+        for q in range(ft.shape[0]):
+            out[p, q] = _squared_distance(fs[p], ft[q])
+
+
+@njit(cache=True, nogil=True)
+def _data_cost_window_into(fs, ft, shift, out):
+    H, W = fs.shape[:2]
+    Ht, Wt = ft.shape[:2]
+    K = out.shape[2]
+    for i in range(H):
+        for j in range(W):
+            for a in range(K):
+                y = i + shift[i, j, 0] + a
+                for b in range(K):
+                    x = j + shift[i, j, 1] + b
+                    if 0 <= y < Ht and 0 <= x < Wt:
+                        out[i, j, a, b] = _squared_distance(fs[i, j], ft[y, x])
+                    else:
+                        out[i, j, a, b] = np.inf
+
+
+@njit(cache=True, nogil=True)
+def _shift_label_grid(costs, shift, out):
+    H, W, Ly, Lx = costs.shape
+    Ky, Kx = out.shape[2:]
+    for i in range(H):
+        for j in range(W):
+            sy = shift[i, j, 0]
+            sx = shift[i, j, 1]
+            # output columns whose source column b + sx lies on the label grid
+            b0 = min(max(-sx, 0), Kx)
+            b1 = max(min(Lx - sx, Kx), b0)
+            for a in range(Ky):
+                row = out[i, j, a]
+                y = a + sy
+                if y < 0 or y >= Ly:
+                    row[:] = np.inf
+                    continue
+                row[:b0] = np.inf
+                row[b0:b1] = costs[i, j, y, b0 + sx:b1 + sx]
+                row[b1:] = np.inf
+
+
+def shift_label_grid(costs, shift, shape):
+    """Resample every node's label grid at shifted positions, ``+inf`` off the grid.
+
+    ``out[i, j, a, b] = costs[i, j, a + shift[i, j, 0], b + shift[i, j, 1]]``, or
+    ``+inf`` where that index is outside ``costs``' label grid.
+
+    Parameters
+    ----------
+    costs : ndarray of shape (H, W, Ly, Lx), float32 or float64
+    shift : array-like of int, shape (H, W, 2) or (2,)
+        Per-node (or common) label shift ``(sy, sx)``.
+    shape : (int, int)
+        The output label grid ``(Ky, Kx)``.
+
+    Returns
+    -------
+    out : ndarray of shape (H, W, Ky, Kx), dtype of ``costs``
+    """
+    costs = np.ascontiguousarray(costs)
+    if costs.dtype not in (np.float32, np.float64):
+        costs = costs.astype(np.float64)
+    H, W = costs.shape[:2]
+    shift = np.ascontiguousarray(np.broadcast_to(np.asarray(shift, dtype=np.int64), (H, W, 2)))
+    out = np.empty((H, W) + tuple(int(k) for k in shape), costs.dtype)
+    _shift_label_grid(costs, shift, out)
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _min_filter(f, slack, tmp, out):
+    """``out[a, b] = min f[a', b']`` over ``|a' - a|, |b' - b| <= slack`` on the grid.
+
+    Separable, one shifted row at a time, so that the inner loops vectorise.
+    """
+    Ly, Lx = f.shape
+    for a in range(Ly):
+        row = tmp[a]
+        row[:] = f[a]
+        for o in range(1, slack + 1):
+            for b in range(Lx - o):
+                row[b] = _fmin(row[b], f[a, b + o])
+                row[b + o] = _fmin(row[b + o], f[a, b])
+    for a in range(Ly):
+        row = out[a]
+        row[:] = tmp[a]
+        for c in range(max(a - slack, 0), min(a + slack + 1, Ly)):
+            for b in range(Lx):
+                row[b] = _fmin(row[b], tmp[c, b])
+
+
+def coarsen_costs(costs, offsets, slack):
+    """Data costs of 2x2 blocks of nodes that share a displacement up to ``slack``.
+
+    Block ``P`` takes the offset of its top-left node; its cost of a label is the sum
+    over its nodes of their cheapest cost within ``slack`` label steps of that
+    displacement (``+inf`` where a node has none). Blocks of one row or column at odd
+    borders.
+
+    Parameters
+    ----------
+    costs : ndarray of shape (H, W, Ly, Lx), float32 or float64
+    offsets : ndarray of shape (H, W, 2), int64
+    slack : int
+
+    Returns
+    -------
+    coarse : ndarray of shape ((H + 1) // 2, (W + 1) // 2, Ly, Lx), dtype of ``costs``
+    """
+    H, W, Ly, Lx = costs.shape
+    coarse = np.zeros(((H + 1) // 2, (W + 1) // 2, Ly, Lx), costs.dtype)
+    _coarsen_into(costs, offsets, slack, coarse)
+    return coarse
+
+
+@njit(cache=True, nogil=True)
+def _coarsen_into(costs, offsets, slack, coarse):
+    H, W, Ly, Lx = costs.shape
+    tmp = np.empty((Ly, Lx), costs.dtype)
+    near = np.empty((Ly, Lx), costs.dtype)
+    for i in range(H):
+        for j in range(W):
+            _min_filter(costs[i, j], slack, tmp, near)
+            block = coarse[i // 2, j // 2]
+            sy = offsets[i - i % 2, j - j % 2, 0] - offsets[i, j, 0]
+            sx = offsets[i - i % 2, j - j % 2, 1] - offsets[i, j, 1]
+            for a in range(Ly):
+                y = a + sy
+                for b in range(Lx):
+                    x = b + sx
+                    if 0 <= y < Ly and 0 <= x < Lx:
+                        block[a, b] += near[y, x]
+                    else:
+                        block[a, b] = np.inf
+
+
+def data_cost_window(fs, ft, radius, centers=None):
+    """Data costs of the displacements in a window of radius ``R`` around each node.
+
+    ``D[i, j, a, b] = ||fs[i, j] - ft[i + cy + a - R, j + cx + b - R]||^2`` with
+    ``(cy, cx) = centers[i, j]``, and ``+inf`` where that target position is outside
+    ``ft``. The label ``(a, b)`` is the displacement ``(a, b) + centers[i, j] - R``,
+    i.e. the offsets :func:`window_offsets` returns.
+
+    Parameters
+    ----------
+    fs : array-like of shape (H, W, d)
+        Source features.
+    ft : array-like of shape (Ht, Wt, d)
+        Target features, on the same grid coordinates as ``fs``.
+    radius : int
+        ``R >= 0``; the window has ``(2R + 1)**2`` labels.
+    centers : array-like of int, shape (H, W, 2) or (2,), optional
+        Window centres ``(dy, dx)`` per node; default zero.
+
+    Returns
+    -------
+    D : ndarray of shape (H, W, 2R + 1, 2R + 1), dtype float32
+    """
+    radius = _as_radius(radius)
+    fs = _as_features(fs, "fs")
+    H, W = fs.shape[:2]
+    centers = _as_label_vectors(centers, (H, W), "centers")
+    fs, ft = _as_feature_pair(fs, ft)
+    size = 2 * radius + 1
+    out = np.empty((H, W, size, size), np.float32)
+    _data_cost_window_into(fs, ft, centers - radius, out)
+    return out
+
+
+def _as_radius(radius):
+    if isinstance(radius, bool) or not isinstance(radius, int | np.integer) or radius < 0:
+        raise ValueError(f"radius must be an integer >= 0; got {radius!r}.")
+    return int(radius)
+
+
+def _as_label_vectors(x, shape, name):
+    """``x`` as an int64 (H, W, 2) array of label-grid vectors (zeros for None)."""
+    if x is None:
+        return np.zeros(shape + (2,), np.int64)
+    x = np.asarray(x)
+    integral = np.issubdtype(x.dtype, np.integer) or (
+        np.issubdtype(x.dtype, np.floating) and np.isfinite(x).all() and (x == np.round(x)).all())
+    if not integral:
+        raise ValueError(f"{name} must hold integers (label-grid steps).")
+    try:
+        return np.broadcast_to(x.astype(np.int64), shape + (2,)).copy()
+    except ValueError:
+        raise ValueError(f"{name} must have shape {shape + (2,)} or (2,); "
+                         f"got {x.shape}.") from None
