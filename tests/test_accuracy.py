@@ -8,14 +8,13 @@ from sklearn.utils import estimator_checks as checks
 from skcorr import ConvColumnExtractor, DenseSIFT
 from skcorr.datasets import load_pf_willow, load_sample_pairs, make_affine_category
 from skcorr.evaluation import (
-    FlowTransfer,
-    PairTransfer,
     cross_validated_transfer,
     identity_transfer,
     pair_categories,
     pair_samples,
     transfer_pck_table,
 )
+from skcorr.flow import PairTransfer, align
 from skcorr.metrics import image_boxes, pck_score, pck_scorer
 
 SIFT = DenseSIFT(mode="dense", radius=8, step=8, bin_size=4)
@@ -41,10 +40,10 @@ class _Recording(PairTransfer):
         self.fitted_on_ = {self.category_of[id(target)] for target in X[:, 1]}
         return super().fit(X, y)
 
-    def _transfer(self, source, target, keypoints):
-        category = self.category_of[id(target)]
-        self.log.append((frozenset(self.fitted_on_), category))
-        return super()._transfer(source, target, keypoints)
+    def predict(self, X):
+        for target in X[:, 1]:
+            self.log.append((frozenset(self.fitted_on_), self.category_of[id(target)]))
+        return super().predict(X)
 
 
 def test_grouped_cv_never_has_a_category_on_both_sides(four_categories):
@@ -94,32 +93,43 @@ def test_real_pf_willow_categories_split_cleanly(pf_willow_dir):
         assert set(data.labels[held[:, 0]]) == set(data.labels[held[:, 1]])
 
 
-def test_pair_transfer_matches_flow_transfer_and_extracts_each_image_once(monkeypatch):
+def test_pair_transfer_aligns_pairs_and_its_cache_extracts_each_image_once(
+        monkeypatch, tmp_path):
     pairs = load_sample_pairs()
     X, y = pair_samples(pairs)
-    PairTransfer.clear_cache()
-    calls = []
-    original = DenseSIFT.extract_dense
+    batches, flows = [], []
+    original_batch = DenseSIFT._dense_batch
 
-    def counting(self, images):
-        calls.append(len(images))
-        return original(self, images)
+    def counting_batch(self, images):
+        batches.append(len(images))
+        return original_batch(self, images)
 
-    monkeypatch.setattr(DenseSIFT, "extract_dense", counting)
-    estimator = PairTransfer(SIFT, lam=0.2).fit(X)
+    monkeypatch.setattr(DenseSIFT, "_dense_batch", counting_batch)
+    estimator = PairTransfer(SIFT, lam=0.2, memory=tmp_path).fit(X)
     predicted = estimator.predict(X)
-    assert sum(calls) == len({id(image) for image in X[:, :2].ravel()})
-    reference = FlowTransfer(SIFT, lam=0.2)
+    assert sum(batches) == len({id(image) for image in X[:, :2].ravel()})
+    features = SIFT.fit()
     for (source, target, keypoints), mine in zip(X, predicted, strict=True):
-        np.testing.assert_allclose(mine, reference(source, target, keypoints))
-    # A copy of an image has the same content: found in the cache, not extracted again.
+        flow = align(*features.extract_dense([source, target]), lam=0.2)
+        np.testing.assert_allclose(mine, flow.transfer_points(keypoints))
+    assert estimator.score(X, y) == pck_score(y, predicted, alpha=0.1)
+
+    # Copies of the images have the same content: found in the cache, as are the
+    # alignments; another lam aligns again but extracts nothing.
+    import skcorr.flow._estimators as estimators
+
+    original_align = estimators.align
+    monkeypatch.setattr(estimators, "align", lambda *a, **k: flows.append(1) or
+                        original_align(*a, **k))
     copies = X.copy()
     copies[:, 1] = [image.copy() for image in X[:, 1]]
-    calls.clear()
-    np.testing.assert_allclose(PairTransfer(SIFT, lam=0.2).fit(copies).predict(copies),
-                               predicted)
-    assert calls == []
-    assert estimator.score(X, y) == pck_score(y, predicted, alpha=0.1)
+    batches.clear()
+    again = PairTransfer(SIFT, lam=0.2, memory=tmp_path).fit(copies)
+    np.testing.assert_array_equal(again.predict(copies), predicted)
+    assert batches == [] and flows == []
+    other = again.set_params(lam=0.0).predict(copies)
+    assert batches == [] and len(flows) == len(X)
+    assert not np.array_equal(other, predicted)
 
 
 def test_refinement_moves_points_to_fine_nodes_near_the_flow():

@@ -6,11 +6,12 @@ import pytest
 from skcorr import ConvColumnExtractor, DenseSIFT
 from skcorr.datasets import load_pf_willow
 from skcorr.evaluation import (
-    FlowTransfer,
     evaluate_cub_transfer,
     identity_transfer,
+    pair_samples,
     transfer_pck_table,
 )
+from skcorr.flow import PairTransfer
 
 
 @pytest.fixture(scope="module")
@@ -26,16 +27,16 @@ def _pck(data, predict):
     return transfer_pck_table(data, predict, alphas=[0.1])[-1]["PCK@0.1"]
 
 
-def test_convnet_flow_beats_matching_sift_and_identity(two_subclasses):
+def test_convnet_flow_beats_matching_sift_and_identity(two_subclasses, tmp_path):
+    X = pair_samples(two_subclasses)[0]
     conv = ConvColumnExtractor(layer="conv5", image_size=320)
-    flow = FlowTransfer(conv, lam=0.1).precompute(two_subclasses.images)
-    # The same feature maps, without the MRF.
-    matching = flow.for_images(two_subclasses.images).set_params(lam=0.0)
-    sift = FlowTransfer(DenseSIFT(mode="dense", step=16, bin_size=10, image_size=320),
-                        lam=0.2)
+    flow = PairTransfer(conv, lam=0.1, memory=tmp_path).fit(X)
+    sift = PairTransfer(DenseSIFT(mode="dense", step=16, bin_size=10, image_size=320),
+                        lam=0.2).fit(X)
     scores = {name: _pck(two_subclasses, predict) for name, predict in
-              [("flow", flow), ("matching", matching), ("sift", sift),
-               ("identity", identity_transfer)]}
+              [("flow", flow), ("sift", sift), ("identity", identity_transfer)]}
+    # The same feature maps (from the cache), without the MRF.
+    scores["matching"] = _pck(two_subclasses, flow.set_params(lam=0.0))
     assert scores["flow"] > scores["matching"] + 0.05
     assert scores["flow"] > scores["sift"] + 0.1
     assert scores["flow"] > scores["identity"] + 0.2
@@ -43,9 +44,9 @@ def test_convnet_flow_beats_matching_sift_and_identity(two_subclasses):
 
 
 def test_feature_maps_are_computed_once_per_image(two_subclasses, monkeypatch):
-    transfer = FlowTransfer(DenseSIFT(mode="dense", step=16, bin_size=10, image_size=160))
+    transfer = PairTransfer(DenseSIFT(mode="dense", step=16, bin_size=10, image_size=160))
     calls = []
-    original = transfer.fit().features_.extract_dense
+    original = transfer.fit(pair_samples(two_subclasses)[0]).features_.extract_dense
     monkeypatch.setattr(transfer.features_, "extract_dense",
                         lambda images: calls.append(len(images)) or original(images))
     transfer_pck_table(two_subclasses, transfer, alphas=[0.1])
@@ -75,7 +76,7 @@ def test_cub_transfer_beats_the_mean_position(cub_dir):
 
 # --- without data: the transfer's estimator hygiene and the one result table ------------
 
-def test_flow_transfer_fits_a_clone_and_aligns_through_public_methods():
+def test_pair_transfer_fits_a_clone_and_evaluation_uses_its_public_predict():
     from sklearn.exceptions import NotFittedError
     from sklearn.utils.validation import check_is_fitted
 
@@ -83,35 +84,30 @@ def test_flow_transfer_fits_a_clone_and_aligns_through_public_methods():
 
     pairs = load_sample_pairs()
     sift = DenseSIFT(mode="dense", radius=8, step=8, bin_size=4)
-    transfer = FlowTransfer(sift, lam=0.1)
-    (s, t), (other, _) = pairs.pairs[0], pairs.pairs[1]
-    source, target = pairs.images[s], pairs.images[t]
-    predicted = transfer(source, target, pairs.keypoints[s])
+    transfer = PairTransfer(sift, lam=0.1)
+    with pytest.raises(NotFittedError):
+        transfer_pck_table(pairs, transfer)  # evaluation takes a fitted estimator
+    X, y = pair_samples(pairs)
+    predicted = transfer.fit(X).predict(X)
     with pytest.raises(NotFittedError):
         check_is_fitted(sift)  # what the user handed over is left as it was
     assert transfer.features is sift and transfer.features_ is not sift
-    assert transfer.get_params()["lam"] == 0.1 and transfer.settings["lam"] == 0.1
-    np.testing.assert_allclose(transfer.align(source, target).transfer_points(
-        pairs.keypoints[s]), predicted)
-    assert len(transfer.maps_) == 2  # each image's map computed once
-    # A light copy: the same maps, other settings, no network.
-    copy = transfer.for_images([source, target]).set_params(lam=0.0)
-    assert copy.features_ is None and transfer.lam == 0.1
-    assert all(copy.maps_[key] is fmap for key, fmap in transfer.maps_.items())
-    assert not np.allclose(copy(source, target, pairs.keypoints[s]), predicted)
-    with pytest.raises(ValueError, match="for_images"):
-        copy(source, pairs.images[other], pairs.keypoints[s])
+    table = transfer_pck_table(pairs, transfer, alphas=[0.1])
+    expected = transfer_pck_table(pairs, lambda s, t, k: predicted[
+        next(i for i, row in enumerate(X) if row[0] is s and row[1] is t)], alphas=[0.1])
+    assert table == expected
+    with pytest.raises(TypeError, match="fitted pair estimator or a function"):
+        transfer_pck_table(pairs, "flow")
 
 
 def test_result_table_prints_and_writes_one_style(tmp_path):
-    from skcorr.evaluation import PCKTable, ResultTable
+    from skcorr.evaluation import ResultTable
 
     table = ResultTable([{"features": "sift", "layer": None, "C": 0.1, "test accuracy": 0.3712,
                           "cv PCK@0.1": 0.5},
                          {"features": "conv", "layer": "stage5", "C": 10.0,
                           "test accuracy": 0.469, "cv PCK@0.1": None}],
                         title="Two rows", notes=["1.5 s"], name="demo-table")
-    assert PCKTable is ResultTable  # the former name still imports
     lines = str(table).splitlines()
     assert lines[0] == "Two rows" and lines[-1] == "1.5 s"
     assert lines[2] == "| features | layer | C | test accuracy (%) | cv PCK@0.1 (%) |"

@@ -11,7 +11,7 @@ from sklearn.model_selection import GridSearchCV, KFold, cross_val_score
 from sklearn.utils import Bunch
 
 from skcorr.evaluation import (
-    PCKTable,
+    ResultTable,
     evaluate_identity_pf_willow,
     identity_transfer,
     transfer_pck_table,
@@ -324,7 +324,7 @@ def test_transfer_table_rows_per_class_and_formats():
                  pairs=np.array([[0, 1], [1, 0], [2, 3]]), labels=np.array([0, 0, 1, 1]),
                  class_names=["cat", "dog"])  # fmt: skip
     table = transfer_pck_table(data, identity_transfer, alphas=(0.05, 0.2))
-    assert isinstance(table, PCKTable)
+    assert isinstance(table, ResultTable)
     assert [row["class"] for row in table] == ["cat", "dog", "mean"]
     assert [row["pairs"] for row in table] == [2, 1, 3]
     expected_cat = pck_score(keypoints[[1, 0]], keypoints[[0, 1]], alpha=0.2,

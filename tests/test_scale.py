@@ -14,7 +14,8 @@ from skcorr import ConvColumnExtractor, FlowAligner, KeypointClassifier, Sliding
 from skcorr.backbones import load_network
 from skcorr.cli import main
 from skcorr.datasets import crop_to_boxes, make_affine_category
-from skcorr.evaluation import FlowTransfer, transfer_pck_table
+from skcorr.evaluation import pair_samples, transfer_pck_table
+from skcorr.flow import PairTransfer
 from skcorr.features import keypoint_samples
 from skcorr.metrics import pck_scorer
 
@@ -116,13 +117,17 @@ def test_unwritable_cache_folder_is_one_clear_error(tmp_path):
     assert blocker.read_text() == "not a folder"
 
 
+def _transfer(ext, dataset, n_jobs=None):
+    return PairTransfer(ext, lam=0.1, levels=0, n_jobs=n_jobs).fit(pair_samples(dataset)[0])
+
+
 @pytest.fixture(scope="module")
 def pairs_setup(weights_file, category):
     ext = ConvColumnExtractor(layer="stage3", weights=weights_file, mode="dense")
     dataset = Bunch(images=category.images, keypoints=category.keypoints,
                     boxes=category.boxes, pairs=np.array([(i, (i + 1) % 9) for i in range(9)]))
-    reference = transfer_pck_table(dataset, FlowTransfer(ext, lam=0.1, levels=0),
-                                   alphas=[0.05, 0.1], n_jobs=1)
+    reference = transfer_pck_table(dataset, _transfer(ext, dataset, n_jobs=1),
+                                   alphas=[0.05, 0.1])
     return ext, dataset, reference
 
 
@@ -130,8 +135,8 @@ def pairs_setup(weights_file, category):
 def test_pair_evaluation_is_identical_in_parallel(pairs_setup, backend):
     ext, dataset, reference = pairs_setup
     with joblib.parallel_config(backend=backend):
-        table = transfer_pck_table(dataset, FlowTransfer(ext, lam=0.1, levels=0),
-                                   alphas=[0.05, 0.1], n_jobs=2)
+        table = transfer_pck_table(dataset, _transfer(ext, dataset, n_jobs=2),
+                                   alphas=[0.05, 0.1])
     assert table == reference
 
 
@@ -167,8 +172,7 @@ def test_work_spreads_over_a_local_dask_cluster(pairs_setup, weights_file, categ
                                        host="127.0.0.1", dashboard_address=None)
     try:
         with distributed.Client(cluster) as client, joblib.parallel_config(backend="dask"):
-            table = transfer_pck_table(dataset, FlowTransfer(ext, lam=0.1, levels=0),
-                                       alphas=[0.05, 0.1])
+            table = transfer_pck_table(dataset, _transfer(ext, dataset), alphas=[0.05, 0.1])
             X, y, groups = keypoint_samples(category.images, category.keypoints)
             clf = KeypointClassifier(features=ext.set_params(mode="keypoints"), Cs=[0.1, 1.0],
                                      cv=3, random_state=0)

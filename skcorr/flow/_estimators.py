@@ -77,7 +77,8 @@ class _FlowTransfer(BaseEstimator):
         Runs over joblib (``n_jobs``) in chunks of pairs, with a progress bar.
         """
         settings = flow_settings(self)
-        memory = check_memory(self.memory)
+        memory = self.memory
+        memory = check_memory(os.fspath(memory) if isinstance(memory, os.PathLike) else memory)
         cached = memory.cache(_transfer, ignore=["source", "target"])
         digests = {id(m): m for m in (*source_maps, *target_maps)}
         for key, fmap in digests.items():  # the maps' content is the cache key
