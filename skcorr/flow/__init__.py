@@ -1,6 +1,8 @@
 """Flow alignment: the SIFT-flow-style MRF on feature grids, solved by belief propagation.
 
-* :func:`align` and :class:`Flow`: pairwise alignment, warping, point transfer.
+* :func:`align` and :class:`Flow`: pairwise alignment, warping, point transfer, per-pixel
+  flow fields, sparse matches; :func:`consistency`: forward-backward consistency of two
+  flows (a flow's confidence).
 * :class:`FlowAligner`: the estimator that transfers keypoints from neighbours.
 * :func:`dual_layer_bp` (the default solver: SIFT Flow's dual-layer decomposition of the
   same energy), :func:`min_sum_bp` (2-D messages), :func:`coarse_to_fine_bp`,
@@ -21,6 +23,7 @@ from ._bp import (
     min_sum_bp,
     window_offsets,
 )
+from ._fields import consistency
 from ._kernels import data_cost, data_cost_window, distance_transform_1d, distance_transform_2d
 from ._transport import target_prices
 
@@ -32,6 +35,7 @@ __all__ = [
     "align",
     "bp_energy",
     "coarse_to_fine_bp",
+    "consistency",
     "data_cost",
     "data_cost_window",
     "distance_transform_1d",
