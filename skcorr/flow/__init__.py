@@ -9,6 +9,8 @@
   :func:`distance_transform_1d`, :func:`distance_transform_2d`, :func:`data_cost`,
   :func:`data_cost_window`: the numba min-sum belief propagation and its kernels, with
   the label-set offsets :func:`absolute_offsets` and :func:`window_offsets`.
+* :func:`write_flo`, :func:`read_flo` (Middlebury ``.flo``), :func:`write_flow` and
+  :func:`read_flow` (``.flo`` or ``.npy`` by extension): flow fields in files.
 * :func:`target_prices`: optimal-transport prices of target nodes (``align(ot_reg=...)``).
 """
 
@@ -24,6 +26,7 @@ from ._bp import (
     window_offsets,
 )
 from ._fields import consistency
+from ._files import read_flo, read_flow, write_flo, write_flow
 from ._kernels import data_cost, data_cost_window, distance_transform_1d, distance_transform_2d
 from ._transport import target_prices
 
@@ -42,6 +45,10 @@ __all__ = [
     "distance_transform_2d",
     "dual_layer_bp",
     "min_sum_bp",
+    "read_flo",
+    "read_flow",
     "target_prices",
     "window_offsets",
+    "write_flo",
+    "write_flow",
 ]
