@@ -1,11 +1,25 @@
 """Two images in, correspondences out: flow files, pictures, skcorr.match and `skcorr match`."""
 
+import json
 import struct
 
 import numpy as np
 import pytest
+from PIL import Image
 
-from skcorr.flow import read_flo, read_flow, write_flo, write_flow
+import skcorr
+from skcorr import ConvColumnExtractor
+from skcorr.flow import (
+    PRESETS,
+    match,
+    match_files,
+    preset_settings,
+    read_flo,
+    read_flow,
+    read_pairs,
+    write_flo,
+    write_flow,
+)
 
 
 # -- .flo and .npy files ----------------------------------------------------------------------
@@ -101,3 +115,92 @@ def test_write_flo_of_a_flow_writes_its_pixel_field(tmp_path):
     write_flo(tmp_path / "f.flo", flow)
     np.testing.assert_array_equal(read_flo(tmp_path / "f.flo"), flow.pixel_flow())
     np.testing.assert_array_equal(read_flo(tmp_path / "f.flo")[..., 0], 16.0)
+
+
+# -- skcorr.match ---------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def scene():
+    """A smooth random texture, and a crop of it moved 24 px right and 16 px down."""
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng(4)
+    noise = gaussian_filter(rng.normal(size=(128, 160, 3)), sigma=(2, 2, 0))
+    big = np.clip(128 + 60 * noise / noise.std(), 0, 255).astype(np.uint8)
+    return big[16:112, 24:136].copy(), big
+
+
+@pytest.fixture(scope="module")
+def small_net():
+    """A random network's stride-8 layer: fast, and its columns are a function of pixels."""
+    return ConvColumnExtractor(layer="stage3", weights=None, mode="dense").fit()
+
+
+def test_match_finds_a_known_shift_with_a_confidence(scene, small_net):
+    source, target = scene
+    flow = match(source, target, features=small_net, lam=0.01, truncation=None, ot_reg=None,
+                 subcell=False)
+    field = flow.pixel_flow()
+    assert field.shape == (96, 112, 2)
+    # the inner nodes (away from the zero padding that differs) find the shift exactly
+    inner = field[24:72, 24:88].reshape(-1, 2)
+    share = np.mean((np.abs(inner - [24, 16]) < 0.5).all(axis=1))
+    assert share > 0.9, share
+    assert flow.confidence is not None and flow.confidence.shape == flow.target_index.shape[:2]
+    grid_rows, grid_cols = flow.target_index.shape[:2]
+    assert np.median(flow.confidence[2:-2, 2:-2]) > 0.99  # both directions agree there
+    src, dst, scores = flow.matches(min_confidence=0.9)
+    np.testing.assert_allclose(np.median(dst - src, axis=0), [24, 16])
+    assert match(source, target, features=small_net, backward=False).confidence is None
+
+
+def test_match_takes_files_and_is_the_public_entry_point(tmp_path, scene, small_net):
+    source, target = scene
+    Image.fromarray(source).save(tmp_path / "s.png")
+    Image.fromarray(target).save(tmp_path / "t.png")
+    from_files = skcorr.match(tmp_path / "s.png", str(tmp_path / "t.png"), features=small_net)
+    from_arrays = skcorr.match(source, target, features=small_net)
+    np.testing.assert_array_equal(from_files.target_index, from_arrays.target_index)
+    assert skcorr.match is match and "match" in skcorr.__all__
+
+
+def test_preset_settings_split_and_override():
+    features, flow = preset_settings()
+    assert features == {"backbone": "efficientnet_lite0", "layer": ["stage5", "stage6"],
+                        "image_size": 400}
+    assert flow == {"lam": 0.05, "truncation": 3.0, "ot_reg": 0.2, "subcell": True,
+                    "levels": 2, "radius": None, "max_iter": 50}
+    features, flow = preset_settings("paper", image_size=200, lam=0.3, solver="2d")
+    assert features["layer"] == "conv5" and features["image_size"] == 200
+    assert flow["lam"] == 0.3 and flow["solver"] == "2d" and flow["truncation"] is None
+    assert PRESETS["best"]["lam"] == 0.05  # the preset itself is not changed
+
+
+def test_match_rejects_bad_input(tmp_path, scene, small_net):
+    source, target = scene
+    with pytest.raises(ValueError, match=r"preset must be one of \['best', 'paper'\]"):
+        match(source, target, preset="fast")
+    with pytest.raises(ValueError, match=r"Unknown setting\(s\) \['lamda'\].*lam, radius"):
+        match(source, target, lamda=0.1)
+    with pytest.raises(ValueError, match=r"\['layer'\].*features= replaces them"):
+        match(source, target, features=small_net, layer="stage2")
+    with pytest.raises(ValueError, match="pass memory to the extractor"):
+        match(source, target, features=small_net, memory=tmp_path)
+    with pytest.raises(TypeError, match="features must be a skcorr feature transformer"):
+        match(source, target, features="conv5")
+    with pytest.raises(ValueError, match="backward must be True or False"):
+        match(source, target, features=small_net, backward="yes")
+    (tmp_path / "notes.png").write_text("not an image")
+    with pytest.raises(ValueError, match="notes.png.*not an image format"):
+        match(tmp_path / "notes.png", target, features=small_net)
+    with pytest.raises(ValueError, match=r"target has shape \(4, 4, 5\)"):
+        match(source, np.zeros((4, 4, 5), np.uint8), features=small_net)
+    with pytest.raises(ValueError, match="lam must be"):
+        match(source, target, features=small_net, lam=-1)
+
+
+def test_match_fits_a_copy_of_an_unfitted_extractor(scene):
+    source, target = scene
+    extractor = ConvColumnExtractor(layer="stage3", weights=None, mode="dense")
+    flow = match(source, target, features=extractor, backward=False)
+    assert flow.target_index.shape[:2] == (12, 14)
+    assert not hasattr(extractor, "network_")  # the caller's object is left as it was

@@ -1,5 +1,9 @@
 """Flow alignment: the SIFT-flow-style MRF on feature grids, solved by belief propagation.
 
+* :func:`match`: two images (arrays or files) to a :class:`Flow`, with the best
+  cross-validated settings (:data:`PRESETS`, :func:`preset_settings`);
+  :func:`match_files` and :func:`read_pairs`: many pairs from files to files
+  (``skcorr match``).
 * :func:`align` and :class:`Flow`: pairwise alignment, warping, point transfer, per-pixel
   flow fields, sparse matches; :func:`consistency`: forward-backward consistency of two
   flows (a flow's confidence).
@@ -28,9 +32,12 @@ from ._bp import (
 from ._fields import consistency
 from ._files import read_flo, read_flow, write_flo, write_flow
 from ._kernels import data_cost, data_cost_window, distance_transform_1d, distance_transform_2d
+from ._match import match, match_files, read_pairs
+from ._presets import PRESETS, preset_settings
 from ._transport import target_prices
 
 __all__ = [
+    "PRESETS",
     "BPResult",
     "Flow",
     "FlowAligner",
@@ -44,9 +51,13 @@ __all__ = [
     "distance_transform_1d",
     "distance_transform_2d",
     "dual_layer_bp",
+    "match",
+    "match_files",
     "min_sum_bp",
+    "preset_settings",
     "read_flo",
     "read_flow",
+    "read_pairs",
     "target_prices",
     "window_offsets",
     "write_flo",
