@@ -204,3 +204,178 @@ def test_match_fits_a_copy_of_an_unfitted_extractor(scene):
     flow = match(source, target, features=extractor, backward=False)
     assert flow.target_index.shape[:2] == (12, 14)
     assert not hasattr(extractor, "network_")  # the caller's object is left as it was
+
+
+# -- match_files and `skcorr match` ------------------------------------------------------------
+SMALL = {"layer": "stage3", "image_size": 64}  # the default network's stride-8 layer, small
+
+
+@pytest.fixture(scope="module")
+def photo_files(tmp_path_factory):
+    """Three small photos as files; two of them share the stem ``x``."""
+    from skcorr.datasets import load_sample_pairs
+
+    images = load_sample_pairs().images
+    root = tmp_path_factory.mktemp("photos")
+    (root / "a").mkdir()
+    (root / "b").mkdir()
+    paths = [root / "a" / "x.png", root / "b" / "x.png", root / "t.jpg"]
+    for path, image in zip(paths, images[:3], strict=True):
+        Image.fromarray(image[::3, ::3]).save(path)  # 80x80
+    return paths
+
+
+def _check_pair_folder(folder, source_shape):
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        ["warped.png", "flow.flo", "flow.npy", "flow.png", "matches.png", "summary.json"])
+    field = np.load(folder / "flow.npy")
+    assert field.shape == (*source_shape, 2) and field.dtype == np.float32
+    np.testing.assert_array_equal(read_flo(folder / "flow.flo"), field)
+    for name in ("warped.png", "flow.png"):
+        with Image.open(folder / name) as image:
+            assert image.size == (source_shape[1], source_shape[0])
+    with Image.open(folder / "matches.png") as image:
+        assert image.format == "PNG" and image.width == 1000
+    return json.loads((folder / "summary.json").read_text())
+
+
+def test_match_files_writes_a_folder_per_pair(tmp_path, photo_files):
+    a, b, t = photo_files
+    out = tmp_path / "out"
+    folders = match_files([(a, t), (b, t)], out, **SMALL)
+    assert [f.name for f in folders] == ["x_to_t", "x_to_t_2"]  # repeated stems made unique
+    assert sorted(p.name for p in out.iterdir()) == ["x_to_t", "x_to_t_2"]  # no temporaries
+    summary = _check_pair_folder(out / "x_to_t", (80, 80))
+    assert summary["source"] == str(a) and summary["target"] == str(t)
+    assert summary["settings"]["preset"] == "best" and summary["settings"]["layer"] == "stage3"
+    assert summary["settings"]["truncation"] == 3.0  # the preset's, not overridden
+    assert summary["energy"] == pytest.approx(
+        summary["data_energy"] + summary["lam"] * summary["deformation"])
+    assert 0 < summary["mean_confidence"] <= 1 and summary["seconds"] >= 0
+    # the field is the flow match() computes for the same pair and settings
+    flow = match(a, t, **SMALL)
+    np.testing.assert_allclose(np.load(out / "x_to_t" / "flow.npy"), flow.pixel_flow())
+
+
+def test_match_files_never_overwrites_without_being_asked(tmp_path, photo_files):
+    a, _, t = photo_files
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="already holds files; pass overwrite=True"):
+        match_files([(a, t)], out, **SMALL)
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]
+    match_files([(a, t)], out, overwrite=True, **SMALL)
+    (out / "x_to_t" / "flow.npy").write_bytes(b"old")
+    match_files([(a, t)], out, overwrite=True, lam=0.2, **SMALL)  # the pair folder replaced
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt", "x_to_t"]
+    assert (out / "notes.txt").read_text() == "mine"
+    assert _check_pair_folder(out / "x_to_t", (80, 80))["lam"] == 0.2
+
+
+def test_a_pair_folder_is_written_whole_or_not_at_all(tmp_path, photo_files, monkeypatch):
+    import skcorr.visualize
+
+    a, _, t = photo_files
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(skcorr.visualize, "plot_matches", broken)
+    out = tmp_path / "out"
+    with pytest.raises(OSError, match="disk full"):
+        match_files([(a, t)], out, **SMALL)
+    assert not out.exists()  # created by the call, removed again while empty
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    with pytest.raises(OSError, match="disk full"):
+        match_files([(a, t)], out, overwrite=True, **SMALL)
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]  # no half-written pair folder
+
+
+def test_match_files_checks_the_images_before_any_work(tmp_path, photo_files):
+    a, _, t = photo_files
+    text = tmp_path / "readme.png"
+    text.write_text("not an image")
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match="readme.png.*not an image format"):
+        match_files([(a, t), (a, text)], out, **SMALL)
+    with pytest.raises(FileNotFoundError, match="missing.png"):
+        match_files([(tmp_path / "missing.png", t)], out, **SMALL)
+    with pytest.raises(ValueError, match=r"pairs\[0\] must be a \(source, target\) pair"):
+        match_files([(a, t, t)], out, **SMALL)
+    assert not out.exists()
+
+
+def test_read_pairs(tmp_path, photo_files):
+    a, b, t = photo_files
+    root = a.parents[1]
+    (root / "pairs.csv").write_text("source,target,note\na/x.png,t.jpg,first\n"
+                                    f"{b},t.jpg,absolute\n")
+    assert read_pairs(root / "pairs.csv") == [(a, t), (b, t)]
+    (tmp_path / "cols.csv").write_text("src,target\na.png,b.png\n")
+    with pytest.raises(ValueError, match=r"lacks the column\(s\) \['source'\].*\['src', "):
+        read_pairs(tmp_path / "cols.csv")
+    (root / "bad.csv").write_text("source,target\na/x.png,t.jpg\na/x.png,c/nope.jpg\n")
+    with pytest.raises(ValueError, match="line 3: target image .*nope.jpg' does not exist"):
+        read_pairs(root / "bad.csv")
+    (tmp_path / "empty.csv").write_text("source,target\n")
+    with pytest.raises(ValueError, match="lists no pairs"):
+        read_pairs(tmp_path / "empty.csv")
+
+
+def test_cli_match_end_to_end_with_the_default_weights(tmp_path, photo_files, capsys):
+    from skcorr.cli import main
+
+    a, b, t = photo_files
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    argv = ["match", str(a), str(t), str(b), "--output", str(out), "--image-size", "64",
+            "--memory", str(cache), "--lam", "0.1"]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    assert "Wrote 2 pair folder(s)" in captured.out
+    assert "features" in captured.err and "pairs" in captured.err  # the progress bars
+    assert sorted(p.name for p in out.iterdir()) == ["x_to_t", "x_to_x"]
+    summary = _check_pair_folder(out / "x_to_t", (80, 80))
+    assert summary["settings"]["image_size"] == 64 and summary["lam"] == 0.1
+    assert summary["settings"]["layer"] == ["stage5", "stage6"]  # the best preset
+    assert any(cache.rglob("*.pkl"))  # the features went into the cache
+    # the same run again is refused, and leaves the results as they were
+    before = (out / "x_to_t" / "flow.npy").read_bytes()
+    assert main(argv) == 2
+    assert "already holds files" in capsys.readouterr().err
+    assert (out / "x_to_t" / "flow.npy").read_bytes() == before
+    # --pairs, another preset, and --overwrite
+    (tmp_path / "pairs.csv").write_text(f"source,target\n{a},{t}\n")
+    assert main(["match", "--pairs", str(tmp_path / "pairs.csv"), "--output", str(out),
+                 "--preset", "paper", "--image-size", "64", "--no-subcell",
+                 "--overwrite"]) == 0
+    summary = _check_pair_folder(out / "x_to_t", (80, 80))
+    assert summary["settings"]["preset"] == "paper" and summary["settings"]["subcell"] is False
+
+
+def test_cli_match_bad_input_is_one_clear_error(tmp_path, photo_files, capsys):
+    from skcorr.cli import main
+
+    a, _, t = photo_files
+    out = tmp_path / "out"
+    text = tmp_path / "readme.png"
+    text.write_text("not an image")
+    (tmp_path / "cols.csv").write_text("src,dst\nx,y\n")
+    cases = [
+        (["match", str(a), str(text)], "readme.png.*not an image format"),
+        (["match", str(a), str(tmp_path / "gone.jpg")], "gone.jpg.*does not exist"),
+        (["match", str(a)], "name a source image and at least one target"),
+        (["match", "--pairs", str(tmp_path / "cols.csv")], r"lacks the column\(s\)"),
+        (["match", str(a), str(t), "--pairs", str(tmp_path / "cols.csv")], "not both"),
+    ]
+    import re
+
+    for argv, message in cases:
+        assert main([*argv, "--output", str(out)]) == 2, argv
+        err = capsys.readouterr().err
+        assert err.startswith("skcorr match: error: ") and re.search(message, err), err
+        assert not out.exists()
+    with pytest.raises(SystemExit) as exit_info:  # argparse's own errors
+        main(["match", str(a), str(t), "--output", str(out), "--lam", "cv"])
+    assert exit_info.value.code == 2

@@ -211,7 +211,7 @@ def match_files(pairs, output, *, preset: str = "best", overwrite: bool = False,
     * ``flow.flo`` and ``flow.npy``: the per-pixel flow (:meth:`Flow.pixel_flow`), as
       Middlebury ``.flo`` and as an ``(H, W, 2)`` float32 array;
     * ``flow.png``: its colour-wheel picture (:func:`skcorr.visualize.flow_to_color`);
-    * ``matches.png``: the grid's matches coloured by their confidence
+    * ``matches.png``: 120 of the grid's matches, coloured by their confidence
       (:func:`skcorr.visualize.plot_matches`);
     * ``summary.json``: the images, the settings, the grid, the flow's energies
       (``energy``, ``data_energy``, ``deformation``), its mean confidence, the fraction of
@@ -261,11 +261,11 @@ def match_files(pairs, output, *, preset: str = "best", overwrite: bool = False,
             f"Output folder {str(output)!r} already holds files; pass overwrite=True "
             "(--overwrite) to replace the pair folders in it, or choose another folder."
         )
-    extractor, align_settings = _setup(preset, None, memory, settings)
-    feature_settings = preset_settings(preset, **settings)[0]
+    feature_settings = preset_settings(preset, **settings)[0]  # bad names fail first
     images = list(dict.fromkeys(path for pair in pairs for path in pair))
     for path in images:
         image_size(path)  # a clear error for a file that is not an image, before any work
+    extractor, align_settings = _setup(preset, None, memory, settings)
     names = _folder_names(pairs)
     created = not output.exists()
     output.mkdir(parents=True, exist_ok=True)
@@ -341,7 +341,7 @@ def _write_pair(folder: Path, source, target, flow: Flow, seconds: float, settin
         write_flow(tmp / "flow.npy", field)
         Image.fromarray(flow_to_color(field)).save(tmp / "flow.png")
         plot_matches(as_rgb(source, name=f"source {str(source)!r}"), target_image,
-                     *flow.matches(), path=tmp / "matches.png")
+                     *flow.matches(), max_lines=120, path=tmp / "matches.png")
         confidence = np.asarray(flow.confidence)
         summary = {
             "source": os.fspath(source), "target": os.fspath(target),
