@@ -179,8 +179,8 @@ def test_match_rejects_bad_input(tmp_path, scene, small_net):
     source, target = scene
     with pytest.raises(ValueError, match=r"preset must be one of \['best', 'paper'\]"):
         match(source, target, preset="fast")
-    with pytest.raises(ValueError, match=r"Unknown setting\(s\) \['lamda'\].*lam, radius"):
-        match(source, target, lamda=0.1)
+    with pytest.raises(ValueError, match=r"Unknown setting\(s\) \['smoothness'\].*lam, radius"):
+        match(source, target, smoothness=0.1)
     with pytest.raises(ValueError, match=r"\['layer'\].*features= replaces them"):
         match(source, target, features=small_net, layer="stage2")
     with pytest.raises(ValueError, match="pass memory to the extractor"):

@@ -92,10 +92,10 @@ def consistency(forward, backward, *, sigma: float = 1.0):
     >>> float(distance.max()), float(confidence.min())
     (0.0, 1.0)
     """
-    from ._align import Flow
-
     for name, flow in (("forward", forward), ("backward", backward)):
-        if not isinstance(flow, Flow):
+        # duck-typed: _align imports this module, so this one does not import _align
+        if not all(hasattr(flow, attr) for attr in ("matched_points", "transfer_points",
+                                                    "target_index", "source_shape")):
             raise TypeError(f"{name} must be a Flow (from skcorr.flow.align), got "
                             f"{type(flow).__name__}.")
     if (tuple(backward.source_shape) != tuple(forward.target_shape)
