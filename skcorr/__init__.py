@@ -20,6 +20,7 @@ _LAZY_EXPORTS = {
     "FeatureMap": ".features",
     "keypoint_samples": ".features",
     "FlowAligner": ".flow",
+    "match": ".flow",
     "GaussianNNPrior": ".keypoints",
     "KeypointClassifier": ".keypoints",
     "SlidingKeypointDetector": ".keypoints",
@@ -36,13 +37,14 @@ __all__ = [
     "SlidingKeypointDetector",
     "__version__",
     "keypoint_samples",
+    "match",
     "show_versions",
 ]
 
 if TYPE_CHECKING:  # pragma: no cover - what static type checkers and IDEs see
     from ._show_versions import show_versions
     from .features import ConvColumnExtractor, DenseSIFT, FeatureMap, keypoint_samples
-    from .flow import FlowAligner
+    from .flow import FlowAligner, match
     from .keypoints import GaussianNNPrior, KeypointClassifier, SlidingKeypointDetector
 
 

@@ -15,7 +15,10 @@ One rule for every entry point of skcorr, for arrays and image files alike (see
 * any other dtype (signed integers, whose range is ambiguous), shape, NaN or infinite
   value is rejected with an error that says how to convert the input.
 
-A file is read into the array its samples hold and then follows the same rule: a
+A file is read as it is displayed: its EXIF orientation (a phone's "rotate 90 degrees
+when shown") is applied, so :func:`read_image` and :func:`image_size` see the upright
+image, and keypoints live in that frame. A file is then read into the array its samples
+hold and follows the same rule: a
 16-bit PNG or TIFF (Pillow modes ``I;16``, ``I;16B``) is a ``uint16`` array, a float
 TIFF (mode ``F``) a ``float32`` array that must lie in ``[0, 1]``, a 32-bit integer TIFF
 (mode ``I``) an ``int32`` array and is rejected. Data of 12 bits stored in a 16-bit
@@ -84,6 +87,8 @@ def read_image(path) -> np.ndarray:
 
     The file's samples follow the same rule as arrays: 16-bit files keep their top 8
     bits, float files must lie in ``[0, 1]``, signed 32-bit integer files are rejected.
+    The EXIF orientation is applied: the array holds the image as it is displayed (a
+    phone photo taken upright is upright), and keypoints live in that frame.
 
     Raises
     ------
@@ -97,7 +102,12 @@ def read_image(path) -> np.ndarray:
 
     path = _image_file(path)
     with _pil_errors(path), Image.open(path) as im:
+        orientation = _orientation(im)  # read before the pixels, as image_size reads it
         im.load()
+        if orientation != 1:
+            from PIL import ImageOps
+
+            ImageOps.exif_transpose(im, in_place=True)
         mode = im.mode
         if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in im.info):
             array = np.asarray(im.convert("RGBA"))
@@ -186,16 +196,36 @@ def _to_uint8(array: np.ndarray, name: str) -> np.ndarray:
 def image_size(image) -> tuple[int, int]:
     """``(height, width)`` of an array or image file, reading only the header of a file.
 
-    A file raises the errors of :func:`read_image` for a missing path, a folder, a
-    corrupt file or one above Pillow's decompression-bomb limit.
+    The size of a file is its displayed size, the shape of :func:`read_image`'s array:
+    EXIF orientations 5 to 8 (a quarter turn) swap the stored width and height. A file
+    raises the errors of :func:`read_image` for a missing path, a folder, a corrupt file
+    or one above Pillow's decompression-bomb limit.
     """
     if isinstance(image, (str, os.PathLike)):
         from PIL import Image
 
         path = _image_file(image)
         with _pil_errors(path), Image.open(path) as im:
+            if _orientation(im) >= 5:
+                return im.width, im.height
             return im.height, im.width
     return as_rgb(image).shape[:2]
+
+
+def _orientation(im) -> int:
+    """The EXIF orientation (1 to 8; 1 is upright) of an opened file, read from its header.
+
+    A PNG's ``eXIf`` chunk counts only where it precedes the image data (reading one
+    after it would decode the pixels); a damaged EXIF block or an unknown value counts
+    as upright rather than making a readable image unreadable.
+    """
+    if im.format == "PNG" and "exif" not in im.info:
+        return 1
+    try:
+        value = im.getexif().get(0x0112, 1)
+    except Exception:  # Pillow raises many kinds for malformed EXIF
+        return 1
+    return value if value in range(1, 9) else 1
 
 
 def check_images(images, *, name: str = "images") -> list:

@@ -3,6 +3,7 @@
 ``skcorr demo``       runs on embedded data with nothing downloaded.
 ``skcorr layers``     prints a backbone's layers with their receptive fields.
 ``skcorr evaluate``   runs an evaluation protocol on a real data set.
+``skcorr match``      matches your images: a flow, the warp and pictures per pair.
 
 Each protocol of ``skcorr evaluate`` is one row of :func:`_protocols`: a function of
 :mod:`skcorr.evaluation` whose keyword arguments are the protocol's options. It returns a
@@ -75,6 +76,74 @@ def _cmd_demo(args) -> int:
 
     out = prepare_output_dir(args.output, args.overwrite)
     return run_demo(out, n_pairs=args.n_pairs, random_state=args.random_state)
+
+
+def _cmd_match(args) -> int:
+    from .flow import match_files, read_pairs
+
+    if args.pairs and args.images:
+        raise ValueError("give the images either as SOURCE TARGET [TARGET ...] or with "
+                         "--pairs FILE, not both.")
+    if args.pairs:
+        pairs = read_pairs(args.pairs)
+    elif len(args.images) >= 2:
+        pairs = [(args.images[0], target) for target in args.images[1:]]
+    else:
+        raise ValueError("name a source image and at least one target (SOURCE TARGET "
+                         "[TARGET ...]), or a CSV file of pairs with --pairs FILE.")
+    # the options given on the command line replace the preset's (absent ones are not set)
+    settings = {name: getattr(args, name) for name in _MATCH_SETTINGS if hasattr(args, name)}
+    folders = match_files(pairs, args.output, preset=args.preset, overwrite=args.overwrite,
+                          memory=args.memory, n_jobs=args.n_jobs, verbose=True, **settings)
+    print(f"Wrote {len(folders)} pair folder(s) in {args.output}")
+    return 0
+
+
+_MATCH_SETTINGS = ("lam", "truncation", "ot_reg", "subcell", "image_size")
+
+
+def _match_options() -> list:
+    unset = {"default": argparse.SUPPRESS}
+    return [
+        _option("images", nargs="*", metavar="IMAGE",
+                help="SOURCE TARGET [TARGET ...]: the source image, matched to each target"),
+        _option("--pairs", metavar="FILE",
+                help="a CSV file with 'source' and 'target' columns, one pair per row "
+                     "(paths relative to the file's folder), instead of IMAGE arguments"),
+        _option("--output", required=True, metavar="DIR",
+                help="folder of the results, one sub-folder per pair (created if missing)"),
+        _option("--overwrite", action="store_true",
+                help="write into an output folder that already holds files, replacing the "
+                     "pair folders of the same names"),
+        _option("--preset", choices=["best", "paper"], default="best",
+                help="best: the settings nested cross-validation on PF-WILLOW chose "
+                     "(stage5+stage6 at 400 px, truncation 3, transport prices 0.2, sub-cell "
+                     "matches, lam 0.05); paper: Long et al. 2014 (conv5 at 320 px, lam 0.1)"),
+        _option("--lam", type=_parse_lam_number,
+                help="smoothness weight per squared grid step (default: the preset's)", **unset),
+        _option("--truncation", metavar="STEPS", type=_parse_positive_or_none,
+                help="truncate the smoothness at this many grid steps; 'none' is off "
+                     "(default: the preset's)", **unset),
+        _option("--ot-reg", metavar="EPS", type=_parse_positive_or_none,
+                help="optimal-transport prices of the target nodes with this "
+                     "regularisation; 'none' is off (default: the preset's)", **unset),
+        _option("--subcell", action=argparse.BooleanOptionalAction,
+                help="refine matches between grid nodes (default: the preset's)", **unset),
+        _option("--image-size", type=_at_least(16),
+                help="longer image side, in pixels, the features are computed at (default: "
+                     "the preset's)", **unset),
+        _option("--memory", metavar="DIR",
+                help="folder of the feature cache (keyed by image content), shared between "
+                     "runs"),
+        *_parallel_options(),
+    ]
+
+
+def _parse_lam_number(text: str) -> float:
+    value = _parse_lam(text)
+    if value == "cv":
+        raise argparse.ArgumentTypeError("must be a number >= 0 ('cv' is for skcorr evaluate)")
+    return value
 
 
 def _cmd_evaluate(args) -> int:
@@ -298,6 +367,8 @@ def _commands() -> list:
                     help="seed of the random warps that make the sample pairs"),
         ], _cmd_demo),
         ("evaluate", "run an evaluation protocol on real data", [], _cmd_evaluate),
+        ("match", "match a source image to target images: flow, warp and pictures per pair",
+         _match_options(), _cmd_match),
         ("layers", "print a backbone's layers and receptive fields", [
             _option("--backbone", default="efficientnet_lite0", metavar="NAME",
                     help="a registered backbone (" + ", ".join(BACKBONE_NAMES) + ") or the "

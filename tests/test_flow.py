@@ -5,9 +5,10 @@ import pytest
 from sklearn.model_selection import GridSearchCV
 
 from skcorr import ConvColumnExtractor
+from skcorr._geometry import node_grid
 from skcorr.datasets import make_warped_pairs
 from skcorr.features import FeatureMap
-from skcorr.flow import FlowAligner, align
+from skcorr.flow import Flow, FlowAligner, align, consistency
 from skcorr.metrics import pck_score, pck_scorer
 
 
@@ -166,3 +167,115 @@ def test_zero_lam_is_plain_nearest_column_matching(levels):
     best = costs.reshape(6, 7, -1).argmin(axis=2)
     np.testing.assert_array_equal(flow.target_index[..., 0] * 9 + flow.target_index[..., 1],
                                   best)
+
+
+# -- per-pixel fields, confidence, sparse matches, repr --------------------------------------
+def _grid_flow(target_index, stride=16.0, offset=8.0, image_shape=(64, 80)):
+    """A Flow from a grid onto a grid like it, with the given matches."""
+    rows, cols = target_index.shape[:2]
+    xs, ys = offset + stride * np.arange(cols), offset + stride * np.arange(rows)
+    return Flow(target_index=np.asarray(target_index), source_xs=xs, source_ys=ys,
+                target_xs=xs, target_ys=ys, source_shape=image_shape,
+                target_shape=image_shape, data_energy=0.0, deformation=0.0, lam=0.1,
+                n_iter=1)
+
+
+@pytest.mark.parametrize("subcell", [False, True])
+def test_pixel_flow_agrees_with_transfer_points(subcell):
+    rng = np.random.default_rng(3)
+    # different strides and images wider than the grids: the border rule and the ratio
+    source = FeatureMap(features=rng.normal(size=(7, 9, 6)), xs=5.0 + 8 * np.arange(9),
+                        ys=6.0 + 8 * np.arange(7), rf_size=16, image_shape=(61, 79))
+    target = FeatureMap(features=rng.normal(size=(6, 8, 6)), xs=7.0 + 12 * np.arange(8),
+                        ys=5.5 + 12 * np.arange(6), rf_size=24, image_shape=(77, 101))
+    flow = align(source, target, lam=0.05, subcell=subcell)
+    assert (flow.subcell is not None) == subcell
+    if subcell:
+        assert np.abs(flow.subcell).max() > 0.01  # sub-cell moves really enter
+    field = flow.pixel_flow()
+    assert field.shape == (61, 79, 2) and field.dtype == np.float32
+    ys, xs = np.mgrid[0:61, 0:79]
+    pixels = np.stack([xs.ravel(), ys.ravel()], axis=1).astype(float)
+    pick = np.concatenate([rng.choice(len(pixels), 300, replace=False),
+                           [0, 78, 60 * 79, len(pixels) - 1]])  # the corners too
+    expected = flow.transfer_points(pixels[pick]) - pixels[pick]
+    np.testing.assert_allclose(field.reshape(-1, 2)[pick], expected, rtol=1e-6, atol=1e-4)
+
+
+def test_pixel_flow_of_a_known_shift(shifted_maps):
+    source, target = shifted_maps
+    field = align(source, target, lam=0.01).pixel_flow()
+    assert field.shape == (*source.image_shape, 2)
+    np.testing.assert_array_equal(field[..., 0], 24.0)  # 3 cells of 8 px right
+    np.testing.assert_array_equal(field[..., 1], 16.0)  # 2 cells down
+
+
+def test_consistency_measures_the_round_trip_in_grid_steps():
+    identity = node_grid((4, 5))
+    forward = identity.copy()
+    forward[1, 1] = (3, 3)  # sent 2 rows down and 2 columns right of where it belongs
+    distance, confidence = consistency(_grid_flow(forward), _grid_flow(identity))
+    expected = np.zeros((4, 5))
+    expected[1, 1] = np.hypot(2, 2)
+    np.testing.assert_allclose(distance, expected, atol=1e-12)
+    np.testing.assert_allclose(confidence, np.exp(-expected ** 2 / 2))
+    _, wide = consistency(_grid_flow(forward), _grid_flow(identity), sigma=2.0)
+    assert wide[1, 1] == pytest.approx(np.exp(-8 / 8))
+
+    flow = _grid_flow(forward).with_backward(_grid_flow(identity))
+    np.testing.assert_allclose(flow.confidence, confidence)
+    # at the nodes the per-pixel confidence is the node's; between them it is interpolated
+    pixels = flow.pixel_confidence()
+    assert pixels.shape == (64, 80) and pixels.dtype == np.float32
+    assert pixels[24, 24] == pytest.approx(np.exp(-4))  # node (1, 1) at (24, 24) px
+    assert pixels[24, 32] == pytest.approx((np.exp(-4) + 1) / 2)
+    assert pixels[0, 0] == 1.0 and pixels[56, 72] == 1.0
+
+    src, dst, scores = flow.matches()
+    assert src.shape == dst.shape == (20, 2) and scores.shape == (20,)
+    np.testing.assert_array_equal(src[6], [24.0, 24.0])  # node (1, 1), row-major
+    np.testing.assert_array_equal(dst[6], [56.0, 56.0])
+    src, dst, scores = flow.matches(min_confidence=0.5)  # the cross-checked ones
+    assert len(src) == 19 and not ((src == [24.0, 24.0]).all(axis=1)).any()
+    np.testing.assert_array_equal(src, dst)
+    assert (scores == 1.0).all()
+
+
+def test_consistency_of_a_real_pair_of_shifted_grids(shifted_maps):
+    source, target = shifted_maps
+    forward = align(source, target, lam=0.01)
+    # lam=0: the target nodes outside the source's crop match anything and must not pull
+    backward = align(target, source, lam=0.0)
+    distance, confidence = consistency(forward, backward)
+    np.testing.assert_allclose(distance, 0.0, atol=1e-9)  # every match comes back home
+    np.testing.assert_allclose(confidence, 1.0)
+
+
+def test_flow_confidence_rejects_bad_input(shifted_maps):
+    source, target = shifted_maps
+    forward = align(source, target, lam=0.01)
+    with pytest.raises(ValueError, match="backward must be the flow from forward's target"):
+        consistency(forward, forward)
+    with pytest.raises(TypeError, match="backward must be a Flow"):
+        forward.with_backward(np.zeros(3))
+    with pytest.raises(ValueError, match="sigma must be"):
+        consistency(forward, align(target, source, lam=0.01), sigma=0)
+    with pytest.raises(ValueError, match="has no confidence.*with_backward"):
+        forward.pixel_confidence()
+    with pytest.raises(ValueError, match="needs the flow's confidence"):
+        forward.matches(min_confidence=0.5)
+    with pytest.raises(ValueError, match="min_confidence must lie in"):
+        forward.matches(min_confidence=2)
+    _, _, scores = forward.matches()
+    assert np.isnan(scores).all()
+
+
+def test_flow_repr_is_short(shifted_maps):
+    source, target = shifted_maps
+    flow = align(source, target, lam=0.01, subcell=True)
+    text = repr(flow)
+    assert text.startswith("Flow(10x10 grid, source 80x80 px -> target 128x112 px, energy=")
+    assert "lam=0.01, subcell)" in text and "confidence" not in text
+    assert "\n" not in text and len(text) < 120
+    flow = flow.with_backward(align(target, source, lam=0.01))
+    assert repr(flow).endswith(", subcell, confidence)")

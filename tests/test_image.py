@@ -141,3 +141,71 @@ def test_corrupt_file_names_the_file(tmp_path):
     for read in (read_image, image_size):
         with pytest.raises(ValueError, match=r"bad\.png.*corrupt"):
             read(tmp_path / "bad.png")
+
+
+# -- EXIF orientation: files are read as they are displayed --------------------------------
+def _stored(displayed: np.ndarray, orientation: int) -> np.ndarray:
+    """The pixels a camera stores for an image displayed as ``displayed``, written from the
+    EXIF specification's words for each tag (which stored row/column is shown where)."""
+    return {
+        1: lambda d: d,
+        2: lambda d: d[:, ::-1],  # row 0 is the top, column 0 the right-hand side
+        3: lambda d: d[::-1, ::-1],  # row 0 is the bottom, column 0 the right
+        4: lambda d: d[::-1],  # row 0 is the bottom, column 0 the left
+        5: lambda d: d.transpose(1, 0, 2),  # row 0 is the left, column 0 the top
+        6: lambda d: np.rot90(d, 1),  # row 0 is the right, column 0 the top
+        7: lambda d: d.transpose(1, 0, 2)[::-1, ::-1],  # row 0 the right, column 0 the bottom
+        8: lambda d: np.rot90(d, -1),  # row 0 is the left, column 0 the bottom
+    }[orientation](displayed)
+
+
+def _displayed_image() -> np.ndarray:
+    """A 32x48 image of 8x8 blocks of distinct colours: every flip and turn differs."""
+    rng = np.random.default_rng(7)
+    blocks = rng.integers(0, 256, (4, 6, 3), dtype=np.uint8)
+    return np.kron(blocks, np.ones((8, 8, 1), np.uint8))
+
+
+def _save(path, pixels, orientation, **options):
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(np.ascontiguousarray(pixels)).save(path, exif=exif, **options)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_is_applied_to_png(tmp_path, orientation):
+    displayed = _displayed_image()
+    path = tmp_path / f"o{orientation}.png"
+    _save(path, _stored(displayed, orientation), orientation)
+    np.testing.assert_array_equal(read_image(path), displayed)
+    assert image_size(path) == (32, 48)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_is_applied_to_jpeg(tmp_path, orientation):
+    displayed = _displayed_image()
+    path = tmp_path / f"o{orientation}.jpg"
+    _save(path, _stored(displayed, orientation), orientation, quality=95, subsampling=0)
+    image = read_image(path)
+    assert image.shape == (32, 48, 3) and image_size(path) == image.shape[:2]
+    error = np.abs(image.astype(int) - displayed).mean()
+    assert error < 4, error  # JPEG is lossy; a wrong turn or flip costs far more
+    assert np.abs(image.astype(int) - displayed[::-1]).mean() > 30
+
+
+def test_image_size_reads_the_orientation_without_decoding(tmp_path, monkeypatch):
+    path = tmp_path / "turned.jpg"
+    _save(path, _stored(_displayed_image(), 6), 6)
+    from PIL import ImageFile
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: pytest.fail("decoded"))
+    assert image_size(path) == (32, 48)
+    with pytest.raises(pytest.fail.Exception):  # the patch does catch decoding
+        read_image(path)
+
+
+def test_an_unknown_orientation_value_counts_as_upright(tmp_path):
+    displayed = _displayed_image()
+    _save(tmp_path / "odd.jpg", displayed, 9, quality=95)
+    assert read_image(tmp_path / "odd.jpg").shape == (32, 48, 3)
+    assert image_size(tmp_path / "odd.jpg") == (32, 48)

@@ -455,3 +455,105 @@ def test_bad_input_raises_clear_errors(tmp_path, small_db, small_extractor, rand
         reconstruct(photos[0], conv4, photo_db, exclude_images="self")
     with pytest.raises(ValueError, match="neighbourhood"):
         uniform_rf_reconstruction(photos[0], conv4, photo_db, neighbourhood=0)
+
+
+# -- flow pictures and matches ---------------------------------------------------------------
+def _hue_saturation(image):
+    from matplotlib.colors import rgb_to_hsv
+
+    hsv = rgb_to_hsv(image.astype(float) / 255)
+    return hsv[..., 0], hsv[..., 1]
+
+
+def test_flow_to_color_follows_the_colour_wheel():
+    from skcorr.visualize import flow_to_color
+
+    assert (flow_to_color(np.zeros((4, 5, 2))) == 255).all()  # no motion is white
+    field = np.zeros((3, 4, 2), np.float32)
+    field[..., 0] = np.arange(1, 5)  # +x motion of four lengths
+    image = flow_to_color(field)
+    assert image.shape == (3, 4, 3) and image.dtype == np.uint8
+    hue, saturation = _hue_saturation(image)
+    np.testing.assert_allclose(hue, hue[0, 0], atol=0.02)  # one direction: one hue
+    assert (np.diff(saturation[0]) > 0).all() and saturation[0, -1] > 0.9  # longer: stronger
+    other, _ = _hue_saturation(flow_to_color(-field))
+    assert abs(other[0, 0] - hue[0, 0]) > 0.2  # the opposite direction: another hue
+    # a fixed scale: 2 px with max_flow=4 is drawn as 2 px beside a 4 px motion
+    scaled = flow_to_color(np.full((1, 1, 2), (2.0, 0.0)), max_flow=4)
+    np.testing.assert_array_equal(scaled[0, 0], image[0, 1])
+    with pytest.raises(ValueError, match=r"shape \(H, W, 2\)"):
+        flow_to_color(np.zeros((3, 4)))
+    with pytest.raises(ValueError, match="NaN"):
+        flow_to_color(np.full((2, 2, 2), np.nan))
+    with pytest.raises(ValueError, match="max_flow must be"):
+        flow_to_color(field, max_flow=0)
+
+
+def test_flow_to_color_of_a_flow_draws_its_pixel_field():
+    from skcorr.features import FeatureMap
+    from skcorr.visualize import flow_to_color
+
+    rng = np.random.default_rng(2)
+    grids = [FeatureMap(features=rng.normal(size=(4, 5, 6)), xs=8.0 + 16 * np.arange(5),
+                        ys=8.0 + 16 * np.arange(4), rf_size=32, image_shape=(64, 80))
+             for _ in range(2)]
+    flow = align(*grids, lam=0.01)
+    np.testing.assert_array_equal(flow_to_color(flow), flow_to_color(flow.pixel_flow()))
+
+
+def test_plot_matches_draws_coloured_lines_and_writes_a_png(tmp_path):
+    from matplotlib import colormaps
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.collections import LineCollection
+    from PIL import Image
+
+    from skcorr.visualize import plot_matches
+
+    source = np.zeros((60, 80, 3), np.uint8)
+    target = np.zeros((40, 100, 3), np.uint8)
+    src = np.array([[10.0, 20.0], [70.0, 50.0], [np.nan, 1.0]])
+    dst = np.array([[90.0, 20.0], [5.0, 35.0], [3.0, 3.0]])
+    scores = np.array([1.0, 0.25, 0.5])
+    path = tmp_path / "matches.png"
+    fig = plot_matches(source, target, src, dst, scores, path=path)
+    # the figure is 10 in wide and as tall as the images side by side (+ 0.6 in), at 100 dpi
+    gap = 100 // 20
+    expected = (1000, round(100 * (10 * 60 / (80 + gap + 100) + 0.6)))
+    with Image.open(path) as png:
+        assert png.format == "PNG" and png.size == expected
+    ax = fig.axes[0]
+    (lines,) = [c for c in ax.collections if isinstance(c, LineCollection)]
+    segments = lines.get_segments()
+    assert len(segments) == 2  # the NaN row is left out
+    np.testing.assert_allclose(segments[0], [[10, 20], [80 + gap + 90, 20]])
+    np.testing.assert_allclose(lines.get_colors()[:, :3],
+                               colormaps["viridis"]([1.0, 0.25])[:, :3])
+    assert len(fig.axes) == 2 and fig.axes[1].get_ylabel() == "confidence"  # the colorbar
+    # the line is really drawn: the middle of the first one is not black
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    pixels = np.asarray(canvas.buffer_rgba())
+    x, y = ax.transData.transform([(10 + 80 + gap + 90) / 2, 20])
+    colour = pixels[int(round(pixels.shape[0] - y)), int(round(x)), :3]
+    assert colour.max() > 100, colour
+
+
+def test_plot_matches_draws_at_most_max_lines_and_checks_its_input():
+    from matplotlib.collections import LineCollection
+
+    from skcorr.visualize import plot_matches
+
+    image = np.zeros((20, 20, 3), np.uint8)
+    points = np.stack([np.arange(50.0) % 20, np.arange(50.0) // 20], axis=1)
+    fig = plot_matches(image, image, points, points, max_lines=10)
+    (lines,) = [c for c in fig.axes[0].collections if isinstance(c, LineCollection)]
+    assert len(lines.get_segments()) == 10 and len(fig.axes) == 1  # no scores: no colorbar
+    assert fig.axes[0].get_title().endswith("10 of 50 matches")
+    with pytest.raises(ValueError, match="same length"):
+        plot_matches(image, image, points, points[:3])
+    with pytest.raises(ValueError, match="one value per match"):
+        plot_matches(image, image, points, points, np.ones(3))
+    with pytest.raises(ValueError, match=r"source_points must have shape \(n, 2\)"):
+        plot_matches(image, image, points[:, 0], points)
+    with pytest.raises(ValueError, match="max_lines must be"):
+        plot_matches(image, image, points, points, max_lines=0)

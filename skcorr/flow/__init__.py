@@ -1,8 +1,16 @@
 """Flow alignment: the SIFT-flow-style MRF on feature grids, solved by belief propagation.
 
-* :func:`align` and :class:`Flow`: pairwise alignment, warping, point transfer.
-* :class:`FlowAligner`: keypoints transferred from retrieved, aligned neighbours.
-* :class:`PairTransfer`: keypoints transferred between given pairs of images.
+* :func:`match`: two images (arrays or files) to a :class:`Flow`, with the best
+  cross-validated settings (:data:`PRESETS`, :func:`preset_settings`);
+  :func:`match_files` and :func:`read_pairs`: many pairs from files to files
+  (``skcorr match``).
+* :func:`align` and :class:`Flow`: pairwise alignment, warping, point transfer, per-pixel
+  flow fields, sparse matches; :func:`consistency`: forward-backward consistency of two
+  flows (a flow's confidence).
+* :class:`FlowAligner`: keypoints transferred from retrieved, aligned neighbours;
+  :class:`PairTransfer`: keypoints transferred between given pairs of images.
+* :func:`write_flo`, :func:`read_flo` (Middlebury ``.flo``), :func:`write_flow` and
+  :func:`read_flow` (``.flo`` or ``.npy`` by extension): flow fields in files.
 
 The MRF's solvers (costs and label grids, dual-layer and 2-D belief propagation,
 coarse-to-fine, transport prices) are private, in :mod:`skcorr.flow._mrf`.
@@ -15,8 +23,16 @@ from .._lazy import lazy_exports
 __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "._align": ("Flow", "align"),
     "._estimators": ("FlowAligner", "PairTransfer"),
+    "._fields": ("consistency",),
+    "._files": ("read_flo", "read_flow", "write_flo", "write_flow"),
+    "._match": ("match", "match_files", "read_pairs"),
+    "._presets": ("PRESETS", "preset_settings"),
 })
 
 if TYPE_CHECKING:  # pragma: no cover - what static type checkers and IDEs see
     from ._align import Flow, align
     from ._estimators import FlowAligner, PairTransfer
+    from ._fields import consistency
+    from ._files import read_flo, read_flow, write_flo, write_flow
+    from ._match import match, match_files, read_pairs
+    from ._presets import PRESETS, preset_settings

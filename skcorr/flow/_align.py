@@ -73,6 +73,13 @@ class Flow:
         Fractional correction of each match, in target grid steps within ``[-0.5, 0.5]``
         (row, col), added to ``target_index`` by :meth:`matched_points`; ``None`` for
         matches on the grid nodes (``align(..., subcell=False)``).
+    confidence : ndarray of shape (rows, cols) or None, default=None
+        How far each node's match is trusted, in ``(0, 1]``: the forward-backward
+        consistency of this flow and the flow from the target back to the source,
+        ``exp(-d**2 / (2 sigma**2))`` with ``d`` the distance, in source grid steps,
+        between the node and where its match maps back (:func:`consistency`; set by
+        :meth:`with_backward` and :func:`skcorr.match`). ``None`` when no backward flow
+        was computed.
 
     Examples
     --------
@@ -105,6 +112,15 @@ class Flow:
     lam: float
     n_iter: int
     subcell: np.ndarray | None = None
+    confidence: np.ndarray | None = None
+
+    def __repr__(self) -> str:
+        rows, cols = self.target_index.shape[:2]
+        extras = [name for name in ("subcell", "confidence") if getattr(self, name) is not None]
+        (hs, ws), (ht, wt) = self.source_shape, self.target_shape
+        return (f"Flow({rows}x{cols} grid, source {ws}x{hs} px -> target {wt}x{ht} px, "
+                f"energy={self.energy:.6g}, lam={self.lam:g}"
+                + "".join(f", {name}" for name in extras) + ")")
 
     @property
     def energy(self) -> float:
@@ -235,6 +251,126 @@ class Flow:
                                            order=order, mode="nearest")
                            for c in range(3)], axis=-1)
         return np.clip(np.rint(warped), 0, 255).astype(np.uint8)
+
+    def pixel_flow(self) -> np.ndarray:
+        """The flow at every source pixel, in pixels (the optical-flow convention).
+
+        Source pixel ``(x, y)`` matches target point ``(x, y) + field[y, x]``, the point
+        :meth:`transfer_points` maps it to (the same interpolation between the grid
+        nodes and at the border; sub-cell matches included).
+
+        Returns
+        -------
+        field : ndarray of shape (H_s, W_s, 2), float32
+            ``(u, v)`` = (dx, dy) from each source pixel to its match, in pixels, for
+            :func:`~skcorr.flow.write_flo` or :func:`~skcorr.visualize.flow_to_color`.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skcorr.features import FeatureMap
+        >>> from skcorr.flow import align
+        >>> columns = np.random.default_rng(0).normal(size=(4, 5, 8))
+        >>> grid = FeatureMap(features=columns, xs=8.0 + 16 * np.arange(5),
+        ...                   ys=8.0 + 16 * np.arange(4), rf_size=32.0, image_shape=(64, 80))
+        >>> field = align(grid, grid).pixel_flow()
+        >>> field.shape, field.dtype, float(abs(field).max())
+        ((64, 80, 2), dtype('float32'), 0.0)
+        """
+        from ._fields import grid_to_pixels
+
+        height, width = self.source_shape
+        moved = grid_to_pixels(self.matched_points(), self.source_xs, self.source_ys,
+                               (height, width))
+        xs, ys = np.arange(width, dtype=np.float64), np.arange(height, dtype=np.float64)
+        # beyond the outermost centres the offset to the border node is carried over
+        ratio = self._stride_ratio()
+        rest_x = (xs - np.clip(xs, self.source_xs[0], self.source_xs[-1])) * ratio[0]
+        rest_y = (ys - np.clip(ys, self.source_ys[0], self.source_ys[-1])) * ratio[1]
+        moved[..., 0] += rest_x[None, :] - xs[None, :]
+        moved[..., 1] += rest_y[:, None] - ys[:, None]
+        return moved.astype(np.float32)
+
+    def pixel_confidence(self) -> np.ndarray:
+        """:attr:`confidence` at every source pixel (bilinear between the grid nodes).
+
+        Returns
+        -------
+        confidence : ndarray of shape (H_s, W_s), float32
+            In ``(0, 1]``, interpolated as :meth:`pixel_flow` is.
+        """
+        from ._fields import grid_to_pixels
+
+        if self.confidence is None:
+            raise ValueError(
+                "This flow has no confidence: it was computed in one direction only. Set it "
+                "with flow.with_backward(backward_flow), or use skcorr.match(..., "
+                "backward=True)."
+            )
+        return grid_to_pixels(np.asarray(self.confidence, dtype=np.float64), self.source_xs,
+                              self.source_ys, self.source_shape).astype(np.float32)
+
+    def with_backward(self, backward: Flow, *, sigma: float = 1.0) -> Flow:
+        """A copy of this flow whose :attr:`confidence` is its consistency with ``backward``.
+
+        Parameters
+        ----------
+        backward : Flow
+            The flow from this flow's target back to its source.
+        sigma : float, default=1.0
+            Scale of the confidence in source grid steps (see :func:`consistency`).
+
+        Returns
+        -------
+        Flow
+            This flow with ``confidence`` set.
+        """
+        from dataclasses import replace
+
+        from ._fields import consistency
+
+        return replace(self, confidence=consistency(self, backward, sigma=sigma)[1])
+
+    def matches(self, min_confidence: float = 0.0):
+        """Sparse point pairs: every source grid node and its match, with their scores.
+
+        With a :attr:`confidence` (a flow from :meth:`with_backward` or
+        :func:`skcorr.match`), ``min_confidence`` keeps the cross-checked matches, the
+        nodes whose match maps back near them (as ``match_descriptors(cross_check=True)``
+        of scikit-image keeps mutual nearest neighbours): ``exp(-1/2) ~ 0.61`` keeps
+        round trips within one grid step.
+
+        Parameters
+        ----------
+        min_confidence : float in [0, 1], default=0.0
+            Keep the matches whose confidence is at least this; above 0 it needs a
+            confidence.
+
+        Returns
+        -------
+        source_points : ndarray of shape (n, 2)
+            ``(x, y)`` of the kept source nodes (RF centres), in source pixels, row-major.
+        target_points : ndarray of shape (n, 2)
+            ``(x, y)`` of their matches, in target pixels.
+        scores : ndarray of shape (n,)
+            Their confidence; NaN when the flow has none.
+        """
+        if not 0.0 <= min_confidence <= 1.0:
+            raise ValueError(f"min_confidence must lie in [0, 1], got {min_confidence!r}.")
+        gx, gy = np.meshgrid(self.source_xs, self.source_ys)
+        source = np.stack([gx.ravel(), gy.ravel()], axis=1).astype(np.float64)
+        target = self.matched_points().reshape(-1, 2).astype(np.float64)
+        if self.confidence is None:
+            if min_confidence > 0:
+                raise ValueError(
+                    f"min_confidence={min_confidence!r} needs the flow's confidence, which it "
+                    "has not; set it with flow.with_backward(backward_flow) or use "
+                    "skcorr.match(..., backward=True), or pass min_confidence=0."
+                )
+            return source, target, np.full(len(source), np.nan)
+        scores = np.asarray(self.confidence, dtype=np.float64).ravel()
+        keep = scores >= min_confidence
+        return source[keep], target[keep], scores[keep]
 
 
 @validate_params({"source": [FeatureMap], "target": [FeatureMap], **ALIGN_CONSTRAINTS},

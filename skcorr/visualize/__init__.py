@@ -23,8 +23,10 @@ Typical use::
 
 from ._database import ColumnDatabase
 from ._plot import (
+    flow_to_color,
     plot_flow,
     plot_localization_histogram,
+    plot_matches,
     plot_reconstruction,
     plot_rf_averages,
     plot_score_maps,
@@ -38,8 +40,10 @@ from ._reconstruct import (
 
 __all__ = [
     "ColumnDatabase",
+    "flow_to_color",
     "plot_flow",
     "plot_localization_histogram",
+    "plot_matches",
     "plot_reconstruction",
     "plot_rf_averages",
     "plot_score_maps",

@@ -17,8 +17,8 @@ from .._image import as_rgb
 from .._io import atomic_path
 from ._reconstruct import reconstruction_error
 
-__all__ = ["plot_flow", "plot_localization_histogram", "plot_reconstruction", "plot_rf_averages",
-           "plot_score_maps"]
+__all__ = ["flow_to_color", "plot_flow", "plot_localization_histogram", "plot_matches",
+           "plot_reconstruction", "plot_rf_averages", "plot_score_maps"]
 
 
 def _figure(n_rows, n_cols, panel=3.2):
@@ -258,3 +258,163 @@ def plot_localization_histogram(result, ax=None, title=None, *, path=None):
     if title:
         ax.set_title(title)
     return _finish(fig, path)
+
+
+def flow_to_color(field, *, max_flow=None) -> np.ndarray:
+    """A flow field as a colour-wheel picture (the Middlebury convention).
+
+    The hue is the direction of each pixel's motion and the saturation its length: white
+    is no motion, full colour the longest motion (or ``max_flow``). Drawn by
+    :func:`torchvision.utils.flow_to_image`.
+
+    Parameters
+    ----------
+    field : array-like of shape (H, W, 2) or Flow
+        ``(u, v)`` in pixels at every pixel (:meth:`skcorr.flow.Flow.pixel_flow`; a
+        :class:`~skcorr.flow.Flow` is drawn as its ``pixel_flow()``).
+    max_flow : float or None, default=None
+        The motion length, in pixels, drawn in full colour (longer ones are clipped to
+        it), so that several pictures share one scale; ``None``: the field's longest
+        motion.
+
+    Returns
+    -------
+    image : ndarray of shape (H, W, 3), uint8
+        The picture.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skcorr.visualize import flow_to_color
+    >>> field = np.zeros((2, 3, 2))
+    >>> flow_to_color(field)[0, 0].tolist()  # no motion is white
+    [255, 255, 255]
+    """
+    if hasattr(field, "pixel_flow"):
+        field = field.pixel_flow()
+    field = np.asarray(field)
+    if field.ndim != 3 or field.shape[2] != 2 or 0 in field.shape:
+        raise ValueError(f"field must be an array of shape (H, W, 2) holding (u, v) per pixel, "
+                         f"or a Flow; got shape {field.shape}.")
+    if not (np.issubdtype(field.dtype, np.floating) or np.issubdtype(field.dtype, np.integer)):
+        raise TypeError(f"field must hold numbers, got dtype {field.dtype}.")
+    field = field.astype(np.float32)
+    if not np.isfinite(field).all():
+        raise ValueError("field holds NaN or infinite values; replace them (e.g. by 0) first.")
+    import torch
+    from torchvision.utils import flow_to_image
+
+    height, width = field.shape[:2]
+    if max_flow is not None:
+        if not (np.isfinite(max_flow) and max_flow > 0):
+            raise ValueError(f"max_flow must be a number of pixels > 0, got {max_flow!r}.")
+        length = np.hypot(field[..., 0], field[..., 1])[..., None]
+        field = field / np.maximum(length, max_flow)  # at most 1: full colour at max_flow
+        # flow_to_image divides by the longest motion: one extra pixel of length 1 fixes it
+        field = np.concatenate([field, np.zeros((height, 1, 2), np.float32)], axis=1)
+        field[0, -1] = (1.0, 0.0)
+    image = flow_to_image(torch.from_numpy(np.ascontiguousarray(field.transpose(2, 0, 1))))
+    return image.permute(1, 2, 0).numpy()[:, :width].copy()
+
+
+def plot_matches(source_image, target_image, source_points, target_points, scores=None, *,
+                 max_lines=300, cmap="viridis", score_label="confidence", width=10.0,
+                 path=None):
+    """Two images side by side with a line between every pair of matched points.
+
+    Lines are coloured by their score (with a colorbar) when ``scores`` are given: on
+    ``[0, 1]`` when all scores lie in it (a confidence), on their range otherwise.
+
+    Parameters
+    ----------
+    source_image, target_image : ndarray of shape (H, W, 3) or path
+        The two images (the source on the left).
+    source_points, target_points : array-like of shape (n, 2)
+        ``(x, y)`` of the matched points, in pixels of each image (e.g. from
+        :meth:`skcorr.flow.Flow.matches`); rows with a NaN are left out.
+    scores : array-like of shape (n,) or None, default=None
+        A score per match (e.g. its confidence); ``None`` (or all NaN) draws every line
+        in one colour.
+    max_lines : int, default=300
+        Draw at most this many matches, evenly spread over the list (the title says how
+        many were drawn).
+    cmap : str, default="viridis"
+        Matplotlib colormap of the scores.
+    score_label : str, default="confidence"
+        Label of the colorbar.
+    width : float, default=10.0
+        Width of the figure in inches; its height follows the images' (at 100 dpi when
+        saved, ``width * 100`` pixels wide).
+    path : str or path-like, default=None
+        Where to save the figure (whole or not at all).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure.
+    """
+    from matplotlib import colormaps
+    from matplotlib.collections import LineCollection
+    from matplotlib.colors import Normalize
+    from matplotlib.figure import Figure
+
+    source = as_rgb(source_image, name="source_image")
+    target = as_rgb(target_image, name="target_image")
+    src = _points(source_points, "source_points")
+    dst = _points(target_points, "target_points")
+    if len(src) != len(dst):
+        raise ValueError(f"source_points and target_points must have the same length, got "
+                         f"{len(src)} and {len(dst)}.")
+    if scores is not None:
+        scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+        if len(scores) != len(src):
+            raise ValueError(f"scores must have one value per match ({len(src)}), got "
+                             f"{len(scores)}.")
+        if np.isnan(scores).all():
+            scores = None
+    if isinstance(max_lines, bool) or not isinstance(max_lines, int | np.integer) or \
+            max_lines < 1:
+        raise ValueError(f"max_lines must be an integer >= 1, got {max_lines!r}.")
+    keep = ~(np.isnan(src).any(axis=1) | np.isnan(dst).any(axis=1))
+    if scores is not None:
+        keep &= ~np.isnan(scores)
+    index = np.flatnonzero(keep)
+    n_valid = len(index)
+    if n_valid > max_lines:
+        index = index[np.unique(np.linspace(0, n_valid - 1, max_lines).round().astype(int))]
+
+    (hs, ws), (ht, wt) = source.shape[:2], target.shape[:2]
+    gap = max(ws, wt) // 20
+    offset = ws + gap
+    total_w, total_h = offset + wt, max(hs, ht)
+    fig = Figure(figsize=(width, width * total_h / total_w + 0.6), layout="constrained")
+    ax = fig.subplots()
+    ax.imshow(source, extent=(-0.5, ws - 0.5, hs - 0.5, -0.5))
+    ax.imshow(target, extent=(offset - 0.5, offset + wt - 0.5, ht - 0.5, -0.5))
+    ax.set_xlim(-0.5, total_w - 0.5)
+    ax.set_ylim(total_h - 0.5, -0.5)
+    ax.axis("off")
+    segments = np.stack([src[index], dst[index] + [offset, 0.0]], axis=1)
+    lines = LineCollection(segments, linewidths=1.0, alpha=0.8)
+    if scores is None:
+        lines.set_color("#ffdd00")
+    else:
+        low, high = float(np.nanmin(scores[keep])), float(np.nanmax(scores[keep]))
+        norm = Normalize(0.0, 1.0) if low >= 0 and high <= 1 else Normalize(low, high)
+        lines.set_array(scores[index])
+        lines.set_cmap(colormaps[cmap])
+        lines.set_norm(norm)
+        fig.colorbar(lines, ax=ax, label=score_label, shrink=0.8)
+    ax.add_collection(lines)
+    ax.scatter(segments[:, 0, 0], segments[:, 0, 1], s=6, c="white", linewidths=0)
+    ax.scatter(segments[:, 1, 0], segments[:, 1, 1], s=6, c="white", linewidths=0)
+    drawn = f"{len(index)} of {n_valid} matches" if len(index) < n_valid else f"{n_valid} matches"
+    ax.set_title(f"source (left) -> target (right): {drawn}", fontsize=10)
+    return _finish(fig, path)
+
+
+def _points(points, name: str) -> np.ndarray:
+    array = np.asarray(points, dtype=np.float64)
+    if array.ndim != 2 or array.shape[1] != 2:
+        raise ValueError(f"{name} must have shape (n, 2) holding (x, y), got {array.shape}.")
+    return array
