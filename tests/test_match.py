@@ -194,7 +194,7 @@ def test_match_rejects_bad_input(tmp_path, scene, small_net):
         match(tmp_path / "notes.png", target, features=small_net)
     with pytest.raises(ValueError, match=r"target has shape \(4, 4, 5\)"):
         match(source, np.zeros((4, 4, 5), np.uint8), features=small_net)
-    with pytest.raises(ValueError, match="lam must be"):
+    with pytest.raises(ValueError, match="'lam' parameter of align must be"):
         match(source, target, features=small_net, lam=-1)
 
 

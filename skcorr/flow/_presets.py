@@ -14,7 +14,7 @@ settings (the keyword arguments of :func:`skcorr.flow.align`):
 
 from __future__ import annotations
 
-from .._validation import FLOW_SETTING_CONSTRAINTS
+from ._settings import ALIGN_CONSTRAINTS
 
 __all__ = ["PRESETS", "preset_settings"]
 
@@ -31,7 +31,7 @@ PRESETS: dict[str, dict] = {
 #: Settings of the dense features (parameters of ConvColumnExtractor).
 FEATURE_SETTINGS = ("backbone", "layer", "image_size")
 #: Settings of the flow (keyword arguments of align).
-ALIGN_SETTINGS = (*FLOW_SETTING_CONSTRAINTS, "tol", "patience", "solver")
+ALIGN_SETTINGS = tuple(ALIGN_CONSTRAINTS)
 
 
 def preset_settings(preset: str = "best", **settings) -> tuple[dict, dict]:
