@@ -103,7 +103,7 @@ def test_api_reference_lists_every_public_name():
     missing = []
     for name in ("skcorr", "skcorr.features", "skcorr.receptive", "skcorr.backbones",
                  "skcorr.flow", "skcorr.keypoints", "skcorr.metrics", "skcorr.datasets",
-                 "skcorr.evaluation", "skcorr.visualize"):
+                 "skcorr.evaluation", "skcorr.columns", "skcorr.visualize"):
         for public in importlib.import_module(name).__all__:
             if public == "__version__" or f"{name}.{public}" in listed:
                 continue
@@ -155,7 +155,7 @@ def test_docstring_examples_import_what_they_use():
 # -- the checks configured in setup.cfg and pyproject.toml ------------------------------
 PUBLIC_MODULES = ("skcorr", "skcorr.features", "skcorr.receptive", "skcorr.backbones",
                   "skcorr.flow", "skcorr.keypoints", "skcorr.metrics", "skcorr.datasets",
-                  "skcorr.evaluation", "skcorr.visualize")
+                  "skcorr.evaluation", "skcorr.columns", "skcorr.visualize")
 
 
 def _public_docstring_names() -> list[str]:
@@ -169,12 +169,14 @@ def _public_docstring_names() -> list[str]:
             obj = getattr(importlib.import_module(module), public)
             if not (inspect.isclass(obj) or inspect.isroutine(obj)):
                 continue  # __version__, constants
-            name = f"{obj.__module__}.{obj.__qualname__}"
-            names.add(name)
-            if inspect.isclass(obj):
-                names |= {f"{name}.{member}" for member, value in vars(obj).items()
-                          if not member.startswith("_")
-                          and (inspect.isroutine(value) or isinstance(value, property))}
+            names.add(f"{obj.__module__}.{obj.__qualname__}")
+            # a class's own public members and those of its skcorr bases (mixins)
+            for klass in obj.__mro__ if inspect.isclass(obj) else ():
+                if klass.__module__.startswith("skcorr."):
+                    name = f"{klass.__module__}.{klass.__qualname__}"
+                    names |= {f"{name}.{member}" for member, value in vars(klass).items()
+                              if not member.startswith("_")
+                              and (inspect.isroutine(value) or isinstance(value, property))}
     return sorted(names)
 
 
