@@ -169,14 +169,12 @@ def _public_docstring_names() -> list[str]:
             obj = getattr(importlib.import_module(module), public)
             if not (inspect.isclass(obj) or inspect.isroutine(obj)):
                 continue  # __version__, constants
-            names.add(f"{obj.__module__}.{obj.__qualname__}")
-            # a class's own public members and those of its skcorr bases (mixins)
-            for klass in obj.__mro__ if inspect.isclass(obj) else ():
-                if klass.__module__.startswith("skcorr."):
-                    name = f"{klass.__module__}.{klass.__qualname__}"
-                    names |= {f"{name}.{member}" for member, value in vars(klass).items()
-                              if not member.startswith("_")
-                              and (inspect.isroutine(value) or isinstance(value, property))}
+            name = f"{obj.__module__}.{obj.__qualname__}"
+            names.add(name)
+            if inspect.isclass(obj):
+                names |= {f"{name}.{member}" for member, value in vars(obj).items()
+                          if not member.startswith("_")
+                          and (inspect.isroutine(value) or isinstance(value, property))}
     return sorted(names)
 
 

@@ -1,8 +1,9 @@
 """ColumnDatabase: a database of convnet columns on disk, with top-k cosine search.
 
-Building, opening, the stored images and the check of a query's extractor are here;
-the files of a database folder, how they are written and checked in ``_store.py``; the
-search in ``_search.py`` and its approximate index in ``_index.py``.
+The public class; the work is done in ``_store.py`` (the files of a database folder:
+writing, swapping in, reading and checking), ``_extractor.py`` (the extractor a
+database belongs to), ``_search.py`` (exact search) and ``_index.py`` (the approximate
+index).
 """
 
 from __future__ import annotations
@@ -13,27 +14,15 @@ from pathlib import Path
 import numpy as np
 
 from .._image import as_rgb, check_images
-from ._search import SearchMixin
-from ._store import (
-    FORMAT_VERSION,
-    MARKER,
-    check_fitted_extractor,
-    extractor_signature,
-    fingerprint,
-    interrupted_swap,
-    made_by_skcorr,
-    read_arrays,
-    read_meta,
-    staged_folder,
-    write_store,
-)
+from ._extractor import check_extractor, check_fitted_extractor
+from ._index import build_index
+from ._search import search_columns
+from ._store import MARKER, made_by_skcorr, read_store, staged_folder, write_store
 
 __all__ = ["ColumnDatabase"]
 
-_FINGERPRINT_MIN_COSINE = 0.999
 
-
-class ColumnDatabase(SearchMixin):
+class ColumnDatabase:
     """Columns of one convnet layer from many images, on disk, searchable by cosine.
 
     Build one with :meth:`build` (once; it is written to a folder) and open it again
@@ -123,6 +112,7 @@ class ColumnDatabase(SearchMixin):
         self.rf_sizes = rf_sizes
         self._pixels = pixels
         self._fingerprint = fingerprint
+        self._index = None  # the approximate index and its index.json, once read
 
     # -- building and opening ------------------------------------------------------------
     @classmethod
@@ -204,39 +194,7 @@ class ColumnDatabase(SearchMixin):
             The database, its columns and pixels memory-mapped read-only.
         """
         path = Path(path)
-        if not path.exists():
-            left = interrupted_swap(path)
-            if left:
-                raise FileNotFoundError(
-                    f"No column database at {str(path)!r}: a build that replaced it was "
-                    f"killed while swapping folders, and left the old and the new database "
-                    f"beside it ({', '.join(str(p) for p in left)}). Rename the one to keep "
-                    "to the path (and delete the other), or build it again."
-                )
-            raise FileNotFoundError(
-                f"No column database at {str(path)!r}; build one with "
-                "ColumnDatabase.build(extractor, images, path)."
-            )
-        if not (path / "meta.json").is_file():
-            if (path / MARKER).is_file():
-                raise FileNotFoundError(
-                    f"The column database {str(path)!r} is incomplete: its build did not "
-                    "finish (interrupted or killed). Build it again with "
-                    "ColumnDatabase.build(extractor, images, path, overwrite=True), which "
-                    "removes the incomplete folder."
-                )
-            raise FileNotFoundError(
-                f"{str(path)!r} holds no meta.json: it is not a column database. Build one "
-                "with ColumnDatabase.build(extractor, images, path)."
-            )
-        meta = read_meta(path)
-        if meta["format_version"] != FORMAT_VERSION:
-            raise ValueError(
-                f"Column database {str(path)!r} has format version "
-                f"{meta['format_version']!r}; this skcorr reads version {FORMAT_VERSION}. "
-                "Build it again."
-            )
-        arrays = read_arrays(path, meta)
+        meta, arrays = read_store(path)
         return cls(path, meta, **arrays)
 
     # -- properties ------------------------------------------------------------------------
@@ -323,25 +281,92 @@ class ColumnDatabase(SearchMixin):
         extractor : ConvColumnExtractor
             The extractor to check (an unfitted one is cloned and the clone fitted).
         """
-        extractor = check_fitted_extractor(extractor)
-        mine = extractor_signature(extractor)
-        keys = ("backbone", "weights", "layers", "n_features", "normalize")
-        diff = [f"{key}: database {self.meta[key]!r}, extractor {mine[key]!r}"
-                for key in keys if self.meta[key] != mine[key]]
-        if diff:
-            raise ValueError(
-                f"The extractor does not match the column database {str(self.path)!r} ("
-                + "; ".join(diff) + "). Query with the extractor the database was built with, "
-                "or build a database for this extractor."
-            )
-        theirs = np.asarray(self._fingerprint, dtype=np.float64)
-        ours = fingerprint(extractor).astype(np.float64)
-        cosine = float(ours @ theirs / max(np.linalg.norm(ours) * np.linalg.norm(theirs),
-                                           1e-30))
-        if ours.shape != theirs.shape or cosine < _FINGERPRINT_MIN_COSINE:
-            raise ValueError(
-                f"The extractor has the database's backbone and layers but different weights "
-                f"(its response to a probe image has cosine {cosine:.4f} with the one recorded "
-                f"in {str(self.path)!r}); with weights=None every fit draws new random "
-                "weights. Query with the same fitted extractor that built the database."
-            )
+        check_extractor(self.meta, self._fingerprint, extractor, self.path)
+
+    # -- search ----------------------------------------------------------------------------
+    def search(self, queries, k=1, *, exclude_images=None, query_images=None,
+               chunk_size=None, approximate=False, nprobe=None):
+        """Top-k cosine neighbours of each query among the columns, by faiss.
+
+        Exact by default: a flat inner-product search over blocks of the memory-mapped
+        columns (the same top-k as a brute-force search). With ``approximate=True`` the
+        index of :meth:`build_index` answers instead (faster on tens of millions of
+        columns; most but not all true neighbours).
+
+        Parameters
+        ----------
+        queries : array-like of shape (n_queries, n_features)
+            Query columns (normalised here; they need not be).
+        k : int, default=1
+            Neighbours per query.
+        exclude_images : array-like of int, default=None
+            Database images whose columns no query may match (for example the query's
+            own image when it is in the database).
+        query_images : array-like of shape (n_queries,), default=None
+            For each query, one more database image to exclude for it alone (-1: none);
+            used to search database columns against the rest of the database.
+        chunk_size : int, default=None
+            Exact search: database rows per block. ``None`` bounds a block to about 16
+            million similarities and 256 MiB of float32 columns. The result does not
+            depend on it.
+        approximate : bool, default=False
+            Search the approximate index written by :meth:`build_index`.
+        nprobe : int, default=None
+            Approximate search: inverted lists visited per query (more: slower, closer
+            to exact); ``None`` uses the one given to :meth:`build_index`.
+
+        Returns
+        -------
+        similarities : ndarray of shape (n_queries, k), float32
+            Cosine similarities of the neighbours, largest first (``-inf`` for a
+            missing neighbour).
+        indices : ndarray of shape (n_queries, k), int64
+            Their database rows (-1 where an approximate search found fewer than
+            ``k``). The order of the pair follows scikit-learn's ``kneighbors``
+            (distances, indices).
+        """
+        return search_columns(self, queries, k, exclude_images=exclude_images,
+                              query_images=query_images, chunk_size=chunk_size,
+                              approximate=approximate, nprobe=nprobe)
+
+    # -- the approximate index -----------------------------------------------------------
+    def build_index(self, factory="IVF1024,PQ16", *, nprobe=16, train_size=200_000,
+                    chunk_size=1_000_000, random_state=0, overwrite=False, verbose=False):
+        """Build and save an approximate faiss index of the columns (``index.faiss``).
+
+        The index is trained on a random sample of columns and filled block by block
+        from the memory-mapped columns, so memory holds one block and the index (for
+        ``PQ16``: 16 bytes per column, plus 8 for its id). ``index.json`` beside it
+        records the factory string and ``nprobe`` with a checksum: a search refuses an
+        edited one (build the index again to change them).
+
+        Parameters
+        ----------
+        factory : str, default="IVF1024,PQ16"
+            A :func:`faiss.index_factory` description with inner-product metric, e.g.
+            ``"IVF4096,PQ16"`` (inverted lists and 16-byte product codes: tens of
+            millions of columns in a few hundred MB) or ``"IVF1024,Flat"`` (exact
+            distances within the lists visited). ``"IVF<n>"`` needs at least ``n``
+            training columns (faiss advises 39 n).
+        nprobe : int, default=16
+            Default number of lists a search visits.
+        train_size : int, default=200000
+            Columns sampled to train the quantisers.
+        chunk_size : int, default=1000000
+            Columns added per block.
+        random_state : int, default=0
+            Seed of the training sample.
+        overwrite : bool, default=False
+            Replace an existing index.
+        verbose : bool, default=False
+            Progress bar over the blocks.
+
+        Returns
+        -------
+        self : ColumnDatabase
+        """
+        self._index = build_index(
+            self.columns, self.path, self.meta.get("build_id"), factory, nprobe=nprobe,
+            train_size=train_size, chunk_size=chunk_size, random_state=random_state,
+            overwrite=overwrite, verbose=verbose)
+        return self

@@ -30,7 +30,7 @@ from sklearn.utils import check_random_state
 from .._geometry import longer_side_scale, rescale_points
 from .._image import as_rgb, mean_abs_pixel_error
 from ._database import ColumnDatabase
-from ._store import check_fitted_extractor, grid_steps
+from ._extractor import check_fitted_extractor, grid_steps
 
 __all__ = ["reconstruct", "reconstruction_error", "rf_averages", "uniform_rf_reconstruction"]
 

@@ -54,14 +54,13 @@ from tqdm.auto import tqdm
 from .._array import l2_normalize
 from .._image import as_rgb
 from .._io import write_text
+from ._extractor import extractor_signature, fingerprint, grid_steps
 
-__all__ = ["FORMAT_VERSION", "MARKER", "NpyAppender", "check_fitted_extractor", "damaged",
-           "digest", "extractor_signature", "fingerprint", "grid_steps", "interrupted_swap",
-           "made_by_skcorr", "read_arrays", "read_meta", "staged_folder", "write_store"]
+__all__ = ["FORMAT_VERSION", "MARKER", "NpyAppender", "digest", "made_by_skcorr", "read_store",
+           "staged_folder", "write_store"]
 
 FORMAT_VERSION = 1
 MARKER = ".skcorr-column-database"
-_PROBE_SIDE = 96
 #: meta.json keys, with the types their values must have.
 _META_TYPES = {
     "format_version": int, "backbone": str, "weights": (str, type(None)), "layers": list,
@@ -103,71 +102,6 @@ class NpyAppender:
 
     def abort(self) -> None:
         self._file.close()
-
-
-# -- the extractor a database belongs to -----------------------------------------------
-def extractor_signature(extractor) -> dict:
-    """What ``meta.json`` records of the extractor, and what a query's must equal."""
-    weights = extractor.weights
-    return {
-        "backbone": str(extractor.backbone),
-        "weights": None if weights is None else os.fspath(weights),
-        "layers": [str(name) for name in extractor.layers_],
-        "n_features": int(extractor.n_features_out_),
-        "normalize": bool(extractor.normalize),
-        "image_size": extractor.image_size,
-    }
-
-
-def fingerprint(extractor) -> np.ndarray:
-    """The spatial mean of each layer's raw output on a fixed pseudo-random probe image.
-
-    It tells apart two extractors with the same names but different weights (two random
-    initialisations, or two weight files). The probe is fed to the network as it is,
-    without the ``image_size`` resizing, so that the fingerprint does not depend on it.
-    """
-    probe = np.random.default_rng(20140101).integers(
-        0, 256, (_PROBE_SIDE, _PROBE_SIDE, 3), dtype=np.uint8)
-    outputs = extractor.layer_outputs([probe])[0]
-    parts = [o.reshape(o.shape[0], -1).mean(axis=1) if o.ndim == 3 else o.reshape(-1)
-             for o in outputs]
-    return np.concatenate(parts).astype(np.float32)
-
-
-def check_fitted_extractor(extractor):
-    """``extractor``, or a fitted clone of it if it is not fitted (it is never changed)."""
-    from sklearn.base import clone
-    from sklearn.exceptions import NotFittedError
-    from sklearn.utils.validation import check_is_fitted
-
-    if not hasattr(extractor, "layer_outputs"):  # what sets convnet columns apart
-        raise TypeError(
-            f"extractor must be a ConvColumnExtractor, got {type(extractor).__name__}; "
-            "column databases hold convnet columns."
-        )
-    try:
-        check_is_fitted(extractor)
-    except NotFittedError:
-        extractor = clone(extractor).fit()
-    if any(extractor.receptive_fields_[name] is None for name in extractor.layers_):
-        raise ValueError(
-            f"Layer(s) {extractor.layers_} of {extractor.backbone!r} have no spatial grid; "
-            "a column database needs a convolutional layer (for example layer='conv4')."
-        )
-    return extractor
-
-
-def grid_steps(fmap, fallback: float) -> tuple[float, float]:
-    """Distance (x, y) between neighbouring RF centres of a feature map, in its pixels."""
-    steps = [float(np.diff(a).mean()) if len(a) > 1 else float("nan")
-             for a in (fmap.xs, fmap.ys)]
-    if np.isnan(steps[0]) and np.isnan(steps[1]):
-        return fallback, fallback
-    if np.isnan(steps[0]):
-        steps[0] = steps[1]
-    if np.isnan(steps[1]):
-        steps[1] = steps[0]
-    return steps[0], steps[1]
 
 
 def digest(data: bytes) -> str:
@@ -276,7 +210,7 @@ def staged_folder(path: Path) -> Iterator[Path]:
     that an error or interrupt while filling leaves ``path`` as it was (the new folder
     is removed). A killed process leaves its folder, which the next build of ``path``
     removes. Only a process killed between the two renames leaves ``path`` absent, with
-    both folders beside it (:func:`interrupted_swap` names them).
+    both folders beside it (:func:`read_store` names them).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.exists():  # folders of killed builds, not of a swap they did not finish
@@ -303,11 +237,6 @@ def staged_folder(path: Path) -> Iterator[Path]:
         shutil.rmtree(stage, ignore_errors=True)
         raise
     shutil.rmtree(aside, ignore_errors=True)
-
-
-def interrupted_swap(path: Path) -> list[Path]:
-    """The complete databases a killed swap left beside the absent ``path``."""
-    return [stage for stage, _, _ in _stages(path) if (stage / "meta.json").is_file()]
 
 
 # -- reading and checking --------------------------------------------------------------
@@ -395,3 +324,45 @@ def read_arrays(path, meta: dict) -> dict:
     if arrays["fingerprint"].ndim != 1 or arrays["fingerprint"].size == 0:
         raise damaged(path, "fingerprint.npy is empty")
     return arrays
+
+
+def read_store(path: Path) -> tuple[dict, dict]:
+    """``meta.json`` and the arrays of the database folder ``path``, all checked.
+
+    Raises FileNotFoundError (with the fix) for a missing, incomplete or foreign folder,
+    ValueError for a damaged one.
+    """
+    if not path.exists():
+        # killed between the two renames of staged_folder: the databases beside it
+        left = [stage for stage, _, _ in _stages(path) if (stage / "meta.json").is_file()]
+        if left:
+            raise FileNotFoundError(
+                f"No column database at {str(path)!r}: a build that replaced it was "
+                f"killed while swapping folders, and left the old and the new database "
+                f"beside it ({', '.join(str(p) for p in left)}). Rename the one to keep "
+                "to the path (and delete the other), or build it again."
+            )
+        raise FileNotFoundError(
+            f"No column database at {str(path)!r}; build one with "
+            "ColumnDatabase.build(extractor, images, path)."
+        )
+    if not (path / "meta.json").is_file():
+        if (path / MARKER).is_file():
+            raise FileNotFoundError(
+                f"The column database {str(path)!r} is incomplete: its build did not "
+                "finish (interrupted or killed). Build it again with "
+                "ColumnDatabase.build(extractor, images, path, overwrite=True), which "
+                "removes the incomplete folder."
+            )
+        raise FileNotFoundError(
+            f"{str(path)!r} holds no meta.json: it is not a column database. Build one "
+            "with ColumnDatabase.build(extractor, images, path)."
+        )
+    meta = read_meta(path)
+    if meta["format_version"] != FORMAT_VERSION:
+        raise ValueError(
+            f"Column database {str(path)!r} has format version "
+            f"{meta['format_version']!r}; this skcorr reads version {FORMAT_VERSION}. "
+            "Build it again."
+        )
+    return meta, read_arrays(path, meta)
