@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import sys
 import time
 
 import numba
@@ -29,10 +30,13 @@ import numpy as np
 
 from skcorr.features import FeatureMap
 from skcorr.flow import align
-from skcorr.flow._bp import window_offsets
-from skcorr.flow._dual import dual_bp_iterations, transpose_labels
-from skcorr.flow._kernels import bp_iterations, data_cost_window
-from skcorr.flow._reference import synthetic_flow_pair
+from skcorr.flow._mrf._bp2d import bp_iterations
+from skcorr.flow._mrf._costs import data_cost_window, window_offsets
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
+from flow_reference import synthetic_flow_pair  # noqa: E402  (the tests' brute force)
+
+from skcorr.flow._mrf._dual import dual_bp_iterations, transpose_labels
 
 # Issue 10: SIFT Flow's C++ BP (-O3 -march=native) on this machine, best of 3, seconds:
 # (grid side, labels) -> (flat, 50 iterations; coarse-to-fine).

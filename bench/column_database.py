@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from skcorr import ConvColumnExtractor
-from skcorr.visualize import ColumnDatabase
+from skcorr.columns import ColumnDatabase
 
 
 def folder_size(path: Path) -> int:
@@ -46,13 +46,13 @@ def peak_rss_mb() -> float:
 def write_synthetic(path: Path, n: int, d: int = 40, block: int = 1_000_000,
                     per_image: int = 1000) -> ColumnDatabase:
     """A valid database folder of n random unit columns (float16), written block by block."""
-    from skcorr.visualize._database import _MARKER, FORMAT_VERSION, _NpyAppender
+    from skcorr.columns._store import FORMAT_VERSION, MARKER, NpyAppender
 
     rng = np.random.default_rng(0)
     centres = rng.normal(size=(4096, d)).astype(np.float32)
     path.mkdir(parents=True)
-    (path / _MARKER).write_text("synthetic\n")
-    columns = _NpyAppender(path / "columns.npy", np.float16, (d,))
+    (path / MARKER).write_text("synthetic\n")
+    columns = NpyAppender(path / "columns.npy", np.float16, (d,))
     for start in range(0, n, block):
         m = min(block, n - start)
         rows = centres[rng.integers(0, len(centres), m)] + 0.6 * rng.normal(size=(m, d))
@@ -96,12 +96,12 @@ def synthetic(sizes, out) -> None:
         queries = np.asarray(db.columns[rng.integers(0, n, 100)], np.float32)
         queries += 0.1 * rng.normal(size=queries.shape).astype(np.float32)
         start = time.perf_counter()
-        exact, _ = db.search(queries, k=5)
+        _, exact = db.search(queries, k=5)
         exact_ms = 1000 * (time.perf_counter() - start) / len(queries)
         timings, recalls = [], []
         for nprobe in (16, 64):
             start = time.perf_counter()
-            approx, _ = db.search(queries, k=5, approximate=True, nprobe=nprobe)
+            _, approx = db.search(queries, k=5, approximate=True, nprobe=nprobe)
             timings.append(1000 * (time.perf_counter() - start) / len(queries))
             recalls.append(np.mean([len(set(a) & set(e)) / 5
                                     for a, e in zip(approx, exact, strict=True)]))
@@ -145,7 +145,7 @@ def main():
     queries = extractor.extract_dense([images[0]])[0].features.reshape(
         -1, database.n_features)[:256]
     start = time.perf_counter()
-    _, ours = database.search(queries, k=5)
+    ours, _ = database.search(queries, k=5)
     chunked = time.perf_counter() - start
     start = time.perf_counter()
     columns = np.asarray(database.columns, dtype=np.float32)  # everything in memory

@@ -79,21 +79,23 @@ def bench_search(root: Path) -> None:
 def bench_pairs(root: Path) -> None:
     from skcorr import ConvColumnExtractor
     from skcorr.datasets import load_pf_willow
-    from skcorr.evaluation import FlowTransfer
-    from skcorr.evaluation._transfer import _predict_pairs_parallel
+    from skcorr.evaluation import pair_samples
+    from skcorr.flow import PairTransfer
 
     dataset = load_pf_willow(root / "PF-WILLOW")
     pairs = np.asarray(dataset.pairs)[:120]
-    transfer = FlowTransfer(ConvColumnExtractor(layer="conv5", image_size=320), lam=0.1)
-    transfer.precompute([dataset.images[i] for i in np.unique(pairs)])
-    _predict_pairs_parallel(dataset, pairs[:4], transfer, 1, False)  # warm-up
+    X = pair_samples(dataset, pairs)[0]
+    features = ConvColumnExtractor(layer="conv5", image_size=320, memory=tempfile.mkdtemp())
+    transfer = PairTransfer(features, lam=0.1).fit(X)
+    transfer.predict(X[:4])  # warm-up; the features of every image are cached after it
+    transfer.features_.extract_dense([dataset.images[i] for i in np.unique(pairs)])
     print("| pair loop, 120 PF-WILLOW pairs | n_jobs=1 (s) | n_jobs=2 (s) | speed-up | load |")
     print("|---|---|---|---|---|")
     for repeat in range(2):
         times = []
         for n_jobs in (1, 2):
             start = time.perf_counter()
-            _predict_pairs_parallel(dataset, pairs, transfer, n_jobs, False)
+            transfer.set_params(n_jobs=n_jobs).predict(X)
             times.append(time.perf_counter() - start)
         print(f"| repeat {repeat + 1} | {times[0]:.1f} | {times[1]:.1f} | "
               f"{times[0] / times[1]:.2f} | {os.getloadavg()[0]:.1f} |", flush=True)

@@ -49,8 +49,8 @@ if TYPE_CHECKING:  # pragma: no cover - what static type checkers and IDEs see
 
 
 # Sub-packages reachable as attributes after a plain ``import skcorr`` (skcorr.flow.align).
-_SUBMODULES = ("backbones", "datasets", "evaluation", "features", "flow", "keypoints",
-               "metrics", "receptive", "visualize")
+_SUBMODULES = ("backbones", "columns", "datasets", "evaluation", "features", "flow",
+               "keypoints", "metrics", "receptive", "visualize")
 
 
 def __getattr__(name: str):

@@ -96,13 +96,13 @@ def _plot_pair(pairs, transfer, path: Path) -> Path:
 
 def _reconstruction(pairs, path: Path) -> ResultTable:
     """Rebuild the first source photograph from the columns of the other photographs."""
-    from .visualize import (
+    from .columns import (
         ColumnDatabase,
-        plot_reconstruction,
         reconstruct,
         reconstruction_error,
         uniform_rf_reconstruction,
     )
+    from .visualize import plot_reconstruction
 
     extractor = ConvColumnExtractor(layer="conv4", mode="dense").fit()
     query = pairs.images[pairs.pairs[0][0]]

@@ -41,7 +41,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["as_rgb", "check_images", "image_digest", "image_size", "outside_image", "read_image"]
+__all__ = ["as_rgb", "check_images", "image_digest", "image_size", "mean_abs_pixel_error",
+           "outside_image", "read_image"]
 
 ImageLike = "np.ndarray | str | os.PathLike"
 
@@ -274,3 +275,15 @@ def image_digest(image: np.ndarray) -> str:
     digest = hashlib.blake2b(str((image.shape, image.dtype.str)).encode(), digest_size=20)
     digest.update(memoryview(image).cast("B"))
     return digest.hexdigest()
+
+
+def mean_abs_pixel_error(original, other, *, names=("original", "reconstruction")) -> float:
+    """Mean absolute difference (0-255 scale) of two images of the same shape.
+
+    ``names`` say how error messages refer to the two images.
+    """
+    a = as_rgb(original, name=names[0]).astype(np.float64)
+    b = as_rgb(other, name=names[1]).astype(np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"{names[0]} has shape {a.shape} but {names[1]} {b.shape}.")
+    return float(np.abs(a - b).mean())

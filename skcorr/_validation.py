@@ -16,7 +16,6 @@ import numbers
 import warnings
 
 import numpy as np
-from sklearn.utils._param_validation import Interval
 
 from ._image import check_images, image_size, outside_image
 

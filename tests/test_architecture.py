@@ -189,6 +189,26 @@ def test_no_package_reaches_into_another_packages_private_modules():
     assert not found, "Private modules used across packages:\n  " + "\n  ".join(found)
 
 
+def _in(name: str, package: str) -> bool:
+    return name == package or name.startswith(package + ".")
+
+
+def test_columns_sits_beside_flow_and_keypoints_and_visualize_draws_without_it():
+    """skcorr.columns uses features and below; skcorr.visualize never imports it."""
+    assert {"skcorr.columns._store", "skcorr.columns._database",
+            "skcorr.visualize._plot"} <= set(MODULES)
+    above = ("skcorr.flow", "skcorr.keypoints", "skcorr.evaluation", "skcorr.visualize",
+             "skcorr._demo", "skcorr.cli")
+    found = [f"{name} (line {line}) imports {target}"
+             for name, imports in GRAPH.items() if _in(name, "skcorr.columns")
+             for target, line in imports.items()
+             if any(_in(target, package) for package in above)]
+    found += [f"{name} (line {line}) imports {target}"
+              for name, imports in GRAPH.items() if _in(name, "skcorr.visualize")
+              for target, line in imports.items() if _in(target, "skcorr.columns")]
+    assert not found, "Imports across the columns/visualize line:\n  " + "\n  ".join(found)
+
+
 def test_the_bottom_floor_exists():
     assert {"skcorr._image", "skcorr._array", "skcorr._io"} <= set(MODULES)
 

@@ -103,7 +103,7 @@ def test_api_reference_lists_every_public_name():
     missing = []
     for name in ("skcorr", "skcorr.features", "skcorr.receptive", "skcorr.backbones",
                  "skcorr.flow", "skcorr.keypoints", "skcorr.metrics", "skcorr.datasets",
-                 "skcorr.evaluation", "skcorr.visualize"):
+                 "skcorr.evaluation", "skcorr.columns", "skcorr.visualize"):
         for public in importlib.import_module(name).__all__:
             if public == "__version__" or f"{name}.{public}" in listed:
                 continue
@@ -155,7 +155,7 @@ def test_docstring_examples_import_what_they_use():
 # -- the checks configured in setup.cfg and pyproject.toml ------------------------------
 PUBLIC_MODULES = ("skcorr", "skcorr.features", "skcorr.receptive", "skcorr.backbones",
                   "skcorr.flow", "skcorr.keypoints", "skcorr.metrics", "skcorr.datasets",
-                  "skcorr.evaluation", "skcorr.visualize")
+                  "skcorr.evaluation", "skcorr.columns", "skcorr.visualize")
 
 
 def _public_docstring_names() -> list[str]:

@@ -2,13 +2,19 @@
 
 import numpy as np
 import pytest
+from flow_reference import dual_bp_reference, exhaustive_minimum, synthetic_flow_pair
 
 from skcorr.features import FeatureMap
 from skcorr.flow import align
-from skcorr.flow._mrf._costs import absolute_offsets, data_cost, data_cost_window, window_offsets
+from skcorr.flow._mrf._costs import (
+    absolute_offsets,
+    coarsen_costs,
+    data_cost,
+    data_cost_window,
+    shift_label_grid,
+    window_offsets,
+)
 from skcorr.flow._mrf._solve import bp_energy, coarse_to_fine_bp, dual_layer_bp, min_sum_bp
-from skcorr.flow._mrf._costs import coarsen_costs, shift_label_grid
-from flow_reference import dual_bp_reference, exhaustive_minimum, synthetic_flow_pair
 
 
 def random_problem(rng, shape, labels, inf_fraction=0.0):

@@ -4,14 +4,19 @@ import itertools
 
 import numpy as np
 import pytest
+from flow_reference import min_sum_bp_reference, synthetic_flow_pair
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from skcorr.flow._mrf._costs import absolute_offsets, window_offsets
-from skcorr.flow._mrf._solve import bp_energy, coarse_to_fine_bp, min_sum_bp
 from skcorr.flow._mrf._bp2d import distance_transform_1d, distance_transform_2d
-from skcorr.flow._mrf._costs import data_cost, data_cost_window, shift_label_grid
-from flow_reference import min_sum_bp_reference, synthetic_flow_pair
+from skcorr.flow._mrf._costs import (
+    absolute_offsets,
+    data_cost,
+    data_cost_window,
+    shift_label_grid,
+    window_offsets,
+)
+from skcorr.flow._mrf._solve import bp_energy, coarse_to_fine_bp, min_sum_bp
 
 WEIGHTS = st.sampled_from([0.0, 1e-3, 0.25, 1.0, 3.7, 50.0])
 COST = st.one_of(st.floats(-50, 50), st.just(np.inf))

@@ -2,18 +2,18 @@
 
 import numpy as np
 import pytest
-
-from skcorr.features import FeatureMap
-from skcorr.flow import FlowAligner, align
-from skcorr.flow._mrf._costs import absolute_offsets, data_cost, window_offsets
-from skcorr.flow._mrf._solve import bp_energy, coarse_to_fine_bp, dual_layer_bp, min_sum_bp
-from skcorr.flow._mrf._transport import target_prices
-from skcorr.flow._align import _subcell
 from flow_reference import (
     dual_bp_reference,
     exhaustive_minimum,
     min_sum_bp_reference,
 )
+
+from skcorr.features import FeatureMap
+from skcorr.flow import FlowAligner, align
+from skcorr.flow._align import _subcell
+from skcorr.flow._mrf._costs import absolute_offsets, data_cost, window_offsets
+from skcorr.flow._mrf._solve import bp_energy, coarse_to_fine_bp, dual_layer_bp, min_sum_bp
+from skcorr.flow._mrf._transport import target_prices
 
 
 def random_problem(rng, shape, labels):

@@ -15,8 +15,8 @@ from skcorr.backbones import load_network
 from skcorr.cli import main
 from skcorr.datasets import crop_to_boxes, make_affine_category
 from skcorr.evaluation import pair_samples, transfer_pck_table
-from skcorr.flow import PairTransfer
 from skcorr.features import keypoint_samples
+from skcorr.flow import PairTransfer
 from skcorr.metrics import pck_scorer
 
 

@@ -31,7 +31,7 @@ from skcorr import (
     SlidingKeypointDetector,
     keypoint_samples,
 )
-from skcorr.visualize import ColumnDatabase
+from skcorr.columns import ColumnDatabase
 
 ESTIMATORS = [
     ConvColumnExtractor(weights=None, layer="stage2"),

@@ -23,7 +23,7 @@ pictures are much coarser, but every step is the same.
 # %%
 # A column database
 # -----------------
-# :class:`~skcorr.visualize.ColumnDatabase` stores the columns of one layer from many
+# :class:`~skcorr.columns.ColumnDatabase` stores the columns of one layer from many
 # images on disk, with each column's image and RF centre and a copy of the images'
 # pixels, and searches it exactly by cosine similarity.
 import tempfile
@@ -33,15 +33,14 @@ from skimage import data, transform
 from skimage.util import img_as_ubyte
 
 from skcorr import ConvColumnExtractor
-from skcorr.visualize import (
+from skcorr.columns import (
     ColumnDatabase,
-    plot_reconstruction,
-    plot_rf_averages,
     reconstruct,
     reconstruction_error,
     rf_averages,
     uniform_rf_reconstruction,
 )
+from skcorr.visualize import plot_reconstruction, plot_rf_averages
 
 
 def small(image, side=192):
@@ -65,6 +64,12 @@ database = ColumnDatabase.build(extractor, database_images, f"{workdir.name}/sta
 print(f"{len(database)} columns of {database.n_features} channels from "
       f"{database.n_images} images; RF {database.meta['rf_size'][0]:g} px, "
       f"stride {database.meta['stride'][0]:g} px")
+
+# Like scikit-learn's ``kneighbors``, a search gives (similarities, indices).
+query_columns = extractor.extract_dense([query])[0].features.reshape(-1, database.n_features)
+similarities, indices = database.search(query_columns, k=5)
+print(f"the query's columns: mean cosine {similarities[:, 0].mean():.2f} with their nearest "
+      f"neighbours, found in {len(np.unique(database.image_index[indices]))} images")
 
 # %%
 # Reconstructions
@@ -93,7 +98,7 @@ print("average RFs:", averages.shape)
 fig = plot_rf_averages(averages, n_cols=8)
 
 # %%
-# The database lives on disk; :meth:`~skcorr.visualize.ColumnDatabase.open` opens it
+# The database lives on disk; :meth:`~skcorr.columns.ColumnDatabase.open` opens it
 # again later (memory-mapped), as long as the extractor matches the one it was built
 # with. Here we only clean up.
 del database

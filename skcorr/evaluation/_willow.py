@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import time
-
 import contextlib
 import tempfile
+import time
 
 from ..flow import PairTransfer
 from ._cv import cross_validated_transfer
@@ -125,7 +124,8 @@ def evaluate_pf_willow(path, *, method="flow", features="conv",
         table = transfer_pck_table(dataset, identity_transfer, alphas=alphas,
                                    reference=reference)
     else:
-        with tempfile.TemporaryDirectory() if memory is None else contextlib.nullcontext(memory) as cache:
+        own = tempfile.TemporaryDirectory() if memory is None else None
+        with own or contextlib.nullcontext(memory) as cache:
             estimator = PairTransfer(extractor, **flow, n_jobs=n_jobs, memory=cache)
             if lam == "cv":
                 table, _ = cross_validated_transfer(dataset, estimator, grid, alphas=alphas,

@@ -16,8 +16,6 @@ The MRF's solvers (costs and label grids, dual-layer and 2-D belief propagation,
 coarse-to-fine, transport prices) are private, in :mod:`skcorr.flow._mrf`.
 """
 
-from typing import TYPE_CHECKING
-
 from .._lazy import lazy_exports
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, {
@@ -28,11 +26,3 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "._match": ("match", "match_files", "read_pairs"),
     "._presets": ("PRESETS", "preset_settings"),
 })
-
-if TYPE_CHECKING:  # pragma: no cover - what static type checkers and IDEs see
-    from ._align import Flow, align
-    from ._estimators import FlowAligner, PairTransfer
-    from ._fields import consistency
-    from ._files import read_flo, read_flow, write_flo, write_flow
-    from ._match import match, match_files, read_pairs
-    from ._presets import PRESETS, preset_settings

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-
 import numpy as np
 from scipy.interpolate import RectBivariateSpline
 from scipy.ndimage import map_coordinates

@@ -1,27 +1,13 @@
-"""Visualisation: nonparametric reconstruction, RF averages and plotting helpers.
+"""Figures: reconstructions, RF averages, flows, detector score maps, localization.
 
-Study 1 of Long et al. (2014) asks whether a convnet column knows *where* in its
-receptive field things are:
-
-* :class:`ColumnDatabase`: the columns of one layer from many images, on disk
-  (memory-mapped ``.npy``), with exact top-k cosine search by blocked BLAS products.
-* :func:`reconstruct` and its baseline :func:`uniform_rf_reconstruction`, compared by
-  :func:`reconstruction_error`.
-* :func:`rf_averages`: average receptive fields of a seed column's neighbours.
-* Figures: :func:`plot_reconstruction`, :func:`plot_rf_averages`, :func:`plot_flow`,
-  :func:`plot_score_maps` and :func:`plot_localization_histogram`.
-
-Typical use::
-
-    ext = ConvColumnExtractor(layer="conv4", mode="dense", image_size=320).fit()
-    db = ColumnDatabase.build(ext, images, "conv4.db")       # once
-    db = ColumnDatabase.open("conv4.db")                     # later
-    rec = reconstruct(query, ext, db, k=5, exclude_images=[i])
-    base = uniform_rf_reconstruction(query, ext, db, k=5, exclude_images=[i])
-    plot_reconstruction(query, {"k=5": rec, "uniform RF": base}, path="rec.png")
+:func:`plot_reconstruction`, :func:`plot_rf_averages`, :func:`plot_flow`,
+:func:`plot_score_maps` and :func:`plot_localization_histogram` draw the results of
+:mod:`skcorr.columns` (Study 1: reconstructions and RF averages), :mod:`skcorr.flow`
+and :mod:`skcorr.keypoints`. Each returns a :class:`matplotlib.figure.Figure` and, given
+``path``, saves it there. Importing this package imports neither faiss nor the column
+database.
 """
 
-from ._database import ColumnDatabase
 from ._plot import (
     flow_to_color,
     plot_flow,
@@ -31,15 +17,8 @@ from ._plot import (
     plot_rf_averages,
     plot_score_maps,
 )
-from ._reconstruct import (
-    reconstruct,
-    reconstruction_error,
-    rf_averages,
-    uniform_rf_reconstruction,
-)
 
 __all__ = [
-    "ColumnDatabase",
     "flow_to_color",
     "plot_flow",
     "plot_localization_histogram",
@@ -47,8 +26,15 @@ __all__ = [
     "plot_reconstruction",
     "plot_rf_averages",
     "plot_score_maps",
-    "reconstruct",
-    "reconstruction_error",
-    "rf_averages",
-    "uniform_rf_reconstruction",
 ]
+
+_MOVED = {name: "skcorr.columns" for name in (
+    "ColumnDatabase", "reconstruct", "reconstruction_error", "rf_averages",
+    "uniform_rf_reconstruction")}
+
+
+def __getattr__(name: str):
+    if name in _MOVED:
+        raise AttributeError(f"skcorr.visualize.{name} moved to {_MOVED[name]}: import it "
+                             f"from there (from {_MOVED[name]} import {name}).")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -13,9 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .._image import as_rgb
+from .._image import as_rgb, mean_abs_pixel_error
 from .._io import atomic_path
-from ._reconstruct import reconstruction_error
 
 __all__ = ["flow_to_color", "plot_flow", "plot_localization_histogram", "plot_matches",
            "plot_reconstruction", "plot_rf_averages", "plot_score_maps"]
@@ -51,7 +50,8 @@ def plot_reconstruction(original, reconstructions, *, path=None):
     ----------
     original : ndarray of shape (H, W, 3) or path
     reconstructions : dict of str to image
-        Title -> reconstruction, for example ``{"k=1": ..., "uniform RF": ...}``.
+        Title -> reconstruction (:func:`skcorr.columns.reconstruct`), for example
+        ``{"k=1": ..., "uniform RF": ...}``.
     path : str or path-like, default=None
         Where to save the figure.
 
@@ -66,9 +66,10 @@ def plot_reconstruction(original, reconstructions, *, path=None):
     axes[0].imshow(original)
     axes[0].set_title("original", fontsize=10)
     for ax, (title, image) in zip(axes[1:], reconstructions.items(), strict=True):
-        image = as_rgb(image, name=f"reconstructions[{title!r}]")
+        name = f"reconstructions[{title!r}]"
+        image = as_rgb(image, name=name)
         ax.imshow(image)
-        error = reconstruction_error(original, image)
+        error = mean_abs_pixel_error(original, image, names=("original", name))
         ax.set_title(f"{title}\nmean abs. error {error:.1f}", fontsize=10)
     for ax in axes:
         ax.axis("off")
@@ -76,7 +77,7 @@ def plot_reconstruction(original, reconstructions, *, path=None):
 
 
 def plot_rf_averages(averages, *, n_cols=8, titles=None, path=None):
-    """Show average receptive fields (the output of :func:`rf_averages`) in a grid.
+    """Show average receptive fields (the output of :func:`skcorr.columns.rf_averages`) in a grid.
 
     Parameters
     ----------

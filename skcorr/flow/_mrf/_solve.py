@@ -24,7 +24,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..._geometry import node_grid
 from ._bp2d import bp_iterations
 from ._costs import _as_label_vectors, coarsen_costs, shift_label_grid
 from ._dual import dual_bp_iterations, transpose_labels

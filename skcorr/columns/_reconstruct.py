@@ -28,8 +28,9 @@ import numpy as np
 from sklearn.utils import check_random_state
 
 from .._geometry import longer_side_scale, rescale_points
-from .._image import as_rgb
-from ._database import ColumnDatabase, _check_fitted_extractor, _grid_steps
+from .._image import as_rgb, mean_abs_pixel_error
+from ._database import ColumnDatabase
+from ._extractor import check_fitted_extractor, grid_steps
 
 __all__ = ["reconstruct", "reconstruction_error", "rf_averages", "uniform_rf_reconstruction"]
 
@@ -46,7 +47,7 @@ def _check_database(database) -> ColumnDatabase:
 def _neighbours(image, extractor, database, k, exclude_images):
     """The query image, its feature map, and the k nearest database columns of each cell."""
     database = _check_database(database)
-    extractor = _check_fitted_extractor(extractor)
+    extractor = check_fitted_extractor(extractor)
     database.check_extractor(extractor)
     rgb = as_rgb(image)
     fmap = extractor.extract_dense([rgb])[0]
@@ -56,13 +57,13 @@ def _neighbours(image, extractor, database, k, exclude_images):
             raise ValueError(f"exclude_images must be image indices or 'query', got "
                              f"{exclude_images!r}.")
         exclude_images = database.find_image(rgb)
-    indices, _ = database.search(queries, k, exclude_images=exclude_images)
+    _, indices = database.search(queries, k, exclude_images=exclude_images)
     return rgb, fmap, indices
 
 
 def _query_steps(fmap, extractor, database) -> tuple[float, float]:
     scale = longer_side_scale(fmap.image_shape, extractor.image_size)
-    return _grid_steps(fmap, database.meta["stride"][0] / scale)
+    return grid_steps(fmap, database.meta["stride"][0] / scale)
 
 
 def _cells(coordinate_count: int, centres: np.ndarray, step: float):
@@ -145,7 +146,7 @@ def reconstruct(image, extractor, database, k=1, exclude_images=None):
     --------
     >>> import tempfile, numpy as np
     >>> from skcorr import ConvColumnExtractor
-    >>> from skcorr.visualize import ColumnDatabase, reconstruct
+    >>> from skcorr.columns import ColumnDatabase, reconstruct
     >>> rng = np.random.default_rng(0)
     >>> images = [rng.integers(0, 255, (48, 64, 3), dtype=np.uint8) for _ in range(2)]
     >>> ext = ConvColumnExtractor(layer="stage2", weights=None, mode="dense").fit()
@@ -212,12 +213,16 @@ def reconstruction_error(original, reconstruction) -> float:
     Returns
     -------
     float
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skcorr.columns import reconstruction_error
+    >>> image = np.zeros((4, 6, 3), dtype=np.uint8)
+    >>> reconstruction_error(image, image + 10)
+    10.0
     """
-    a = as_rgb(original, name="original").astype(np.float64)
-    b = as_rgb(reconstruction, name="reconstruction").astype(np.float64)
-    if a.shape != b.shape:
-        raise ValueError(f"original has shape {a.shape} but reconstruction {b.shape}.")
-    return float(np.abs(a - b).mean())
+    return mean_abs_pixel_error(original, reconstruction)
 
 
 def rf_averages(extractor, database, seeds, k=5, *, size=None, random_state=None):
@@ -252,7 +257,7 @@ def rf_averages(extractor, database, seeds, k=5, *, size=None, random_state=None
         The average RFs, pixel values in [0, 255].
     """
     database = _check_database(database)
-    extractor = _check_fitted_extractor(extractor)
+    extractor = check_fitted_extractor(extractor)
     database.check_extractor(extractor)
     query_images = None
     if isinstance(seeds, numbers.Integral) and not isinstance(seeds, bool):
@@ -283,7 +288,7 @@ def rf_averages(extractor, database, seeds, k=5, *, size=None, random_state=None
         size = int(round(max(database.meta["rf_size"])))
     if isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 1:
         raise ValueError(f"size must be a positive integer, got {size!r}.")
-    indices, _ = database.search(queries, k, query_images=query_images)
+    _, indices = database.search(queries, k, query_images=query_images)
     # The pixel centres of a size x size patch, in a square of side 1 about its centre.
     unit = rescale_points(np.arange(size), size, inverse=True)
     out = np.zeros((len(queries), size, size, 3), dtype=np.float32)
