@@ -97,7 +97,7 @@ def test_api_reference_lists_every_public_name():
             listed.add(f"{module}.{line.strip()}")
     documented_elsewhere = {  # re-exports, documented once under skcorr
         "ConvColumnExtractor", "DenseSIFT", "FeatureMap", "keypoint_samples", "FlowAligner",
-        "match", "GaussianNNPrior", "KeypointClassifier", "SlidingKeypointDetector",
+        "PairTransfer", "match", "GaussianNNPrior", "KeypointClassifier", "SlidingKeypointDetector",
         "plot_localization_histogram",
     }
     missing = []

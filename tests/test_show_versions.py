@@ -27,7 +27,7 @@ def test_show_versions_names_every_dependency(capsys):
 
 
 def test_top_level_names_are_lazy_but_complete():
-    assert set(skcorr.__all__) == {*skcorr._LAZY_EXPORTS, "__version__"}
+    assert set(skcorr.__all__) == {*skcorr._exported, "__version__"}
     assert set(skcorr.__all__) <= set(dir(skcorr))
     from skcorr.flow import FlowAligner
 
