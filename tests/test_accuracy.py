@@ -110,7 +110,8 @@ def test_pair_transfer_aligns_pairs_and_its_cache_extracts_each_image_once(
     assert sum(batches) == len({id(image) for image in X[:, :2].ravel()})
     features = SIFT.fit()
     for (source, target, keypoints), mine in zip(X, predicted, strict=True):
-        flow = align(*features.extract_dense([source, target]), lam=0.2)
+        flow = align(*features.extract_dense([source, target]), lam=0.2, truncation=3.0,
+                     ot_reg=0.2, subcell=True)  # the estimator's defaults
         np.testing.assert_allclose(mine, flow.transfer_points(keypoints))
     assert estimator.score(X, y) == pck_score(y, predicted, alpha=0.1)
 

@@ -166,7 +166,7 @@ def test_match_takes_files_and_is_the_public_entry_point(tmp_path, scene, small_
 def test_preset_settings_split_and_override():
     features, flow = preset_settings()
     assert features == {"backbone": "efficientnet_lite0", "layer": ["stage5", "stage6"],
-                        "image_size": 400}
+                        "image_size": 480}
     assert flow == {"lam": 0.05, "truncation": 3.0, "ot_reg": 0.2, "subcell": True,
                     "levels": 2, "radius": None, "max_iter": 50}
     features, flow = preset_settings("paper", image_size=200, lam=0.3, solver="2d")
@@ -379,3 +379,19 @@ def test_cli_match_bad_input_is_one_clear_error(tmp_path, photo_files, capsys):
     with pytest.raises(SystemExit) as exit_info:  # argparse's own errors
         main(["match", str(a), str(t), "--output", str(out), "--lam", "cv"])
     assert exit_info.value.code == 2
+
+
+def test_the_estimators_defaults_are_the_best_preset():
+    import inspect
+
+    from skcorr import ConvColumnExtractor
+    from skcorr.flow import FlowAligner, PairTransfer
+    from skcorr.flow._estimators import _default_features
+
+    features, flow = preset_settings("best")
+    for estimator in (FlowAligner, PairTransfer):
+        defaults = {name: p.default for name, p in
+                    inspect.signature(estimator).parameters.items()}
+        assert {name: defaults[name] for name in flow if name in defaults} == \
+            {name: value for name, value in flow.items() if name in defaults}
+    assert _default_features().get_params() == ConvColumnExtractor(**features).get_params()

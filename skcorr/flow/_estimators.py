@@ -31,6 +31,7 @@ from .._validation import check_image_keypoints, pass_memory
 from ..features import ConvColumnExtractor
 from ..metrics import pck_score
 from ._align import align
+from ._presets import preset_settings
 from ._settings import FLOW_CONSTRAINTS, flow_settings
 
 __all__ = ["FlowAligner", "PairTransfer"]
@@ -117,7 +118,8 @@ def _transfer_chunk(cached, chunk, settings):
 
 
 def _default_features():
-    return ConvColumnExtractor(layer="conv5", image_size=320)
+    """The dense features of the "best" preset (stage5+stage6 hypercolumns at 480 px)."""
+    return ConvColumnExtractor(**preset_settings("best")[0])
 
 
 def _feature_maps(features, images) -> list:
@@ -144,14 +146,15 @@ class FlowAligner(_FlowTransfer):
     ----------
     features : transformer, default=None
         Dense features for the flow: a ConvColumnExtractor or DenseSIFT (cloned in fit).
-        ``None`` means ``ConvColumnExtractor(layer="conv5", image_size=320)``, the
-        default backbone's layer of stride 16; with AlexNet pass ``layer="conv4"`` as
-        the paper.
+        ``None`` means the "best" preset's, ``ConvColumnExtractor(layer=["stage5",
+        "stage6"], image_size=480)``: hypercolumns of the default backbone's layers of
+        stride 16 and 32. The paper's are ``ConvColumnExtractor(layer="conv5",
+        image_size=320)`` (with AlexNet, ``layer="conv4"``).
     retrieval : transformer, default=None
         Global features for retrieving neighbours; ``None`` means
         ``ConvColumnExtractor(layer="fc7", mode="global", image_size=224)``. The same
         neighbours serve every choice of ``features``.
-    lam : float, default=0.1
+    lam : float, default=0.05
         Smoothness weight per squared grid step. 0 is plain nearest-neighbour matching.
     n_neighbors : int, default=25
     n_top : int, default=5
@@ -162,14 +165,20 @@ class FlowAligner(_FlowTransfer):
         Coarse-to-fine levels of belief propagation.
     max_iter : int, default=50
         Belief-propagation iterations at most.
-    truncation : float or None, default=None
+    truncation : float or None, default=3.0
         Per-axis truncation of the smoothness, in grid steps (None: plain quadratic).
-    ot_reg : float or None, default=None
+    ot_reg : float or None, default=0.2
         Optimal-transport prices of the target nodes, with this regularisation (None: no
         prices).
-    subcell : bool, default=False
+    subcell : bool, default=True
         Refine every match between grid nodes. These three are as in
         :func:`skcorr.flow.align`.
+
+        The defaults of ``features``, ``lam``, ``truncation``, ``ot_reg`` and
+        ``subcell`` are the "best" preset (:data:`skcorr.flow.PRESETS`), chosen by a
+        grid search on PF-WILLOW's pairs leaving one object category out at a time; the
+        paper's flow is ``lam=0.1, truncation=None, ot_reg=None, subcell=False`` with
+        its features (``skcorr.flow.preset_settings("paper")`` gives both).
     n_jobs : int or None, default=None
         joblib workers over the alignments (``None``: one, unless a
         :func:`joblib.parallel_config` context says otherwise; ``-1``: all cores). Work
@@ -219,9 +228,9 @@ class FlowAligner(_FlowTransfer):
         "ordering": [StrOptions({"deformation", "data"})],
     }
 
-    def __init__(self, *, features=None, retrieval=None, lam=0.1, n_neighbors=25, n_top=5,
+    def __init__(self, *, features=None, retrieval=None, lam=0.05, n_neighbors=25, n_top=5,
                  ordering="deformation", radius=None, levels=2, max_iter=50,
-                 truncation=None, ot_reg=None, subcell=False, n_jobs=None, verbose=False,
+                 truncation=3.0, ot_reg=0.2, subcell=True, n_jobs=None, verbose=False,
                  memory=None):
         self.features = features
         self.retrieval = retrieval
@@ -363,15 +372,16 @@ class PairTransfer(_FlowTransfer):
     ----------
     features : transformer, default=None
         Dense features for the flow (ConvColumnExtractor or DenseSIFT); cloned in fit.
-        ``None``: ``ConvColumnExtractor(layer="conv5", image_size=320)``.
-    lam : float, default=0.1
+        ``None``: the "best" preset's, as in :class:`FlowAligner`.
+    lam : float, default=0.05
     radius : int or None, default=None
     levels : int, default=2
     max_iter : int, default=50
-    truncation : float or None, default=None
-    ot_reg : float or None, default=None
-    subcell : bool, default=False
-        As in :func:`skcorr.flow.align`.
+    truncation : float or None, default=3.0
+    ot_reg : float or None, default=0.2
+    subcell : bool, default=True
+        As in :func:`skcorr.flow.align`; the defaults are the "best" preset, as in
+        :class:`FlowAligner`.
     refine : transformer or None, default=None
         Finer dense features (e.g. hypercolumns with a stride-8 layer) for a
         coarse-to-fine last step: each transferred keypoint moves to the node of the
@@ -415,8 +425,8 @@ class PairTransfer(_FlowTransfer):
         "refine_radius": [Interval(numbers.Integral, 1, None, closed="left")],
     }
 
-    def __init__(self, features=None, *, lam=0.1, radius=None, levels=2, max_iter=50,
-                 truncation=None, ot_reg=None, subcell=False, refine=None, refine_radius=2,
+    def __init__(self, features=None, *, lam=0.05, radius=None, levels=2, max_iter=50,
+                 truncation=3.0, ot_reg=0.2, subcell=True, refine=None, refine_radius=2,
                  n_jobs=None, verbose=False, memory=None):
         self.features = features
         self.lam = lam
