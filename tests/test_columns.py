@@ -459,7 +459,7 @@ def test_uniform_rf_neighbourhood_of_one_stride_is_the_real_reconstruction(
         photo_db, conv4, photos):
     real = reconstruct(photos[1], conv4, photo_db, k=2, exclude_images=[1])
     no_jitter = uniform_rf_reconstruction(photos[1], conv4, photo_db, k=2, exclude_images=[1],
-                                          neighbourhood=16, random_state=0)
+                                          neighborhood=16, random_state=0)
     np.testing.assert_array_equal(real, no_jitter)
 
 
@@ -529,5 +529,5 @@ def test_bad_input_raises_clear_errors(tmp_path, small_db, small_extractor, rand
         rf_averages(conv4, photo_db, np.array([], dtype=int))
     with pytest.raises(ValueError, match="exclude_images must be"):
         reconstruct(photos[0], conv4, photo_db, exclude_images="self")
-    with pytest.raises(ValueError, match="neighbourhood"):
-        uniform_rf_reconstruction(photos[0], conv4, photo_db, neighbourhood=0)
+    with pytest.raises(ValueError, match="neighborhood"):
+        uniform_rf_reconstruction(photos[0], conv4, photo_db, neighborhood=0)

@@ -160,12 +160,12 @@ def reconstruct(image, extractor, database, k=1, exclude_images=None):
 
 
 def uniform_rf_reconstruction(image, extractor, database, k=1, exclude_images=None, *,
-                              neighbourhood=None, random_state=None):
+                              neighborhood=None, random_state=None):
     """The uniform-RF baseline of :func:`reconstruct`.
 
     The same nearest neighbours as :func:`reconstruct`, but each neighbour's patch is
     cut at a position drawn uniformly at random such that the patch lies inside a
-    square ``neighbourhood`` centred at the neighbour's RF centre. It is what the
+    square ``neighborhood`` centred at the neighbour's RF centre. It is what the
     reconstruction would look like if a column said *what* is in its receptive field
     but not *where*.
 
@@ -173,8 +173,8 @@ def uniform_rf_reconstruction(image, extractor, database, k=1, exclude_images=No
     ----------
     image, extractor, database, k, exclude_images
         As in :func:`reconstruct`.
-    neighbourhood : float, default=None
-        Side of the neighbourhood in pixels of the network input (as the RF tables of
+    neighborhood : float, default=None
+        Side of the neighborhood in pixels of the network input (as the RF tables of
         :mod:`skcorr.backbones` give them; scaled to each database image like its
         stride). ``None`` uses the RF of the database's layer. The paper uses the RF of
         ``conv3`` (99 px for AlexNet).
@@ -186,19 +186,19 @@ def uniform_rf_reconstruction(image, extractor, database, k=1, exclude_images=No
     ndarray of shape (H, W, 3), uint8
     """
     rgb, fmap, indices = _neighbours(image, extractor, database, k, exclude_images)
-    if neighbourhood is None:
-        neighbourhood = float(max(database.meta["rf_size"]))
-    if (isinstance(neighbourhood, bool) or not isinstance(neighbourhood, numbers.Real)
-            or not neighbourhood > 0):
-        raise ValueError(f"neighbourhood must be a positive number of pixels, got "
-                         f"{neighbourhood!r}.")
+    if neighborhood is None:
+        neighborhood = float(max(database.meta["rf_size"]))
+    if (isinstance(neighborhood, bool) or not isinstance(neighborhood, numbers.Real)
+            or not neighborhood > 0):
+        raise ValueError(f"neighborhood must be a positive number of pixels, got "
+                         f"{neighborhood!r}.")
     rng = check_random_state(random_state)
     steps = _query_steps(fmap, extractor, database)
     images = database.image_index[indices]  # (n_cells, k)
     strides = database.image_strides[images]  # (n_cells, k, 2), neighbour pixels
     scale = strides / np.asarray(database.meta["stride"], dtype=np.float64)
     # the patch of a neighbour spans its stride in its own pixels
-    half = np.maximum(neighbourhood * scale - strides, 0.0) / 2.0
+    half = np.maximum(neighborhood * scale - strides, 0.0) / 2.0
     shifts = rng.uniform(-1.0, 1.0, size=half.shape) * half
     return _compose(rgb.shape, fmap, steps, database, indices, shifts=shifts)
 
