@@ -32,8 +32,8 @@ from ._cache import FeatureCache, check_memory_folder, signature
 __all__ = ["FeatureMap", "keypoint_samples", "split_keypoint_samples"]
 
 #: Version of what the feature cache stores; bump it when that changes, so that older
-#: entries are not served (2: FeatureMap.bin_size).
-_CACHE_FORMAT = 2
+#: entries are not served (2: FeatureMap.bin_size; 3: entries hold a checksum).
+_CACHE_FORMAT = 3
 
 
 @dataclass
@@ -373,7 +373,10 @@ class FeatureTransformer(TransformerMixin, BaseEstimator):
 
     def _cached(self, kind: str, images: list, compute) -> list:
         cache = self._feature_cache()
-        return compute(images) if cache is None else cache.get_or_compute(kind, images, compute)
+        if cache is None:
+            return compute(images)
+        expect = FeatureMap if kind == "dense" else np.ndarray
+        return cache.get_or_compute(kind, images, compute, expect=expect)
 
     def _cached_at_points(self, images, points) -> list[np.ndarray]:
         cache = self._feature_cache()
@@ -381,9 +384,10 @@ class FeatureTransformer(TransformerMixin, BaseEstimator):
             return self._at_points_batch(images, points)
         if self._reads_dense_map():
             # Columns are read off the dense map: cache the map, whatever the points.
-            return self._sample_maps(cache.get_or_compute("dense", images, self._dense_batch),
-                                     points)
-        return cache.get_or_compute("points", images, self._at_points_batch, extras=points)
+            return self._sample_maps(cache.get_or_compute("dense", images, self._dense_batch,
+                                                          expect=FeatureMap), points)
+        return cache.get_or_compute("points", images, self._at_points_batch, extras=points,
+                                    expect=np.ndarray)
 
     # -- what subclasses provide ------------------------------------------------------
     # Each works on a batch of RGB arrays; the defaults map the one-image versions.
