@@ -13,11 +13,15 @@
 
 import contextlib
 import functools
+import io
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 import warnings
 from pathlib import Path
 
@@ -229,3 +233,153 @@ def test_the_digest_is_memoised_while_nothing_changes(monkeypatch):
     with torch.no_grad():
         module.bias.add_(1.0)
     assert _cache.weights_digest(module) != first and hashed
+
+
+# --- n_jobs and image_size are bounded ----------------------------------------------
+
+
+@pytest.mark.parametrize("n_jobs", [True, 0, 10**5, -(os.cpu_count() or 1) - 1, 1.5])
+def test_n_jobs_has_one_rule(n_jobs):
+    """Issue 23 item 6: n_jobs=10**5 asked joblib for 100,000 threads, True was taken."""
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    from skcorr import KeypointClassifier, SlidingKeypointDetector
+    from skcorr._validation import check_n_jobs
+    from skcorr.evaluation import evaluate_cub_transfer
+
+    with pytest.raises(ValueError, match="n_jobs must be a number of parallel workers from 1 "
+                                         "to 1024"):
+        check_n_jobs(n_jobs)
+    for estimator in (KeypointClassifier(n_jobs=n_jobs), SlidingKeypointDetector(n_jobs=n_jobs)):
+        with pytest.raises(InvalidParameterError, match="'n_jobs' parameter .* other than 0"):
+            estimator.fit(*_tiny_fit_data(estimator))
+    with pytest.raises(ValueError, match="n_jobs must be"):  # before any data is read
+        evaluate_cub_transfer("/no/such/folder", n_jobs=n_jobs)
+
+
+def _tiny_fit_data(estimator):
+    if type(estimator).__name__ == "KeypointClassifier":
+        X, y, _ = keypoint_samples(IMAGES, KEYPOINTS)
+        return X, y
+    return IMAGES, KEYPOINTS
+
+
+@pytest.mark.parametrize("n_jobs", [None, 1, -1, 2, 1024])
+def test_sane_n_jobs_pass(n_jobs):
+    from skcorr._validation import check_n_jobs
+
+    assert check_n_jobs(n_jobs) == n_jobs
+
+
+@pytest.mark.parametrize("make", [_conv, _sift])
+def test_image_size_is_bounded(make):
+    """Issue 23 item 7: --image-size 60000 ended in a MemoryError."""
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    from skcorr.features import MAX_IMAGE_SIZE
+
+    assert MAX_IMAGE_SIZE == 4096
+    with pytest.raises(InvalidParameterError, match=r"'image_size' parameter .* in the range "
+                                                    r"\[16, 4096\]"):
+        make("dense").set_params(image_size=60000).fit()
+    make("dense").set_params(image_size=4096).fit()
+
+
+def test_cub_protocols_check_their_sizes_before_reading_data():
+    from skcorr.evaluation import (
+        evaluate_cub_classification,
+        evaluate_cub_detection,
+        evaluate_cub_transfer,
+    )
+
+    with pytest.raises(ValueError, match="image_size must be a whole number of pixels from 16 "
+                                         "to 4096 or None"):
+        evaluate_cub_classification("/no/such/folder", image_size=60000)
+    with pytest.raises(ValueError, match="box_size must be"):
+        evaluate_cub_detection("/no/such/folder", box_size=0)
+    with pytest.raises(ValueError, match="crop_size must be"):
+        evaluate_cub_transfer("/no/such/folder", crop_size=10**5)
+    with pytest.raises(ValueError, match="alpha must be a number in"):
+        evaluate_cub_transfer("/no/such/folder", alpha=1.5)
+
+
+def test_cli_bound_is_the_features_bound():
+    from skcorr import cli
+    from skcorr.features import MAX_IMAGE_SIZE
+
+    assert cli.MAX_IMAGE_SIZE == MAX_IMAGE_SIZE
+
+
+# --- dask: a hard deadline --------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _silent_server():
+    """A TCP server on 127.0.0.1 that accepts connections and never says anything."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    server.settimeout(0.2)
+    accepted, stop = [], threading.Event()
+
+    def serve():
+        while not stop.is_set():
+            with contextlib.suppress(OSError):
+                accepted.append(server.accept()[0])
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"tcp://127.0.0.1:{server.getsockname()[1]}", accepted
+    finally:
+        stop.set()
+        thread.join(5)
+        for conn in accepted:
+            conn.close()
+        server.close()
+
+
+def test_a_server_that_does_not_speak_dask_fails_within_the_timeout():
+    """Issue 23 item 5: dask_backend(address, timeout=3) waited for ever."""
+    pytest.importorskip("distributed")
+    from skcorr._parallel import dask_backend
+
+    result = []
+
+    def connect(address):
+        try:
+            with dask_backend(address, timeout=1.0):
+                result.append("connected")
+        except ValueError as exc:
+            result.append(exc)
+
+    with _silent_server() as (address, accepted):
+        thread = threading.Thread(target=connect, args=(address,), daemon=True)
+        thread.start()
+        thread.join(30)  # the old code was still waiting after 60 s
+        assert not thread.is_alive(), "dask_backend did not return within 30 s"
+        assert accepted  # it did connect: the deadline covers the handshake
+    (error,) = result
+    assert isinstance(error, ValueError)
+    assert f"No dask scheduler answers at {address!r} within 1 s" in str(error)
+    assert "dask scheduler" in str(error)
+
+
+@pytest.mark.parametrize("address", ["", "   ", "tcp://host :1"])
+def test_an_empty_scheduler_address_is_a_clear_error(address):
+    from skcorr._parallel import dask_backend
+
+    with pytest.raises(ValueError, match="address must be a dask scheduler's address such as"):
+        with dask_backend(address):
+            pass
+
+
+def test_a_real_scheduler_still_connects():
+    distributed = pytest.importorskip("distributed")
+    from skcorr._parallel import dask_backend
+
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                                  protocol="tcp", host="127.0.0.1",
+                                  dashboard_address=None) as cluster:
+        with dask_backend(cluster.scheduler_address, timeout=20) as client:
+            assert client.submit(sum, [1, 2]).result() == 3
