@@ -383,3 +383,266 @@ def test_a_real_scheduler_still_connects():
                                   dashboard_address=None) as cluster:
         with dask_backend(cluster.scheduler_address, timeout=20) as client:
             assert client.submit(sum, [1, 2]).result() == 3
+
+
+# --- the command line: every argument checked before data is read ----------------------
+
+_NEGATIVE = st.floats(max_value=-1e-9, allow_nan=False, allow_infinity=False)
+_NOT_FINITE = st.sampled_from(["nan", "inf", "-inf", "abc", ""])
+
+
+def _text(strategy):
+    return strategy.map(lambda v: repr(v) if isinstance(v, float) else str(v))
+
+
+_IMAGE_SIDE = st.one_of(_text(st.integers(max_value=15)), _text(st.integers(min_value=4097)),
+                        _text(st.floats(1.1, 100.9)), _NOT_FINITE)
+# (protocol, flag, invalid values as command-line text, other arguments it needs)
+_INVALID = [
+    ("pf-willow", "--lam-grid", st.one_of(_text(_NEGATIVE), _NOT_FINITE),
+     ["--lam", "cv"]),
+    ("cub-transfer", "--lam-grid", st.one_of(_text(_NEGATIVE),
+                                              _NOT_FINITE), ["--lam", "cv"]),
+    ("pf-willow", "--lam", st.one_of(_text(_NEGATIVE),
+                                     st.sampled_from(["nan", "inf", "x", "CV"])), []),
+    ("pf-willow", "--image-size", _IMAGE_SIDE, []),
+    ("cub-classify", "--image-size", _IMAGE_SIDE, []),
+    ("cub-transfer", "--crop-size", _IMAGE_SIDE, []),
+    ("cub-detect", "--box-size", _IMAGE_SIDE, []),
+    ("pf-willow", "--levels", st.one_of(_text(st.integers(max_value=-1)), _NOT_FINITE), []),
+    ("cub-transfer", "--levels", _text(st.integers(max_value=-1)), []),
+    ("pf-willow", "--radius", st.one_of(_text(st.integers(max_value=-1)), _NOT_FINITE), []),
+    ("cub-classify", "--sift-radius",
+     st.one_of(_text(_NEGATIVE), _text(st.floats(4096.001, 1e300)), st.just("0"),
+               _NOT_FINITE), []),
+    ("pf-willow", "--alpha", st.one_of(_text(_NEGATIVE), _text(st.floats(1.0000001, 1e300)),
+                                       st.just("0"), _NOT_FINITE), []),
+    ("pf-willow", "--n-jobs",
+     st.one_of(st.just("0"), _text(st.integers(min_value=1025)),
+               _text(st.integers(max_value=-(os.cpu_count() or 1) - 1)), _NOT_FINITE), []),
+    ("cub-transfer", "--n-jobs", st.sampled_from(["0", "True", "1.5", "100000"]), []),
+    ("pf-willow", "--scheduler", st.sampled_from(["", " ", "tcp://a b:1"]), []),
+]
+
+
+def _run_cli(argv):
+    """``main(argv)``: (exit status, stderr), whether it returns or exits."""
+    from skcorr.cli import main
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            status = main(argv)
+        except SystemExit as exc:
+            status = exc.code
+    return status, err.getvalue()
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.data(), case=st.sampled_from(_INVALID), where=st.sampled_from(["missing",
+                                                                              "empty"]))
+def test_any_invalid_argument_is_refused_before_data_is_read(data, case, where):
+    """Issue 23 item 9: these were checked only after loading data (or the evaluation)."""
+    protocol, flag, values, needs = case
+    value = data.draw(values, label="value")
+    with tempfile.TemporaryDirectory() as folder:
+        data_folder = os.path.join(folder, "missing") if where == "missing" else folder
+        status, err = _run_cli(["evaluate", protocol, "--data", data_folder, *needs,
+                                f"{flag}={value}"])
+        assert os.listdir(folder) == []  # nothing written
+    assert status == 2, err
+    assert err.count("\n") == 1 and f"argument {flag}:" in err, err
+    assert err.startswith(f"skcorr evaluate {protocol}: error: argument {flag}:"), err
+
+
+def test_lam_grid_without_lam_cv_is_refused(tmp_path):
+    """Issue 23 item 10: it was silently ignored."""
+    for protocol in ("pf-willow", "cub-transfer"):
+        status, err = _run_cli(["evaluate", protocol, "--data", str(tmp_path / "missing"),
+                                "--lam-grid", "0.1", "0.2"])
+        assert status == 2
+        assert err == (f"skcorr evaluate {protocol}: error: argument --lam-grid: the candidates "
+                       "are only used by --lam cv; add --lam cv or leave --lam-grid out\n")
+
+
+def test_missing_data_and_a_full_output_folder_exit_2(tmp_path):
+    """Issue 23 item 10: both exited with 1 where the guide says 2."""
+    status, err = _run_cli(["evaluate", "pf-willow", "--data", str(tmp_path / "missing"),
+                            "--output", str(tmp_path / "out")])
+    assert status == 2 and err.count("\n") == 1
+    assert "data folder" in err and "does not exist" in err
+    assert not (tmp_path / "out").exists()  # checked before the output folder is made
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "mine.txt").write_text("mine")
+    status, err = _run_cli(["demo", "--output", str(tmp_path / "full")])
+    assert status == 2 and err.count("\n") == 1 and "already holds files" in err
+    assert (tmp_path / "full" / "mine.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize("quiet", [False, True])
+def test_quiet_turns_the_progress_off(quiet, tmp_path, monkeypatch):
+    import skcorr.evaluation
+    from skcorr.evaluation import ResultTable
+
+    seen = []
+
+    def record(path, *, verbose, **options):
+        seen.append(verbose)
+        return ResultTable([{"row": 1}], name="recorded")
+
+    monkeypatch.setattr(skcorr.evaluation, "evaluate_cub_detection", record)
+    status, _ = _run_cli(["evaluate", "cub-detect", "--data", str(tmp_path),
+                          *(["--quiet"] if quiet else [])])
+    assert status == 0 and seen == [not quiet]
+
+
+# --- SIGTERM ends a command like Ctrl-C -------------------------------------------------
+
+
+def test_sigterm_is_one_line_130_and_removes_the_empty_output(monkeypatch, tmp_path, capsys):
+    """Issue 23 item 3: SIGTERM left a traceback-less death and an empty --output."""
+    import skcorr.cli as cli
+
+    def terminated(args):
+        cli.prepare_output_dir(args.output, args.overwrite)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(10)  # the handler interrupts this
+        raise AssertionError("SIGTERM was not delivered")
+
+    monkeypatch.setattr(cli, "_cmd_demo", terminated)
+    before = signal.getsignal(signal.SIGTERM)
+    out = tmp_path / "out"
+    assert cli.main(["demo", "--output", str(out)]) == 130
+    assert capsys.readouterr().err == "skcorr demo: interrupted by SIGTERM\n"
+    assert not out.exists()
+    assert signal.getsignal(signal.SIGTERM) is before  # restored
+
+
+_SLOW_PROTOCOL = """
+import sys, time
+import skcorr.evaluation
+from skcorr.cli import main
+from skcorr.evaluation import ResultTable
+
+def evaluate(path, *, verbose, **options):
+    table = ResultTable(title="rows one by one", name="cub-classify")
+    with table.keep_on_interrupt():
+        for i in range(100):
+            table.append({"row": i, "accuracy": 0.5})
+            if i == 1:
+                print("two rows done", file=sys.stderr, flush=True)
+            time.sleep(0.5)
+    return table
+
+skcorr.evaluation.evaluate_cub_classification = evaluate
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_sigterm_writes_the_finished_rows_whole(tmp_path):
+    """Issue 23 item 3: the rows a protocol finished reach --output when it is stopped."""
+    out = tmp_path / "tables"
+    process = subprocess.Popen(
+        [sys.executable, "-c", _SLOW_PROTOCOL, "evaluate", "cub-classify", "--data",
+         str(tmp_path), "--output", str(out)], cwd=REPO, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)})
+    try:
+        line = process.stderr.readline()
+        assert line == "two rows done\n", line + process.stderr.read()
+        process.send_signal(signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130, stderr
+    assert stderr.count("\n") == 1 and "interrupted by SIGTERM" in stderr
+    assert "finished rows are in" in stderr and str(out) in stderr
+    rows = (out / "cub-classify.csv").read_text().splitlines()
+    assert rows[0] == "row,accuracy" and rows[1:3] == ["0,0.5", "1,0.5"]
+    n = len(rows) - 1
+    assert f"Interrupted: only these {n} rows were finished." in (out / "cub-classify.md"
+                                                                   ).read_text()
+    assert "rows one by one" in stdout and "Interrupted" in stdout
+    assert sorted(p.name for p in out.iterdir()) == ["cub-classify.csv", "cub-classify.md"]
+
+
+# --- tables: errors name the target, links are written through ------------------------
+
+
+def test_a_table_written_to_a_symlink_keeps_the_link(tmp_path):
+    """Issue 23 item 10: the link was replaced by a file."""
+    from skcorr.evaluation import ResultTable
+
+    target = tmp_path / "real" / "table.csv"
+    target.parent.mkdir()
+    target.write_text("old")
+    link = tmp_path / "link.csv"
+    link.symlink_to(target)
+    ResultTable([{"a": 1}]).write(link)
+    assert link.is_symlink() and link.resolve() == target.resolve()
+    assert target.read_text() == "a\n1\n"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["table.csv"]
+
+
+def test_write_errors_name_the_target_not_the_temporary_file(tmp_path):
+    from skcorr.evaluation import ResultTable
+
+    target = tmp_path / "no" / "such" / "folder" / "table.md"
+    with pytest.raises(FileNotFoundError) as info:
+        ResultTable([{"a": 1}]).write(target)
+    assert info.value.filename == str(target)
+    assert ".tmp" not in str(info.value) and str(target) in str(info.value)
+
+
+# --- a multi-frame image is refused ---------------------------------------------------
+
+
+def test_an_animated_gif_is_refused(tmp_path):
+    """Issue 23 item 11: the GIF silently became its first frame."""
+    from PIL import Image
+
+    from skcorr._image import as_rgb
+
+    frames = [Image.fromarray(image) for image in _images(3, (20, 24))]
+    path = tmp_path / "moving.gif"
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=100)
+    with pytest.raises(ValueError, match="moving.gif' has 3 frames; skcorr reads single "
+                                         "images: extract the frame you want"):
+        as_rgb(path)
+    frames[0].save(tmp_path / "still.gif")
+    assert as_rgb(tmp_path / "still.gif").shape == (20, 24, 3)
+
+
+# --- progress bars on stderr, never on stdout -----------------------------------------
+
+
+def test_features_show_a_progress_bar_on_stderr(monkeypatch, capsys):
+    """Issue 23 item 12: long feature extraction was silent."""
+    from skcorr.features import _base
+
+    monkeypatch.setattr(_base, "PROGRESS_DELAY", 0.0)
+    ext = _conv("dense").set_params(verbose=True, batch_size=1).fit()
+    ext.extract_dense(IMAGES)
+    ext.extract_global(IMAGES)
+    ext.set_params(mode="keypoints").transform(_input("keypoints"))
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.count("ConvColumnExtractor features") >= 3 and "2/2" in captured.err
+    ext.set_params(verbose=False).extract_dense(IMAGES)
+    assert capsys.readouterr().err == ""
+
+
+def test_the_detector_shows_its_rounds_on_stderr(monkeypatch, capsys):
+    from skcorr import SlidingKeypointDetector
+
+    det = SlidingKeypointDetector(features=_conv("dense"), box_size=48, mining_rounds=1,
+                                  cache_size=20, verbose=True, random_state=0)
+    with monkeypatch.context() as m:
+        import skcorr.keypoints._detector as detector
+
+        real = detector.tqdm
+        m.setattr(detector, "tqdm", lambda *a, **k: real(*a, **{**k, "delay": 0}))
+        det.fit(IMAGES * 2, np.concatenate([KEYPOINTS, KEYPOINTS]))
+    captured = capsys.readouterr()
+    assert captured.out == "" and "training and mining" in captured.err
