@@ -103,6 +103,7 @@ def read_image(path) -> np.ndarray:
 
     path = _image_file(path)
     with _pil_errors(path), Image.open(path) as im:
+        _check_single_frame(im, path)
         orientation = _orientation(im)  # read before the pixels, as image_size reads it
         im.load()
         if orientation != 1:
@@ -122,6 +123,17 @@ def read_image(path) -> np.ndarray:
         return _to_rgb(array, f"image file {str(path)!r} (Pillow mode {mode})")
     except TypeError as exc:
         raise ValueError(f"{exc} Re-save the file as 8- or 16-bit PNG.") from None
+
+
+def _check_single_frame(im, path) -> None:
+    """Refuse an animation or a multi-page file: which frame is meant is not known."""
+    n_frames = getattr(im, "n_frames", 1)
+    if n_frames > 1:
+        raise ValueError(
+            f"image file {str(path)!r} has {n_frames} frames; skcorr reads single images: "
+            "extract the frame you want (e.g. PIL.Image.open(path).seek(i)) and save or "
+            "pass it as an array."
+        )
 
 
 def as_rgb(image, *, name: str = "image") -> np.ndarray:

@@ -26,20 +26,36 @@ def atomic_path(path) -> Iterator[Path]:
     The temporary file lies in the same folder (so the rename stays on one file system),
     is hidden (``.name.<random>.tmp``) and ends with the suffix of ``path``, for writers
     that choose the format from the extension. It is created empty, with the permissions
-    a new file would get.
+    a new file would get. A ``path`` that is a symbolic link is written through: the file
+    it points to gets the content and the link stays. An :class:`OSError` about the
+    temporary file is raised about ``path``, the file the caller asked for.
     """
     path = Path(path)
+    if path.is_symlink():  # write the file the link points to, keep the link
+        path = Path(os.path.realpath(path))
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp{path.suffix}")
-    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    try:
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    except OSError as exc:
+        raise _about(exc, tmp, path) from exc
     try:
         yield tmp
         with open(tmp, "rb+") as handle:  # on disk before the rename makes it visible
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:  # KeyboardInterrupt included: never leave the temporary file
+    except BaseException as exc:  # KeyboardInterrupt included: never leave the temporary file
         with suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and os.fspath(tmp) in (exc.filename, exc.filename2):
+            raise _about(exc, tmp, path) from exc
         raise
+
+
+def _about(exc: OSError, tmp: Path, path: Path) -> OSError:
+    """``exc`` told about ``path`` where it names the temporary file ``tmp``."""
+    if exc.errno is None:
+        return exc
+    return type(exc)(exc.errno, exc.strerror, os.fspath(path))
 
 
 def write_text(path, text: str, *, newline: str | None = None) -> None:

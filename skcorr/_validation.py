@@ -13,18 +13,23 @@ pixel coordinates (see :mod:`skcorr._image`), NaN where absent; boxes have shape
 from __future__ import annotations
 
 import numbers
+import os
 import warnings
 
 import numpy as np
+from sklearn.utils._param_validation import Interval
 
 from ._image import check_images, image_size, outside_image
 
 __all__ = [
+    "MAX_N_JOBS",
+    "N_JOBS_CONSTRAINT",
     "check_alpha",
     "check_boxes",
     "check_crops_keypoints",
     "check_image_keypoints",
     "check_keypoints",
+    "check_n_jobs",
     "check_points_inside",
     "pass_memory",
 ]
@@ -167,6 +172,71 @@ def check_boxes(boxes, *, name: str = "bbox", n: int | None = None) -> np.ndarra
             f"height={array[i, 3]:g}); boxes need width > 0 and height > 0."
         )
     return array
+
+
+#: The most workers ``n_jobs`` may ask for (a dask cluster may have more than this machine
+#: has cores; no skcorr loop has use for more).
+MAX_N_JOBS = 1024
+
+
+def _n_jobs_range() -> tuple[int, int]:
+    return -(os.cpu_count() or 1), MAX_N_JOBS
+
+
+def _n_jobs_ok(n_jobs) -> bool:
+    low, high = _n_jobs_range()
+    return (isinstance(n_jobs, numbers.Integral) and not isinstance(n_jobs, (bool, np.bool_))
+            and n_jobs != 0 and low <= n_jobs <= high)
+
+
+class _NJobs(Interval):
+    """scikit-learn's constraint for ``n_jobs``: :func:`check_n_jobs`'s rule."""
+
+    def __init__(self):
+        super().__init__(numbers.Integral, *_n_jobs_range(), closed="both")
+
+    def is_satisfied_by(self, val):
+        return _n_jobs_ok(val)
+
+    def __str__(self):
+        low, high = _n_jobs_range()
+        return (f"an int in [{low}, {high}] other than 0 (a number of workers; -1: one per "
+                "core, -2: all but one)")
+
+
+#: The scikit-learn parameter constraint of every ``n_jobs`` (see :func:`check_n_jobs`).
+N_JOBS_CONSTRAINT = [_NJobs(), None]
+
+
+def check_n_jobs(n_jobs, *, name: str = "n_jobs"):
+    """Return ``n_jobs`` if it is a sane number of joblib workers, else raise a ValueError.
+
+    ``None`` (joblib's default, one worker unless a ``joblib.parallel_config`` says
+    otherwise), a positive count up to :data:`MAX_N_JOBS`, or ``-k`` for all cores but
+    ``k - 1`` with ``k`` at most the number of cores. Booleans and 0 are refused.
+
+    Parameters
+    ----------
+    n_jobs : int or None
+        The value to check.
+    name : str, default="n_jobs"
+        How the error names it (e.g. ``"--n-jobs"``).
+
+    Returns
+    -------
+    n_jobs : int or None
+        The value, unchanged (a Python int).
+    """
+    if n_jobs is None:
+        return None
+    if not _n_jobs_ok(n_jobs):
+        low, high = _n_jobs_range()
+        raise ValueError(
+            f"{name} must be a number of parallel workers from 1 to {high}, or -1 (one "
+            f"per core) down to {low} (one worker), got {n_jobs!r}; use -1 for every core "
+            "or None for one worker."
+        )
+    return int(n_jobs)
 
 
 def check_alpha(alpha) -> float:

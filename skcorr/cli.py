@@ -9,13 +9,22 @@ Each protocol of ``skcorr evaluate`` is one row of :func:`_protocols`: a functio
 :mod:`skcorr.evaluation` whose keyword arguments are the protocol's options. It returns a
 :class:`~skcorr.evaluation.ResultTable`, which is printed and, with ``--output``, written
 as CSV and Markdown.
+
+Every argument is checked when the command line is parsed, before any data is read: a
+bad value ends the command with exit status 2 and one line naming the flag. Ctrl-C and
+SIGTERM (what ``timeout`` and job schedulers send) end it with status 130; a protocol
+interrupted after some of its rows are finished prints them and writes them to
+``--output`` as a table of its own, whole.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import math
+import signal
 import sys
+import threading
 from pathlib import Path
 
 __all__ = ["main"]
@@ -29,17 +38,29 @@ BACKBONE_NAMES = ("efficientnet_lite0", "alexnet", "vgg16", "resnet50", "efficie
 
 # Arguments the command line keeps for itself; every other one is a protocol's keyword.
 _OWN = {"command", "protocol", "handler", "function", "folder", "data", "output",
-        "overwrite", "scheduler"}
+        "overwrite", "scheduler", "quiet"}
+
+#: The largest image side the protocols take (--image-size, --crop-size, --box-size): the
+#: bound of the feature transformers' image_size (skcorr.features.MAX_IMAGE_SIZE).
+MAX_IMAGE_SIZE = 4096
+
+
+class _ArgumentParser(argparse.ArgumentParser):
+    """Reports a bad command line in one line (the flag and the problem), exit status 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def prepare_output_dir(path, overwrite: bool) -> Path:
     """Create the output folder; refuse one that already holds files unless ``overwrite``."""
     path = Path(path)
     if path.exists() and not path.is_dir():
-        raise SystemExit(f"skcorr: output path {path} exists and is not a folder.")
+        raise ValueError(f"output path {path} exists and is not a folder; choose a folder "
+                         "with --output.")
     if path.is_dir() and any(path.iterdir()) and not overwrite:
-        raise SystemExit(
-            f"skcorr: output folder {path} already holds files; pass --overwrite to replace "
+        raise ValueError(
+            f"output folder {path} already holds files; pass --overwrite to replace "
             "skcorr's files in it, or choose another folder with --output."
         )
     if not path.exists():
@@ -57,10 +78,11 @@ def _data_folder(data, name: str) -> Path:
     elif os.environ.get("SKCORR_DATA"):
         path = Path(os.environ["SKCORR_DATA"]) / name
     else:
-        raise SystemExit(f"skcorr evaluate: say where {name} is with --data PATH or by "
-                         "setting SKCORR_DATA to the folder that holds it.")
+        raise ValueError(f"say where {name} is with --data PATH or by setting SKCORR_DATA "
+                         "to the folder that holds it.")
     if not path.is_dir():
-        raise SystemExit(f"skcorr evaluate: data folder {path} does not exist.")
+        raise ValueError(f"data folder {path} does not exist; give the {name} folder with "
+                         "--data PATH.")
     return path
 
 
@@ -119,12 +141,12 @@ def _match_options() -> list:
                 help="best: the settings nested cross-validation on PF-WILLOW chose "
                      "(stage5+stage6 at 400 px, truncation 3, transport prices 0.2, sub-cell "
                      "matches, lam 0.05); paper: Long et al. 2014 (conv5 at 320 px, lam 0.1)"),
-        _option("--lam", type=_parse_lam_number,
+        _option("--lam", type=_flow_setting("lam"),
                 help="smoothness weight per squared grid step (default: the preset's)", **unset),
-        _option("--truncation", metavar="STEPS", type=_parse_positive_or_none,
+        _option("--truncation", metavar="STEPS", type=_flow_setting("truncation", none=True),
                 help="truncate the smoothness at this many grid steps; 'none' is off "
                      "(default: the preset's)", **unset),
-        _option("--ot-reg", metavar="EPS", type=_parse_positive_or_none,
+        _option("--ot-reg", metavar="EPS", type=_flow_setting("ot_reg", none=True),
                 help="optimal-transport prices of the target nodes with this "
                      "regularisation; 'none' is off (default: the preset's)", **unset),
         _option("--subcell", action=argparse.BooleanOptionalAction,
@@ -139,53 +161,121 @@ def _match_options() -> list:
     ]
 
 
-def _parse_lam_number(text: str) -> float:
-    value = _parse_lam(text)
-    if value == "cv":
-        raise argparse.ArgumentTypeError("must be a number >= 0 ('cv' is for skcorr evaluate)")
-    return value
-
-
 def _cmd_evaluate(args) -> int:
+    path = _data_folder(args.data, args.folder)
+    out = prepare_output_dir(args.output, args.overwrite) if args.output else None
     from . import evaluation
 
-    out = prepare_output_dir(args.output, args.overwrite) if args.output else None
-    path = _data_folder(args.data, args.folder)
     options = {key: value for key, value in vars(args).items() if key not in _OWN}
-    table = getattr(evaluation, args.function)(path, verbose=True, **options)
+    try:
+        table = getattr(evaluation, args.function)(path, verbose=not args.quiet, **options)
+    except BaseException as exc:
+        # An interrupted protocol hands over the rows it finished (ResultTable's
+        # keep_rows_on_interrupt): print them, and write them whole to --output.
+        partial = getattr(exc, "partial_table", None)
+        if partial is not None and _is_interrupt(exc):
+            partial.notes.append(f"Interrupted: only these {len(partial)} rows were finished.")
+            print(partial, flush=True)
+            if out is not None:
+                _write_table(partial, out)
+                exc.skcorr_saved = f"; the {len(partial)} finished rows are in {out}"
+        raise
     print(table)
     if out is not None:
-        for suffix in (".csv", ".md"):
-            table.write(out / f"{table.name}{suffix}")
+        _write_table(table, out)
         print(f"\nWrote {out / table.name}.csv and .md")
     return 0
 
 
+def _write_table(table, out: Path) -> None:
+    name = table.name or "table"
+    for suffix in (".csv", ".md"):
+        table.write(out / f"{name}{suffix}")
+
+
 # --- the options ---------------------------------------------------------------------------
 
-def _parse_lam(text: str):
-    if text == "cv":
-        return text
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number >= 0 or 'cv', got {text!r}") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be a number >= 0 or 'cv', got {text!r}")
-    return value
+def _number(kind=float, low=None, high=None, *, above=False, what=None):
+    """An argparse type: a finite number of ``kind`` (int or float) in a range.
+
+    ``low`` is the least value allowed (with ``above``, values must be greater than it);
+    ``high`` the greatest; ``what`` describes the values for the error.
+    """
+    if what is None:
+        number = "a whole number" if kind is int else "a number"
+        if low is not None and high is not None:
+            what = (f"{number} in ({low:g}, {high:g}]" if above
+                    else f"{number} from {low:g} to {high:g}")
+        elif low is not None:
+            what = f"{number} {'>' if above else '>='} {low:g}"
+        else:
+            what = number
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
+        if (not math.isfinite(value) or (low is not None and (value <= low if above
+                                                             else value < low))
+                or (high is not None and value > high)):
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse's "invalid <name> value" for other failures
+    return parse
 
 
-def _parse_positive_or_none(text: str):
-    """``none`` -> None (the setting is off); otherwise a number > 0."""
-    if text.lower() == "none":
-        return None
+_image_side = _number(int, 16, MAX_IMAGE_SIZE)
+
+
+def _flow_setting(name: str, kind=float, *, none: bool = False, cv: bool = False):
+    """An argparse type for a setting of the flow, checked by the flow's own constraints
+    (:func:`skcorr.flow.check_flow_settings`): ``none`` accepts 'none' (off), ``cv`` 'cv'."""
+    words = [w for w, ok in (("'none'", none), ("'cv'", cv)) if ok]
+
+    def parse(text: str):
+        if none and text.lower() == "none":
+            return None
+        if cv and text == "cv":
+            return text
+        from .flow import check_flow_settings
+
+        try:
+            value = kind(text)
+            check_flow_settings(name, **{name: value})
+        except ValueError as exc:
+            rule = str(exc).partition(" must be ")[2].rpartition(". Got")[0] or (
+                "an integer" if kind is int else "a number")
+            raise argparse.ArgumentTypeError(
+                f"must be {rule}{''.join(' or ' + w for w in words)}, got {text!r}") from None
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+_parse_lam = _flow_setting("lam", cv=True)
+
+
+def _parse_n_jobs(text: str) -> int:
+    import os
+
+    from ._validation import MAX_N_JOBS, check_n_jobs
+
     try:
-        value = float(text)
+        return check_n_jobs(int(text))
     except ValueError:
-        value = float("nan")
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a number > 0 or 'none', got {text!r}")
-    return value
+        raise argparse.ArgumentTypeError(
+            f"must be a number of workers from 1 to {MAX_N_JOBS}, or -1 (one per core) "
+            f"down to -{os.cpu_count() or 1} (one worker), got {text!r}") from None
+
+
+def _parse_address(text: str) -> str:
+    if not text.strip() or any(c.isspace() for c in text):
+        raise argparse.ArgumentTypeError(
+            f"must be a dask scheduler's address such as tcp://10.0.0.5:8786, got {text!r}")
+    return text
 
 
 def _parse_layer(text: str):
@@ -197,13 +287,7 @@ def _parse_layer(text: str):
 
 
 def _at_least(low: int):
-    def parse(text: str) -> int:
-        value = int(text)
-        if value < low:
-            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
-        return value
-
-    return parse
+    return _number(int, low, what=f"a whole number, at least {low}")
 
 
 def _option(*flags, **settings):
@@ -219,10 +303,10 @@ def _output_options(default=None, what="the table as CSV and Markdown") -> list:
 
 def _parallel_options(default_jobs=None) -> list:
     return [
-        _option("--n-jobs", type=int, default=default_jobs,
+        _option("--n-jobs", type=_parse_n_jobs, default=default_jobs,
                 help=f"parallel workers (-1: all cores; default: {default_jobs or 1} locally, "
                      "every worker with --scheduler)"),
-        _option("--scheduler", metavar="ADDRESS",
+        _option("--scheduler", metavar="ADDRESS", type=_parse_address,
                 help="run the work on a dask cluster whose scheduler is at ADDRESS "
                      "(e.g. tcp://10.0.0.5:8786); local processes when absent"),
     ]
@@ -255,21 +339,21 @@ def _flow_options(candidates: bool) -> list:
                         if candidates else " on the training split")
                      + f" (default: {TUNED_LAM['conv']} for conv, {TUNED_LAM['sift']} for "
                        "sift, tuned on PF-WILLOW itself, see RESULTS.md)"),
-        _option("--lam-grid", type=float, nargs="+", default=None,
+        _option("--lam-grid", type=_flow_setting("lam"), nargs="+", default=None,
                 help="candidate weights of --lam cv (default: "
                      + (f"{' '.join(map(str, CV_LAMS['conv']))} for conv, "
                         f"{' '.join(map(str, CV_LAMS['sift']))} for sift)" if candidates
                         else f"{' '.join(map(str, CUB_CV_LAMS))})")),
-        _option("--levels", type=int, default=2,
+        _option("--levels", type=_flow_setting("levels", int), default=2,
                 help="coarse-to-fine levels (0: flat belief propagation)"),
         _option("--truncation", dest="truncations" if candidates else "truncation",
-                metavar="STEPS", type=_parse_positive_or_none,
+                metavar="STEPS", type=_flow_setting("truncation", none=True),
                 default=[None] if candidates else None,
                 help="truncate each axis's smoothness term at this many grid steps, so the "
                      f"flow may break at object edges; 'none' is off{also} (default: none)",
                 **several),
         _option("--ot-reg", dest="ot_regs" if candidates else "ot_reg", metavar="EPS",
-                type=_parse_positive_or_none, default=[None] if candidates else None,
+                type=_flow_setting("ot_reg", none=True), default=[None] if candidates else None,
                 help="price every target node by entropic optimal transport with this "
                      "regularisation, so matches spread over the target; 'none' is "
                      f"off{also} (default: none)", **several),
@@ -289,7 +373,8 @@ def _image_size(default: int, what: str, candidates: bool = False):
     several = {"dest": "image_sizes", "nargs": "+", "default": [default]} if candidates else {
         "default": default}
     also = "; several values are candidates for --lam cv" if candidates else ""
-    return _option("--image-size", type=int, help=f"longer image side, in pixels, {what}{also}",
+    return _option("--image-size", type=_image_side,
+                   help=f"longer image side, in pixels (16 to {MAX_IMAGE_SIZE}), {what}{also}",
                    **several)
 
 
@@ -303,11 +388,12 @@ def _protocols() -> list:
                      help="flow: align each pair with the flow MRF; identity: each keypoint "
                           "at the same relative position (the baseline)"),
              *_flow_options(candidates=True),
-             _option("--radius", type=int, default=None,
+             _option("--radius", type=_flow_setting("radius", int), default=None,
                      help="label window radius in target grid steps "
                           "(default: every target position)"),
              _image_size(320, "the features are computed at", candidates=True),
-             _option("--alpha", dest="alphas", metavar="ALPHA", type=float, nargs="+",
+             _option("--alpha", dest="alphas", metavar="ALPHA",
+                     type=_number(float, 0, 1, above=True), nargs="+",
                      default=[0.05, 0.1, 0.15],
                      help="PCK tolerances: a keypoint is correct within alpha * max(h, w) of "
                           "the reference box (--pck-reference)"),
@@ -320,7 +406,7 @@ def _protocols() -> list:
         ("cub-transfer", "CUB keypoint transfer from retrieved training neighbours",
          "CUB_200_2011", "evaluate_cub_transfer", [
              *_flow_options(candidates=False),
-             _option("--crop-size", type=int, default=160,
+             _option("--crop-size", type=_image_side, default=160,
                      help="side, in pixels, of the square the box crops (10%% margin) are "
                           "resized to"),
              *_parallel_options(default_jobs=2),
@@ -333,7 +419,8 @@ def _protocols() -> list:
                      help="convnet layers, one row each: names, roles (conv4, conv5, ...) or "
                           "a+b for hypercolumns of several layers (default: stage1 to stage7 "
                           "of the backbone)"),
-             _option("--sift-radius", dest="sift_radii", metavar="RADIUS", type=float,
+             _option("--sift-radius", dest="sift_radii", metavar="RADIUS",
+                     type=_number(float, 0, MAX_IMAGE_SIZE, above=True),
                      nargs="*", default=[4.0, 8.0, 12.0, 16.0, 20.0],
                      help="SIFT descriptor radii in pixels, one row each; none: no SIFT rows "
                           "(default: 4 8 12 16 20)"),
@@ -349,7 +436,7 @@ def _protocols() -> list:
              _option("--no-sift", dest="sift", action="store_false",
                      help="skip the dense-SIFT detector (default: train and score it as the "
                           "baseline)"),
-             _option("--box-size", type=int, default=160,
+             _option("--box-size", type=_image_side, default=160,
                      help="side, in pixels, of the square the ground-truth box crops are "
                           "rescaled to (RESULTS.md uses 160)"),
          ]),
@@ -397,7 +484,7 @@ def _add_parser(subparsers, name, help, options, **defaults):
 def _build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = _ArgumentParser(
         prog="skcorr",
         description="Dense correspondence and keypoint transfer from convnet features. "
                     "`skcorr COMMAND --help` describes each command.",
@@ -413,22 +500,66 @@ def _build_parser() -> argparse.ArgumentParser:
             for protocol, text, folder, function, settings in _protocols():
                 data = _option("--data", help=f"the {folder} folder (default: "
                                               f"$SKCORR_DATA/{folder})")
+                quiet = _option("--quiet", action="store_true",
+                                help="no progress bars (they go to stderr, never stdout)")
                 _add_parser(protocols, protocol, text,
-                            [data, *settings, *_output_options()],
+                            [data, *settings, *_output_options(), quiet],
                             folder=folder, function=function)
     return parser
+
+
+def _check_together(parser, args) -> None:
+    """Checks of several arguments together, right after parsing (exit 2, one line)."""
+    lam = getattr(args, "lam", None)
+    if getattr(args, "lam_grid", None) is not None and not (isinstance(lam, str)
+                                                            and lam == "cv"):
+        prog = f"{parser.prog} {args.command} {args.protocol}"
+        parser.exit(2, f"{prog}: error: argument --lam-grid: the candidates are only used "
+                       "by --lam cv; add --lam cv or leave --lam-grid out\n")
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the ``skcorr`` command with ``argv`` (default: the process arguments).
 
-    Returns the exit status: 0 on success; 2 for bad input or a file that cannot be
-    read or written (any :class:`OSError`), with a one-line reason on stderr; 130 after
-    Ctrl-C. Files are written whole or not at all, so a failed or interrupted command
-    leaves no partial output (and removes an output folder it created, if still empty).
+    Returns the exit status: 0 on success; 2 for bad arguments (checked before any data
+    is read), bad input or a file that cannot be read or written (any
+    :class:`OSError`), with a one-line reason on stderr; 130 after Ctrl-C or SIGTERM.
+    Files are written whole or not at all, so a failed or interrupted command leaves no
+    partial file (and removes an output folder it created, if still empty); the rows an
+    interrupted protocol finished are written as a table of their own.
     """
     parser = _build_parser()
     args = parser.parse_args(argv)
+    _check_together(parser, args)
+    try:
+        with _sigterm_as_interrupt():
+            return _run(args)
+    finally:
+        _created_dirs.clear()
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so that the command ends as after Ctrl-C."""
+
+
+def _raise_terminated(signum, frame):
+    raise _Terminated
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM raises :class:`_Terminated` inside the block (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run(args) -> int:
     try:
         scheduler = getattr(args, "scheduler", None)
         backend = contextlib.nullcontext()
@@ -449,16 +580,16 @@ def main(argv: list[str] | None = None) -> int:
         if not _is_interrupt(exc):
             raise
         _remove_created_dirs()
-        print(f"skcorr {args.command}: interrupted", file=sys.stderr)
+        how = " by SIGTERM" if _is_interrupt(exc, _Terminated) else ""
+        saved = getattr(exc, "skcorr_saved", "")
+        print(f"skcorr {args.command}: interrupted{how}{saved}", file=sys.stderr)
         return 130
-    finally:
-        _created_dirs.clear()
 
 
-def _is_interrupt(exc: BaseException | None) -> bool:
+def _is_interrupt(exc: BaseException | None, kind=KeyboardInterrupt) -> bool:
     seen = set()
     while exc is not None and id(exc) not in seen:
-        if isinstance(exc, KeyboardInterrupt):
+        if isinstance(exc, kind):
             return True
         seen.add(id(exc))
         exc = exc.__cause__ or exc.__context__

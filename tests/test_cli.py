@@ -35,20 +35,20 @@ def test_demo_writes_tables_and_figure(tmp_path, capsys):
     assert rows[0] == "features,matching,lam,PCK@0.05,PCK@0.1" and len(rows) == 5
 
 
-def test_demo_never_writes_into_a_folder_holding_other_files(tmp_path):
+def test_demo_never_writes_into_a_folder_holding_other_files(tmp_path, capsys):
     keep = tmp_path / "notes.txt"
     keep.write_text("mine")
-    with pytest.raises(SystemExit, match="already holds files; pass --overwrite"):
-        main(["demo", "--output", str(tmp_path)])
+    assert main(["demo", "--output", str(tmp_path)]) == 2  # bad input: 2, as the guide says
+    assert "already holds files; pass --overwrite" in capsys.readouterr().err
     assert keep.read_text() == "mine" and len(list(tmp_path.iterdir())) == 1
 
 
-def test_evaluate_needs_an_existing_data_folder(tmp_path, monkeypatch):
+def test_evaluate_needs_an_existing_data_folder(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("SKCORR_DATA", raising=False)
-    with pytest.raises(SystemExit, match="--data PATH or by setting SKCORR_DATA"):
-        main(["evaluate", "pf-willow", "--method", "identity"])
-    with pytest.raises(SystemExit, match="does not exist"):
-        main(["evaluate", "pf-willow", "--data", str(tmp_path / "missing")])
+    assert main(["evaluate", "pf-willow", "--method", "identity"]) == 2
+    assert "--data PATH or by setting SKCORR_DATA" in capsys.readouterr().err
+    assert main(["evaluate", "pf-willow", "--data", str(tmp_path / "missing")]) == 2
+    assert "does not exist" in capsys.readouterr().err
     assert main(["evaluate", "pf-willow", "--data", str(tmp_path)]) == 2  # no images inside
 
 
@@ -76,7 +76,7 @@ def test_every_protocol_takes_its_options_as_keywords():
         assert args["folder"] == folder
         options = {key: value for key, value in args.items()
                    if key not in {"command", "protocol", "handler", "function", "folder",
-                                  "data", "output", "overwrite", "scheduler"}}
+                                  "data", "output", "overwrite", "scheduler", "quiet"}}
         assert options, name
         signature = inspect.signature(getattr(skcorr.evaluation, function))
         signature.bind("path", verbose=True, **options)  # raises on an unknown keyword

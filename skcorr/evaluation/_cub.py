@@ -5,19 +5,25 @@ Each function takes the ``CUB_200_2011`` folder and returns a :class:`ResultTabl
 
 from __future__ import annotations
 
+import sys
 import time
 
 import numpy as np
 from sklearn.model_selection import GridSearchCV
+from tqdm.auto import tqdm
 
 from .._geometry import rescale_points, resize_longer_side
 from .._image import as_rgb
+from .._validation import check_alpha, check_n_jobs
+from ..features import MAX_IMAGE_SIZE
 from ..metrics import pck_score, pck_scorer
 from ._defaults import CUB_CV_LAMS
 from ._table import ResultTable
 from ._transfer import _describe_features, _flow_setup
 
 __all__ = ["evaluate_cub_classification", "evaluate_cub_detection", "evaluate_cub_transfer"]
+
+_PROGRESS_DELAY = 2.0  # seconds a stage runs before its progress bar shows
 
 DEFAULT_LAYERS = ("stage1", "stage2", "stage3", "stage4", "stage5", "stage6", "stage7")
 
@@ -27,17 +33,68 @@ def _layer_name(layer):
     return layer if isinstance(layer, str) else "+".join(layer)
 
 
-def _load_resized(images, keypoints, image_size):
+def _check_size(value, name: str, *, optional: bool = False):
+    """A side in pixels from 16 to MAX_IMAGE_SIZE (or None when ``optional``), checked
+    before any image is read."""
+    if value is None and optional:
+        return None
+    if (isinstance(value, bool) or not isinstance(value, (int, np.integer))
+            or not 16 <= value <= MAX_IMAGE_SIZE):
+        none = " or None (keep the size)" if optional else ""
+        raise ValueError(f"{name} must be a whole number of pixels from 16 to "
+                         f"{MAX_IMAGE_SIZE}{none}, got {value!r}.")
+    return int(value)
+
+
+def _bar(total: int, desc: str, verbose: bool, unit: str = "image"):
+    """A progress bar on stderr, shown with ``verbose`` once the stage lasts two seconds."""
+    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, delay=_PROGRESS_DELAY,
+                disable=not verbose)
+
+
+def _say(message: str, verbose: bool) -> None:
+    """A line of progress on stderr (stdout holds the tables), between the bars."""
+    if verbose:
+        tqdm.write(message, file=sys.stderr)
+
+
+def _verbose_features(features, verbose: bool):
+    """``features`` with its progress bar on or off, if it has one."""
+    if "verbose" in features.get_params(deep=False):
+        features.set_params(verbose=verbose)
+    return features
+
+
+def _load_resized(images, keypoints, image_size, verbose=False):
     """Images read and resized (longer side image_size), keypoints mapped with them."""
     out, kps = [], np.array(keypoints, dtype=np.float64, copy=True)
-    for i, path in enumerate(images):
-        rgb = as_rgb(path, name=str(path))
-        if image_size is not None:
-            rgb, scales = resize_longer_side(rgb, image_size)
-            kps[i] = np.clip(rescale_points(kps[i], scales), 0,
-                             (rgb.shape[1] - 1, rgb.shape[0] - 1))
-        out.append(rgb)
+    with _bar(len(images), "reading images", verbose) as progress:
+        for i, path in enumerate(images):
+            rgb = as_rgb(path, name=str(path))
+            if image_size is not None:
+                rgb, scales = resize_longer_side(rgb, image_size)
+                kps[i] = np.clip(rescale_points(kps[i], scales), 0,
+                                 (rgb.shape[1] - 1, rgb.shape[0] - 1))
+            out.append(rgb)
+            progress.update()
     return out, kps
+
+
+def _crops(images, keypoints, boxes, *, size, padding=0.0, verbose=False, chunk=256):
+    """:func:`~skcorr.datasets.crop_to_boxes` a chunk at a time, under a progress bar."""
+    from ..datasets import crop_to_boxes
+
+    crops, inside, transforms = [], [], []
+    with _bar(len(images), "cropping to boxes", verbose) as progress:
+        for start in range(0, len(images), chunk):
+            part = slice(start, start + chunk)
+            c, k, t = crop_to_boxes(list(images[part]), keypoints[part], boxes[part],
+                                    size=size, padding=padding)
+            crops.extend(c)
+            inside.append(k)
+            transforms.append(t)
+            progress.update(len(c))
+    return crops, np.concatenate(inside), np.concatenate(transforms)
 
 
 def evaluate_cub_transfer(path, features="conv", *, backbone="efficientnet_lite0",
@@ -87,7 +144,7 @@ def evaluate_cub_transfer(path, features="conv", *, backbone="efficientnet_lite0
     n_jobs : int or None
         joblib workers over the test crops (see :class:`~skcorr.flow.FlowAligner`).
     verbose : bool, default=False
-        Progress bar.
+        Progress bars on stderr (reading and cropping, features, aligning).
 
     Returns
     -------
@@ -109,14 +166,18 @@ def evaluate_cub_transfer(path, features="conv", *, backbone="efficientnet_lite0
     ...                               lam=0.1)  # doctest: +SKIP
     >>> print(table)  # doctest: +SKIP
     """
-    from ..datasets import crop_to_boxes, load_cub, uncrop_keypoints
+    from ..datasets import load_cub, uncrop_keypoints
     from ..flow import FlowAligner
 
     start = time.perf_counter()
+    crop_size = _check_size(crop_size, "crop_size")
+    check_alpha(alpha)
+    check_n_jobs(n_jobs)
     kind, features, lam = _flow_setup(features, backbone, layer, lam)
+    features = _verbose_features(features, verbose)
     cub = load_cub(path)
-    crops, crop_keypoints, transforms = crop_to_boxes(
-        cub.images, cub.keypoints, cub.boxes, size=crop_size, padding=padding)
+    crops, crop_keypoints, transforms = _crops(
+        cub.images, cub.keypoints, cub.boxes, size=crop_size, padding=padding, verbose=verbose)
     train = np.flatnonzero(cub.split == "train")
     test = np.flatnonzero(cub.split == "test")
     aligner = FlowAligner(features=features, lam=0.1 if lam == "cv" else lam,
@@ -183,7 +244,8 @@ def evaluate_cub_classification(path, *, layers=None, sift_radii=(4, 8, 12, 16, 
         Passed to :class:`~skcorr.features.ConvColumnExtractor`.
     random_state : int
     verbose : bool
-        Print each row as it is computed.
+        Progress bars on stderr (reading images, features) and a line per row as it is
+        computed.
 
     Returns
     -------
@@ -210,37 +272,43 @@ def evaluate_cub_classification(path, *, layers=None, sift_radii=(4, 8, 12, 16, 
     from ..features import ConvColumnExtractor, DenseSIFT, keypoint_samples
     from ..keypoints import KeypointClassifier
 
+    image_size = _check_size(image_size, "image_size", optional=True)
     data = load_cub(path)
-    images, keypoints = _load_resized(data.images, data.keypoints, image_size)
+    images, keypoints = _load_resized(data.images, data.keypoints, image_size, verbose)
     train = np.flatnonzero(data.split == "train")
     test = np.flatnonzero(data.split == "test")
     X_train, y_train, g_train = keypoint_samples([images[i] for i in train], keypoints[train])
     X_test, y_test, _ = keypoint_samples([images[i] for i in test], keypoints[test])
 
     settings = [({"features": "sift", "layer": None, "radius": float(r)},
-                 DenseSIFT(radius=float(r))) for r in sift_radii]
+                 DenseSIFT(radius=float(r), verbose=verbose)) for r in sift_radii]
     settings += [({"features": backbone, "layer": _layer_name(layer), "radius": None},
-                  ConvColumnExtractor(backbone=backbone, weights=weights, layer=layer))
+                  ConvColumnExtractor(backbone=backbone, weights=weights, layer=layer,
+                                      verbose=verbose))
                  for layer in (DEFAULT_LAYERS if layers is None else layers)]
     table = ResultTable(title=f"CUB-200-2011 keypoint classification, 15 parts: "
                               f"{len(X_train)} training and {len(X_test)} test keypoints, "
-                              f"images resized to {image_size} px, C by {cv}-fold CV")
+                              f"images resized to {image_size} px, C by {cv}-fold CV",
+                        name="cub-classify")
     seconds = []
-    for row, extractor in settings:
-        start = time.perf_counter()
-        clf = KeypointClassifier(features=extractor, Cs=Cs, cv=cv, random_state=random_state)
-        clf.fit(X_train, y_train, groups=g_train)
-        row.update({"C": float(clf.best_C_), "test accuracy": float(clf.score(X_test, y_test))})
-        row.update({f"cv accuracy C={c:g}": float(score) for c, score in
-                    zip(clf.cv_results_["C"], clf.cv_results_["mean_test_score"], strict=True)})
-        what = row["layer"] or f"radius {row['radius']:g}"
-        seconds.append(f"{what} {time.perf_counter() - start:.1f}")
-        if verbose:
-            print(f"{row['features']} {seconds[-1]} s: test accuracy "
-                  f"{100 * row['test accuracy']:.1f}% (C={row['C']:g})", flush=True)
-        table.append(row)
-    table.notes = ["Seconds per feature (fit with CV, then test): " + ", ".join(seconds)]
-    table.name = "cub-classify"
+    with table.keep_on_interrupt():  # an interrupted run keeps its finished rows
+        for row, extractor in settings:
+            start = time.perf_counter()
+            clf = KeypointClassifier(features=extractor, Cs=Cs, cv=cv,
+                                     random_state=random_state)
+            clf.fit(X_train, y_train, groups=g_train)
+            row.update({"C": float(clf.best_C_),
+                        "test accuracy": float(clf.score(X_test, y_test))})
+            row.update({f"cv accuracy C={c:g}": float(score) for c, score in
+                        zip(clf.cv_results_["C"], clf.cv_results_["mean_test_score"],
+                            strict=True)})
+            what = row["layer"] or f"radius {row['radius']:g}"
+            seconds.append(f"{what} {time.perf_counter() - start:.1f}")
+            _say(f"{row['features']} {seconds[-1]} s: test accuracy "
+                 f"{100 * row['test accuracy']:.1f}% (C={row['C']:g})", verbose)
+            table.append(row)
+            table.notes = ["Seconds per feature (fit with CV, then test): "
+                           + ", ".join(seconds)]
     return table
 
 
@@ -288,6 +356,7 @@ def evaluate_cub_detection(path, *, box_size=224, conv_layer="conv5", sift_step=
         Also train and score the dense-SIFT detector (the baseline); ``False`` skips it.
     random_state : int
     verbose : bool
+        Progress bars on stderr (cropping, features, mining) and a line per row.
 
     Returns
     -------
@@ -309,13 +378,14 @@ def evaluate_cub_detection(path, *, box_size=224, conv_layer="conv5", sift_step=
     >>> table = evaluate_cub_detection(path, box_size=160, verbose=True)  # doctest: +SKIP
     >>> print(table)  # doctest: +SKIP
     """
-    from ..datasets import crop_to_boxes, load_cub, uncrop_keypoints
+    from ..datasets import load_cub, uncrop_keypoints
     from ..features import ConvColumnExtractor, DenseSIFT
     from ..keypoints import GaussianNNPrior, SlidingKeypointDetector
 
+    box_size = _check_size(box_size, "box_size")
     data = load_cub(path)
-    crops, crop_kp, transforms = crop_to_boxes(data.images, data.keypoints, data.boxes,
-                                               size=box_size)
+    crops, crop_kp, transforms = _crops(data.images, data.keypoints, data.boxes,
+                                        size=box_size, verbose=verbose)
     inside = (crop_kp >= -0.5).all(axis=2) & (crop_kp <= box_size - 0.5).all(axis=2)
     fit_kp = np.where(inside[..., None], crop_kp, np.nan)
     train = np.flatnonzero(data.split == "train")
@@ -336,51 +406,53 @@ def evaluate_cub_detection(path, *, box_size=224, conv_layer="conv5", sift_step=
                          bbox=data.boxes[index], average=average)
 
     prior = GaussianNNPrior(features=ConvColumnExtractor(backbone=backbone, weights=weights,
-                                                         layer="pool5", mode="global"),
+                                                         layer="pool5", mode="global",
+                                                         verbose=verbose),
                             sigma=sigma)
     feature_sets = [
         (f"{backbone}:{_layer_name(conv_layer)}",
          ConvColumnExtractor(backbone=backbone, weights=weights, layer=conv_layer,
-                             mode="dense")),
+                             mode="dense", verbose=verbose)),
     ]
     if sift:
         feature_sets.append((f"dsift(step={sift_step},bin={sift_bin_size})",
-                             DenseSIFT(mode="dense", step=sift_step, bin_size=sift_bin_size)))
+                             DenseSIFT(mode="dense", step=sift_step, bin_size=sift_bin_size,
+                                       verbose=verbose)))
     table = ResultTable(title=f"CUB-200-2011 part detection in ground-truth boxes rescaled to "
                               f"{box_size} px, PCK@0.1 of the box; beta chosen on "
                               f"{len(val)} held-out training images",
                         name="cub-detect")
-    for name, features in feature_sets:
-        det = SlidingKeypointDetector(features=features, box_size=box_size, C=C,
-                                      neighborhood=neighborhood, mining_rounds=mining_rounds,
-                                      cache_size=cache_size, prior=prior, beta=0.0,
-                                      random_state=random_state)
-        # beta on held-out training images
-        det.fit(take(sub), fit_kp[sub])
-        validation = {b: float(pck(val, det.set_params(beta=b).predict(take(val))))
-                      for b in betas}
-        best_beta = max(betas, key=lambda b: (validation[b], -b))
-        start = time.perf_counter()
-        det.set_params(beta=0.0).fit(take(train), fit_kp[train])
-        fit_seconds = time.perf_counter() - start
-        table.notes.append(
-            f"{name}: validation PCK@0.1 (%) by beta "
-            + ", ".join(f"{b:g}: {100 * v:.1f}" for b, v in validation.items())
-            + f"; fit {fit_seconds:.1f} s")
-        for label, beta in (("no", 0.0), ("yes", best_beta), ("only", 1.0)):
+    with table.keep_on_interrupt():  # an interrupted run keeps its finished rows
+        for name, features in feature_sets:
+            det = SlidingKeypointDetector(features=features, box_size=box_size, C=C,
+                                          neighborhood=neighborhood, mining_rounds=mining_rounds,
+                                          cache_size=cache_size, prior=prior, beta=0.0,
+                                          random_state=random_state, verbose=verbose)
+            # beta on held-out training images
+            det.fit(take(sub), fit_kp[sub])
+            validation = {b: float(pck(val, det.set_params(beta=b).predict(take(val))))
+                          for b in betas}
+            best_beta = max(betas, key=lambda b: (validation[b], -b))
             start = time.perf_counter()
-            predicted = det.set_params(beta=beta).predict(take(test))
-            seconds = (time.perf_counter() - start) / len(test)
-            per_part = pck(test, predicted, average=None)
-            table.append({
-                "features": name, "prior": label, "beta": beta,
-                "PCK@0.1": float(np.nanmean(per_part)),
-                "validation PCK@0.1": validation.get(beta) if label != "only" else None,
-                **{f"PCK@0.1 {part}": float(value)
-                   for part, value in zip(data.keypoint_names, per_part, strict=True)},
-            })
-            table.notes[-1] += f", predict {seconds:.4f} s per image (prior {label})"
-            if verbose:
-                print(f"{name}, prior={label}, beta={beta:g}: PCK@0.1 "
-                      f"{100 * table[-1]['PCK@0.1']:.1f}%", flush=True)
+            det.set_params(beta=0.0).fit(take(train), fit_kp[train])
+            fit_seconds = time.perf_counter() - start
+            table.notes.append(
+                f"{name}: validation PCK@0.1 (%) by beta "
+                + ", ".join(f"{b:g}: {100 * v:.1f}" for b, v in validation.items())
+                + f"; fit {fit_seconds:.1f} s")
+            for label, beta in (("no", 0.0), ("yes", best_beta), ("only", 1.0)):
+                start = time.perf_counter()
+                predicted = det.set_params(beta=beta).predict(take(test))
+                seconds = (time.perf_counter() - start) / len(test)
+                per_part = pck(test, predicted, average=None)
+                table.append({
+                    "features": name, "prior": label, "beta": beta,
+                    "PCK@0.1": float(np.nanmean(per_part)),
+                    "validation PCK@0.1": validation.get(beta) if label != "only" else None,
+                    **{f"PCK@0.1 {part}": float(value)
+                       for part, value in zip(data.keypoint_names, per_part, strict=True)},
+                })
+                table.notes[-1] += f", predict {seconds:.4f} s per image (prior {label})"
+                _say(f"{name}, prior={label}, beta={beta:g}: PCK@0.1 "
+                     f"{100 * table[-1]['PCK@0.1']:.1f}%", verbose)
     return table

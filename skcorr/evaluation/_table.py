@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
+from collections.abc import Iterator
 from pathlib import Path
 
 from .._io import write_text
@@ -123,6 +125,41 @@ class ResultTable(list):
         parts = [self.title, self.to_markdown(), "\n".join(self.notes)]
         return "\n\n".join(part for part in parts if part)
 
+    @contextlib.contextmanager
+    def keep_on_interrupt(self) -> Iterator[ResultTable]:
+        """Hand the rows finished so far to whoever catches an exception leaving the block.
+
+        A protocol that fills the table row by row runs its loop inside this block:
+        an exception that stops it (Ctrl-C, SIGTERM, an error) leaves with an attribute
+        ``partial_table``, this table, when it holds rows. ``skcorr evaluate`` prints it
+        and writes it to ``--output`` when it is interrupted, so that finished rows are
+        not lost.
+
+        Yields
+        ------
+        table : ResultTable
+            This table.
+
+        Examples
+        --------
+        >>> from skcorr.evaluation import ResultTable
+        >>> table = ResultTable(name="rows")
+        >>> try:
+        ...     with table.keep_on_interrupt():
+        ...         table.append({"row": 1})
+        ...         raise KeyboardInterrupt
+        ... except KeyboardInterrupt as exc:
+        ...     print(exc.partial_table.to_csv(), end="")
+        row
+        1
+        """
+        try:
+            yield self
+        except BaseException as exc:
+            if self and getattr(exc, "partial_table", None) is None:
+                exc.partial_table = self
+            raise
+
     def write(self, path) -> Path:
         """Write the table to ``path``, whole or not at all.
 
@@ -130,7 +167,8 @@ class ResultTable(list):
         ----------
         path : str or os.PathLike
             A ``.csv`` file gets :meth:`to_csv`; a ``.md`` file gets what ``print``
-            shows (title, Markdown table, notes).
+            shows (title, Markdown table, notes). A symbolic link is written through
+            (the file it points to gets the table; the link stays).
 
         Returns
         -------

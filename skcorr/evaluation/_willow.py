@@ -94,7 +94,7 @@ def evaluate_pf_willow(path, *, method="flow", features="conv",
     start = time.perf_counter()
     dataset = load_pf_willow(path)
     extractor = flow_features(features, backbone=backbones[0], layer=layers[0],
-                              image_size=image_sizes[0])
+                              image_size=image_sizes[0]).set_params(verbose=verbose)
     grid = {"lam": list(lam_grid or CV_LAMS[features])}
     if features == "conv":
         grid.update({f"features__{name}": list(values) for name, values

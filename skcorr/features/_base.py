@@ -15,14 +15,17 @@ Data conventions
 
 from __future__ import annotations
 
+import numbers
 import os
+import sys
 from dataclasses import dataclass
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.utils._param_validation import HasMethods, StrOptions
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils._set_output import _get_output_config
 from sklearn.utils.validation import check_is_fitted
+from tqdm.auto import tqdm
 
 from .._geometry import grid_coordinate, sample_grid
 from .._image import as_rgb, check_images
@@ -32,8 +35,18 @@ from ._cache import FeatureCache, check_memory_folder, signature
 __all__ = ["FeatureMap", "keypoint_samples", "split_keypoint_samples"]
 
 #: Version of what the feature cache stores; bump it when that changes, so that older
-#: entries are not served (2: FeatureMap.bin_size).
-_CACHE_FORMAT = 2
+#: entries are not served (2: FeatureMap.bin_size; 3: entries hold a checksum).
+_CACHE_FORMAT = 3
+
+#: The largest ``image_size`` (longer side, pixels) a transformer resizes images to: a
+#: convnet's activations at 4096 px already take gigabytes.
+MAX_IMAGE_SIZE = 4096
+
+#: Seconds a stage runs before its progress bar shows (short stages stay quiet).
+PROGRESS_DELAY = 2.0
+
+#: The scikit-learn constraint of the transformers' ``image_size``.
+IMAGE_SIZE_CONSTRAINT = [Interval(numbers.Integral, 16, MAX_IMAGE_SIZE, closed="both"), None]
 
 
 @dataclass
@@ -236,10 +249,11 @@ class FeatureTransformer(TransformerMixin, BaseEstimator):
     _parameter_constraints: dict = {
         "mode": [StrOptions({"keypoints", "dense", "global"})],
         "memory": [None, str, os.PathLike, HasMethods(["cache"])],
+        "verbose": ["boolean"],
     }
 
     #: Parameters that do not change the features (left out of the cache key).
-    _cache_ignored = frozenset({"memory", "device", "batch_size", "mode"})
+    _cache_ignored = frozenset({"memory", "device", "batch_size", "mode", "verbose"})
 
     # -- the API ----------------------------------------------------------------------
     def transform(self, X):
@@ -290,15 +304,17 @@ class FeatureTransformer(TransformerMixin, BaseEstimator):
         check_is_fitted(self)
         groups = split_keypoint_samples(X)
         out = None
-        for chunk in _chunks(groups, self._chunk_size()):
-            rgbs = [as_rgb(image, name=_describe(image)) for image, _, _ in chunk]
-            for rgb, (image, _, points) in zip(rgbs, chunk, strict=True):
-                check_points_inside(points, rgb.shape[:2], image=_describe(image))
-            columns = self._cached_at_points(rgbs, [points for _, _, points in chunk])
-            for (_, rows, _), values in zip(chunk, columns, strict=True):
-                if out is None:
-                    out = np.empty((len(X), values.shape[1]), dtype=values.dtype)
-                out[rows] = values
+        with self._progress(len(groups)) as progress:
+            for chunk in _chunks(groups, self._chunk_size()):
+                rgbs = [as_rgb(image, name=_describe(image)) for image, _, _ in chunk]
+                for rgb, (image, _, points) in zip(rgbs, chunk, strict=True):
+                    check_points_inside(points, rgb.shape[:2], image=_describe(image))
+                columns = self._cached_at_points(rgbs, [points for _, _, points in chunk])
+                for (_, rows, _), values in zip(chunk, columns, strict=True):
+                    if out is None:
+                        out = np.empty((len(X), values.shape[1]), dtype=values.dtype)
+                    out[rows] = values
+                progress.update(len(chunk))
         return out
 
     def extract_dense(self, images) -> list[FeatureMap]:
@@ -315,8 +331,7 @@ class FeatureTransformer(TransformerMixin, BaseEstimator):
             The dense features of each image, in order.
         """
         check_is_fitted(self)
-        return [fmap for chunk in self._rgb_chunks(images)
-                for fmap in self._cached("dense", chunk, self._dense_batch)]
+        return self._per_chunk("dense", images, self._dense_batch)
 
     def extract_global(self, images) -> np.ndarray:
         """One feature vector per image, whatever the mode: (n_images, n_features).
@@ -332,8 +347,7 @@ class FeatureTransformer(TransformerMixin, BaseEstimator):
             One global feature vector per image (by default the mean of the dense map).
         """
         check_is_fitted(self)
-        return np.stack([vector for chunk in self._rgb_chunks(images)
-                         for vector in self._cached("global", chunk, self._global_batch)])
+        return np.stack(self._per_chunk("global", images, self._global_batch))
 
     @property
     def snaps_to_grid(self) -> bool:
@@ -353,10 +367,23 @@ class FeatureTransformer(TransformerMixin, BaseEstimator):
     def _chunk_size(self) -> int:
         return max(1, int(getattr(self, "batch_size", 1) or 1))
 
-    def _rgb_chunks(self, images):
+    def _per_chunk(self, kind: str, images, compute) -> list:
+        """``compute`` (through the cache) over the RGB images, a chunk at a time."""
         indexed = list(enumerate(check_images(images)))
-        for chunk in _chunks(indexed, self._chunk_size()):
-            yield [as_rgb(image, name=_describe(image, i)) for i, image in chunk]
+        results = []
+        with self._progress(len(indexed)) as progress:
+            for chunk in _chunks(indexed, self._chunk_size()):
+                rgbs = [as_rgb(image, name=_describe(image, i)) for i, image in chunk]
+                results.extend(self._cached(kind, rgbs, compute))
+                progress.update(len(chunk))
+        return results
+
+    def _progress(self, n_images: int):
+        """A progress bar over images on stderr, shown with ``verbose`` when the work
+        lasts more than two seconds."""
+        return tqdm(total=n_images, desc=f"{type(self).__name__} features", unit="image",
+                    file=sys.stderr, delay=PROGRESS_DELAY, leave=False,
+                    disable=not getattr(self, "verbose", False))
 
     # -- the feature cache (``memory``) ------------------------------------------------
     def _feature_cache(self) -> FeatureCache | None:
@@ -373,7 +400,10 @@ class FeatureTransformer(TransformerMixin, BaseEstimator):
 
     def _cached(self, kind: str, images: list, compute) -> list:
         cache = self._feature_cache()
-        return compute(images) if cache is None else cache.get_or_compute(kind, images, compute)
+        if cache is None:
+            return compute(images)
+        expect = FeatureMap if kind == "dense" else np.ndarray
+        return cache.get_or_compute(kind, images, compute, expect=expect)
 
     def _cached_at_points(self, images, points) -> list[np.ndarray]:
         cache = self._feature_cache()
@@ -381,9 +411,10 @@ class FeatureTransformer(TransformerMixin, BaseEstimator):
             return self._at_points_batch(images, points)
         if self._reads_dense_map():
             # Columns are read off the dense map: cache the map, whatever the points.
-            return self._sample_maps(cache.get_or_compute("dense", images, self._dense_batch),
-                                     points)
-        return cache.get_or_compute("points", images, self._at_points_batch, extras=points)
+            return self._sample_maps(cache.get_or_compute("dense", images, self._dense_batch,
+                                                          expect=FeatureMap), points)
+        return cache.get_or_compute("points", images, self._at_points_batch, extras=points,
+                                    expect=np.ndarray)
 
     # -- what subclasses provide ------------------------------------------------------
     # Each works on a batch of RGB arrays; the defaults map the one-image versions.

@@ -15,9 +15,11 @@ write the same cache.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import tempfile
+import warnings
 import weakref
 
 import joblib
@@ -67,26 +69,67 @@ _WRITABLE: set = set()  # folders found writable in this process
 _WEIGHT_DIGESTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
+def _weights_fingerprint(state: dict) -> tuple:
+    """What changes when a tensor is edited or replaced: its storage and version counter.
+
+    torch bumps a tensor's ``_version`` on every in-place operation (``p.mul_``,
+    ``load_state_dict``, an optimiser step) and a new tensor has a new ``data_ptr``.
+    """
+    return tuple((name, tensor.data_ptr(), tensor._version, tuple(tensor.shape),
+                  str(tensor.dtype), str(tensor.device))
+                 for name, tensor in sorted(state.items()))
+
+
 def weights_digest(module) -> str:
-    """Digest of a torch module's parameters and buffers (names and values), memoised."""
-    digest = _WEIGHT_DIGESTS.get(module)
-    if digest is None:
-        h = hashlib.blake2b(digest_size=20)
-        for name, tensor in sorted(module.state_dict().items()):
-            array = tensor.detach().cpu().contiguous().numpy()
-            h.update(f"{name}:{array.dtype.str}:{array.shape}".encode())
-            h.update(memoryview(array).cast("B"))
-        digest = _WEIGHT_DIGESTS[module] = h.hexdigest()
+    """Digest of a torch module's parameters and buffers (names and values).
+
+    Memoised per module for as long as no tensor of it is edited in place or replaced
+    (torch's version counters and data pointers are unchanged), so that a network whose
+    weights are edited after ``fit`` gets new cache entries. Edits made through
+    ``tensor.data``, which torch does not count, are not seen: edit under
+    ``torch.no_grad()`` instead.
+    """
+    state = module.state_dict()
+    fingerprint = _weights_fingerprint(state)
+    memo = _WEIGHT_DIGESTS.get(module)
+    if memo is not None and memo[0] == fingerprint:
+        return memo[1]
+    h = hashlib.blake2b(digest_size=20)
+    for name, tensor in sorted(state.items()):
+        array = tensor.detach().cpu().contiguous().numpy()
+        h.update(f"{name}:{array.dtype.str}:{array.shape}".encode())
+        h.update(memoryview(array).cast("B"))
+    digest = h.hexdigest()
+    _WEIGHT_DIGESTS[module] = (fingerprint, digest)
     return digest
 
 
+class _NotCached(Exception):
+    """Raised by the cached function when joblib calls it to fill an entry it cannot read."""
+
+
 def _remember(value, signature, kind, image, extra):
-    """The cached function: joblib stores its result under the digest of the other arguments."""
+    """The cached function: joblib stores its result under the digest of the other arguments.
+
+    It is only ever called with a value to store; joblib calls it with ``None`` when an
+    entry it was asked to read has gone or cannot be read, and nothing is stored then.
+    """
+    if value is None:
+        raise _NotCached
     return value
+
+
+def _checksum(value) -> str:
+    return joblib.hash(value)
 
 
 class FeatureCache:
     """Per-image results of one transformer signature, stored by a :class:`joblib.Memory`.
+
+    Every entry holds the result with a checksum of it. An entry that cannot be read
+    (truncated, garbled, emptied, written by another version), whose checksum does not
+    match or whose result is not of the expected type is cleared and computed again;
+    a result that is not of the expected type is never stored.
 
     Parameters
     ----------
@@ -100,7 +143,27 @@ class FeatureCache:
         self._store = memory.cache(_remember, ignore=["value"])
         self.signature = signature
 
-    def get_or_compute(self, kind: str, images, compute, extras=None) -> list:
+    def _load(self, key, expect):
+        """The result stored under ``key``, or None when absent or unreadable (then cleared)."""
+        if not self._store.check_call_in_cache(None, *key):
+            return None
+        try:
+            entry = self._store.call_and_shelve(None, *key)
+        except _NotCached:  # removed since the check, by another process
+            return None
+        try:
+            checksum, value = entry.get()
+            if (not isinstance(checksum, str) or not isinstance(value, expect)
+                    or _checksum(value) != checksum):
+                raise ValueError("not an entry of this cache")
+        except Exception:  # noqa: BLE001 - any damage: unpickling can raise anything
+            with contextlib.suppress(OSError):
+                entry.clear()
+            self.damaged += 1
+            return None
+        return value
+
+    def get_or_compute(self, kind: str, images, compute, extras=None, expect=object) -> list:
         """Per image, the cached result of ``kind``, computing the missing ones together.
 
         Parameters
@@ -115,6 +178,15 @@ class FeatureCache:
             computed once).
         extras : list of ndarray, optional
             Per image, more input the result depends on (e.g. the points asked for).
+        expect : type or tuple of type, default=object
+            The type of a result: entries holding anything else are recomputed, and a
+            computed result of another type raises a RuntimeError instead of being
+            stored.
+
+        Returns
+        -------
+        results : list
+            One result per image, in order.
         """
         keys = []
         for i, image in enumerate(images):
@@ -123,25 +195,47 @@ class FeatureCache:
                 extra = hashlib.blake2b(np.ascontiguousarray(extras[i]).tobytes(),
                                         digest_size=20).hexdigest()
             keys.append((self.signature, kind, image_digest(image), extra))
+        self.damaged = 0
         results: list = [None] * len(images)
         missing: dict = {}
         for i, key in enumerate(keys):
             if key in missing:
                 missing[key].append(i)
-            elif self._store.check_call_in_cache(None, *key):
-                results[i] = self._store(None, *key)
-            else:
+                continue
+            value = self._load(key, expect)
+            if value is None:
                 missing[key] = [i]
+            else:
+                results[i] = value
+        if self.damaged:
+            what = "1 entry" if self.damaged == 1 else f"{self.damaged} entries"
+            warnings.warn(
+                f"{what} of the feature cache in {self._store.store_backend.location} could "
+                "not be read (damaged, or written by another version of skcorr) and were "
+                "computed again.", UserWarning, stacklevel=3)
         if missing:
             first = [rows[0] for rows in missing.values()]
             todo = [images[i] for i in first]
             computed = (compute(todo) if extras is None
                         else compute(todo, [extras[i] for i in first]))
+            computed = list(computed)
+            if len(computed) != len(first):
+                raise RuntimeError(f"{len(computed)} {kind} results for {len(first)} images; "
+                                   "nothing was cached.")
+            for value in computed:
+                if not isinstance(value, expect):
+                    raise RuntimeError(f"A {kind} result is a {type(value).__name__}, not "
+                                       f"{_type_names(expect)}; nothing was cached.")
             for (key, rows), value in zip(missing.items(), computed, strict=True):
-                self._store(value, *key)
+                self._store.call((_checksum(value), value), *key)
                 for i in rows:
                     results[i] = value
         return results
+
+
+def _type_names(expect) -> str:
+    types = expect if isinstance(expect, tuple) else (expect,)
+    return " or ".join(t.__name__ for t in types)
 
 
 def signature(transformer, ignored, identity=None) -> str:

@@ -17,7 +17,7 @@ from .._geometry import resize_longer_side
 from .._image import as_rgb
 from ..backbones import get_backbone, load_network
 from ..receptive import ReceptiveField, grid_centers
-from ._base import FeatureMap, FeatureTransformer
+from ._base import IMAGE_SIZE_CONSTRAINT, FeatureMap, FeatureTransformer
 from ._cache import weights_digest
 
 __all__ = ["ConvColumnExtractor"]
@@ -54,9 +54,9 @@ class ConvColumnExtractor(FeatureTransformer):
         :class:`~skcorr.FeatureMap` per image, or one vector per image (a
         global layer's output, or the spatial mean of a convolutional one).
     image_size : int or None, default=None
-        Resize each image so that its longer side is this many pixels before the forward
-        pass; ``None`` keeps the size. Coordinates in and out are always in pixels of the
-        original image.
+        Resize each image so that its longer side is this many pixels (16 to 4096) before the
+        forward pass; ``None`` keeps the size. Coordinates in and out are always in pixels
+        of the original image.
     normalize : bool, default=True
         L2-normalise each layer's columns (then, after weighting, divide a concatenation
         by the norm of the weights, so that it has unit norm).
@@ -73,6 +73,9 @@ class ConvColumnExtractor(FeatureTransformer):
         :class:`joblib.Memory`. Features are keyed by the image's pixels, the weights'
         content and every parameter that changes them (not ``device`` or
         ``batch_size``), so clones in a grid search share them.
+    verbose : bool, default=False
+        Show a progress bar over the images on stderr while features are computed, once
+        they take more than two seconds.
 
     Attributes
     ----------
@@ -104,7 +107,7 @@ class ConvColumnExtractor(FeatureTransformer):
         "weights": [StrOptions({"default"}), None, str, os.PathLike],
         "layer": [str, list, tuple],
         "layer_weights": [list, tuple, np.ndarray, None],
-        "image_size": [Interval(numbers.Integral, 16, None, closed="left"), None],
+        "image_size": IMAGE_SIZE_CONSTRAINT,
         "normalize": ["boolean"],
         "interpolation": [StrOptions({"nearest", "bilinear"})],
         "device": [str],
@@ -118,7 +121,7 @@ class ConvColumnExtractor(FeatureTransformer):
     def __init__(self, *, backbone="efficientnet_lite0", weights="default", layer="conv4",
                  layer_weights=None, mode="keypoints", image_size=None, normalize=True,
                  interpolation="nearest", device="auto", batch_size=8, dtype="float32",
-                 memory=None):
+                 memory=None, verbose=False):
         self.backbone = backbone
         self.weights = weights
         self.layer = layer
@@ -131,6 +134,7 @@ class ConvColumnExtractor(FeatureTransformer):
         self.batch_size = batch_size
         self.dtype = dtype
         self.memory = memory
+        self.verbose = verbose
 
     def _cache_identity(self):
         return weights_digest(self.network_)

@@ -37,7 +37,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 
 from .._array import l2_normalize
 from .._geometry import rescale_points, resize_longer_side
-from ._base import FeatureMap, FeatureTransformer
+from ._base import IMAGE_SIZE_CONSTRAINT, MAX_IMAGE_SIZE, FeatureMap, FeatureTransformer
 
 __all__ = ["DenseSIFT"]
 
@@ -133,7 +133,7 @@ class DenseSIFT(FeatureTransformer):
         cyvlfeat's float values (``512 *`` the unit descriptor).
     image_size : int or None, default=None
         Resize each image (bilinear, on the grey image) so that its longer side is this
-        many pixels before computing descriptors; ``radius``, ``step`` and
+        many pixels (16 to 4096) before computing descriptors; ``radius``, ``step`` and
         ``bin_size`` are then in pixels of the resized image. ``None`` keeps the size.
         Coordinates in and out are always in pixels of the original image.
     dtype : {"float32", "float64"}, default="float32"
@@ -142,6 +142,9 @@ class DenseSIFT(FeatureTransformer):
         Cache of descriptors (as ``Pipeline(memory=...)``): a folder or a
         :class:`joblib.Memory`, keyed by the image's pixels and the parameters (in
         keypoint mode also by the points asked for).
+    verbose : bool, default=False
+        Show a progress bar over the images on stderr while features are computed, once
+        they take more than two seconds.
 
     Attributes
     ----------
@@ -191,12 +194,13 @@ class DenseSIFT(FeatureTransformer):
         "smoothing": ["boolean"],
         "fast": ["boolean"],
         "normalize": ["boolean"],
-        "image_size": [Interval(numbers.Integral, 16, None, closed="left"), None],
+        "image_size": IMAGE_SIZE_CONSTRAINT,
         "dtype": [StrOptions({"float32", "float64"})],
     }
 
     def __init__(self, *, mode="keypoints", radius=20, step=8, bin_size=8, smoothing=True,
-                 fast=True, normalize=True, image_size=None, dtype="float32", memory=None):
+                 fast=True, normalize=True, image_size=None, dtype="float32", memory=None,
+                 verbose=False):
         self.mode = mode
         self.radius = radius
         self.step = step
@@ -207,6 +211,7 @@ class DenseSIFT(FeatureTransformer):
         self.image_size = image_size
         self.dtype = dtype
         self.memory = memory
+        self.verbose = verbose
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X=None, y=None):
@@ -354,10 +359,10 @@ def _check_radii(radius) -> tuple[float, ...]:
         raise ValueError("radius is an empty list; give at least one radius in pixels.")
     for value in values:
         if (isinstance(value, bool) or not isinstance(value, numbers.Real)
-                or not math.isfinite(value) or value <= 0):
+                or not math.isfinite(value) or not 0 < value <= MAX_IMAGE_SIZE):
             raise ValueError(
-                f"radius must be a positive number of pixels or a list of them, got {value!r} "
-                f"in radius={radius!r}."
+                f"radius must be a positive number of pixels up to {MAX_IMAGE_SIZE} or a list "
+                f"of them, got {value!r} in radius={radius!r}."
             )
     return tuple(float(value) for value in values)
 

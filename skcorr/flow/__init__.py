@@ -25,4 +25,5 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "._files": ("read_flo", "read_flow", "write_flo", "write_flow"),
     "._match": ("match", "match_files", "read_pairs"),
     "._presets": ("PRESETS", "preset_settings"),
+    "._settings": ("check_flow_settings",),
 })

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from .._array import l2_normalize
 from .._image import check_images
-from .._validation import check_image_keypoints, pass_memory
+from .._validation import N_JOBS_CONSTRAINT, check_image_keypoints, pass_memory
 from ..features import ConvColumnExtractor
 from ..metrics import pck_score
 from ._align import align
@@ -44,7 +44,7 @@ class _FlowTransfer(BaseEstimator):
     _parameter_constraints: dict = {
         "features": [HasMethods(["fit", "extract_dense"]), None],
         **FLOW_CONSTRAINTS,
-        "n_jobs": [numbers.Integral, None],
+        "n_jobs": N_JOBS_CONSTRAINT,
         "verbose": ["boolean"],
         "memory": [None, str, os.PathLike, HasMethods(["cache"])],
     }

@@ -3,7 +3,7 @@
 :func:`skcorr.flow.align` validates its keyword arguments against :data:`ALIGN_CONSTRAINTS`;
 the estimators wrapping it take the settings in :data:`FLOW_CONSTRAINTS` as parameters of
 the same names (validated by ``fit`` and ``predict`` through ``_parameter_constraints``),
-and the command line checks its flags with :func:`check_setting`. This module imports
+and the command line checks its flags with :func:`check_flow_settings`. This module imports
 nothing heavy, so the command line can check flags before it loads a network.
 """
 
@@ -18,7 +18,7 @@ from sklearn.utils._param_validation import (
     validate_parameter_constraints,
 )
 
-__all__ = ["ALIGN_CONSTRAINTS", "FLOW_CONSTRAINTS", "check_setting", "flow_settings"]
+__all__ = ["ALIGN_CONSTRAINTS", "FLOW_CONSTRAINTS", "check_flow_settings", "flow_settings"]
 
 
 class _Number(Interval):
@@ -53,13 +53,42 @@ def flow_settings(estimator) -> dict:
     return {name: getattr(estimator, name) for name in FLOW_CONSTRAINTS}
 
 
-def check_setting(name: str, value, caller: str):
-    """``value`` if it satisfies the constraint of setting ``name``; else the error of align.
+def check_flow_settings(caller: str = "align", **settings) -> dict:
+    """Check settings of the flow as :func:`skcorr.flow.align` does, without aligning.
+
+    For command lines and configuration files: the same constraints, the same errors.
+
+    Parameters
+    ----------
+    caller : str, default="align"
+        Named in the error (e.g. a command-line flag).
+    **settings
+        Keyword arguments of :func:`skcorr.flow.align` (``lam``, ``truncation``, ...).
+
+    Returns
+    -------
+    settings : dict
+        The settings, unchanged.
 
     Raises
     ------
-    sklearn.utils._param_validation.InvalidParameterError
-        A ``ValueError`` naming the setting, ``caller`` and the allowed values.
+    ValueError
+        Naming the first setting that is unknown or out of its range, and its range.
+
+    Examples
+    --------
+    >>> from skcorr.flow import check_flow_settings
+    >>> check_flow_settings(lam=0.05, truncation=3.0)
+    {'lam': 0.05, 'truncation': 3.0}
+    >>> check_flow_settings(lam=-1)
+    Traceback (most recent call last):
+    ...
+    sklearn.utils._param_validation.InvalidParameterError: The 'lam' parameter of align must be a float in the range [0.0, inf). Got -1 instead.
     """
-    validate_parameter_constraints({name: ALIGN_CONSTRAINTS[name]}, {name: value}, caller)
-    return value
+    unknown = sorted(set(settings) - set(ALIGN_CONSTRAINTS))
+    if unknown:
+        raise ValueError(f"Unknown flow setting(s) {unknown}; the settings are "
+                         f"{', '.join(ALIGN_CONSTRAINTS)}.")
+    validate_parameter_constraints({name: ALIGN_CONSTRAINTS[name] for name in settings},
+                                   settings, caller)
+    return settings

@@ -13,6 +13,7 @@ from sklearn.svm import LinearSVC
 from sklearn.utils._param_validation import HasMethods, Interval
 from sklearn.utils.validation import check_is_fitted
 
+from .._validation import N_JOBS_CONSTRAINT
 from ..features import ConvColumnExtractor, split_keypoint_samples
 from ._base import FeaturesMixin
 
@@ -101,7 +102,7 @@ class KeypointClassifier(FeaturesMixin, ClassifierMixin, BaseEstimator):
         "Cs": ["array-like"],
         "cv": [Interval(numbers.Integral, 2, None, closed="left")],
         "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
-        "n_jobs": [numbers.Integral, None],
+        "n_jobs": N_JOBS_CONSTRAINT,
         "random_state": ["random_state"],
         "memory": [None, str, os.PathLike, HasMethods(["cache"])],
     }

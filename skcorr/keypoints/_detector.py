@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numbers
 import os
+import sys
 import warnings
 from dataclasses import dataclass
 
@@ -15,10 +16,11 @@ from sklearn.svm import LinearSVC
 from sklearn.utils import Bunch, check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
+from tqdm.auto import tqdm
 
 from .._geometry import rescale_points, resize
 from .._image import as_rgb, check_images
-from .._validation import pass_memory
+from .._validation import N_JOBS_CONSTRAINT, pass_memory
 from ..features import ConvColumnExtractor
 from ._base import FeaturesMixin
 from ._crops import CropKeypointsMixin, check_crops_keypoints
@@ -118,6 +120,10 @@ class SlidingKeypointDetector(FeaturesMixin, CropKeypointsMixin, BaseEstimator):
         Feature cache given to ``features`` and ``prior`` (unless they have their
         own): in a grid search over ``C`` or ``beta`` each crop's features are then
         computed once.
+    verbose : bool, default=False
+        A progress bar on stderr over the rounds of training and hard negative mining
+        in ``fit``, once they take more than two seconds (the features show their own
+        bar when their ``verbose`` is on).
 
     Attributes
     ----------
@@ -170,14 +176,16 @@ class SlidingKeypointDetector(FeaturesMixin, CropKeypointsMixin, BaseEstimator):
         "beta": [Interval(numbers.Real, 0, 1, closed="both")],
         "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
         "random_state": ["random_state"],
-        "n_jobs": [numbers.Integral, None],
+        "n_jobs": N_JOBS_CONSTRAINT,
         "memory": [None, str, os.PathLike, HasMethods(["cache"])],
+        "verbose": ["boolean"],
     }
 
     def __init__(self, *, features=None, box_size=224, neighborhood=3, C=0.1,
                  n_positives=10, positive_radius="auto", negative_radius="auto",
                  mining_rounds=3, cache_size=4000, class_weight="balanced", prior=None,
-                 beta=0.0, max_iter=20000, random_state=None, n_jobs=None, memory=None):
+                 beta=0.0, max_iter=20000, random_state=None, n_jobs=None, memory=None,
+                 verbose=False):
         self.features = features
         self.box_size = box_size
         self.neighborhood = neighborhood
@@ -194,6 +202,7 @@ class SlidingKeypointDetector(FeaturesMixin, CropKeypointsMixin, BaseEstimator):
         self.random_state = random_state
         self.n_jobs = n_jobs
         self.memory = memory
+        self.verbose = verbose
 
     # -- features ---------------------------------------------------------------------
     def _rescale(self, crops):
@@ -362,17 +371,22 @@ class SlidingKeypointDetector(FeaturesMixin, CropKeypointsMixin, BaseEstimator):
     def _mine(self, Fp, samples, svc) -> None:
         """Train, then add the negatives inside the margin and retrain, round by round."""
         self.n_mining_rounds_ = 0
-        for round_ in range(self.mining_rounds + 1):
-            self._train(Fp, samples, svc)
-            if round_ == self.mining_rounds:
-                break
-            scores = self._score_padded(Fp, np.nan_to_num(self.coef_),
-                                        np.nan_to_num(self.intercept_))
-            scores = scores.reshape(-1, self.n_keypoint_types_)
-            changed = [self._add_hard_negatives(s, scores[:, k]) for k, s in samples.items()]
-            if not any(changed):
-                break
-            self.n_mining_rounds_ = round_ + 1
+        with tqdm(total=self.mining_rounds + 1, desc="training and mining", unit="round",
+                  file=sys.stderr, delay=2.0, leave=False,
+                  disable=not self.verbose) as progress:
+            for round_ in range(self.mining_rounds + 1):
+                self._train(Fp, samples, svc)
+                progress.update()
+                if round_ == self.mining_rounds:
+                    break
+                scores = self._score_padded(Fp, np.nan_to_num(self.coef_),
+                                            np.nan_to_num(self.intercept_))
+                scores = scores.reshape(-1, self.n_keypoint_types_)
+                changed = [self._add_hard_negatives(s, scores[:, k])
+                           for k, s in samples.items()]
+                if not any(changed):
+                    break
+                self.n_mining_rounds_ = round_ + 1
 
     def _add_hard_negatives(self, samples: _Samples, scores) -> bool:
         """Put the candidates scoring above -1 into the cache; False if none is new."""
