@@ -144,12 +144,13 @@ class ResultTable(list):
         --------
         >>> from skcorr.evaluation import ResultTable
         >>> table = ResultTable(name="rows")
+        >>> interrupt = KeyboardInterrupt()
         >>> try:
         ...     with table.keep_on_interrupt():
         ...         table.append({"row": 1})
-        ...         raise KeyboardInterrupt
-        ... except KeyboardInterrupt as exc:
-        ...     print(exc.partial_table.to_csv(), end="")
+        ...         raise interrupt
+        ... except KeyboardInterrupt:
+        ...     print(interrupt.partial_table.to_csv(), end="")
         row
         1
         """
