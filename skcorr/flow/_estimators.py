@@ -50,9 +50,13 @@ class _FlowTransfer(BaseEstimator):
     }
 
     def _fit_features(self, features, default):
-        """A fitted clone of ``features`` (``default`` when None) sharing ``memory``."""
-        return pass_memory(clone(features if features is not None else default),
-                           self.memory).fit()
+        """A fitted clone of ``features`` (``default`` when None) sharing ``memory``, with a
+        progress bar when this estimator is ``verbose``."""
+        features = pass_memory(clone(features if features is not None else default),
+                               self.memory)
+        if self.verbose and "verbose" in features.get_params(deep=False):
+            features.set_params(verbose=True)
+        return features.fit()
 
     def align(self, source_map, target_map):
         """The flow from one feature map to another with this estimator's settings.
@@ -185,7 +189,7 @@ class FlowAligner(_FlowTransfer):
         goes through joblib, so ``with joblib.parallel_config(backend="dask"):`` spreads
         it over a dask cluster. Predictions do not depend on it.
     verbose : bool, default=False
-        Show a progress bar over the alignments.
+        Show progress bars over the feature extraction and the alignments (on stderr).
     memory : None, str or joblib.Memory, default=None
         The cache of features (given to ``features`` and ``retrieval`` unless they have
         their own) and of alignments: in a grid search over ``lam`` or ``n_top`` each
@@ -392,7 +396,7 @@ class PairTransfer(_FlowTransfer):
     n_jobs : int or None, default=None
         joblib workers over the pairs, as in :class:`FlowAligner`.
     verbose : bool, default=False
-        Show a progress bar over the pairs.
+        Show progress bars over the feature extraction and the pairs (on stderr).
     memory : None, str or joblib.Memory, default=None
         The cache of features and alignments, as in :class:`FlowAligner`.
 
