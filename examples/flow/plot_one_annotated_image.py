@@ -1,7 +1,7 @@
 """
-=================================
+==================================
 Keypoints from one annotated image
-=================================
+==================================
 
 One annotated image is enough to start: :func:`skcorr.flow.transfer_files` reads its
 keypoints from a CSV file (``image,keypoint,x,y``, one row per visible keypoint), aligns

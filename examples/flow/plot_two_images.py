@@ -1,7 +1,7 @@
 """
-==============================
+================================
 Dense correspondence: two images
-==============================
+================================
 
 :func:`skcorr.match` takes two images, as files or arrays, and returns the
 :class:`~skcorr.flow.Flow` from the first to the second with the settings that
