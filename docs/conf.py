@@ -5,6 +5,7 @@ pages (``docs/generated/``) and the example gallery (``docs/auto_examples/``) ar
 generated at build time and are not under version control.
 """
 
+import importlib.util
 import os
 import sys
 import warnings
@@ -31,6 +32,14 @@ extensions = [
     "numpydoc",
     "sphinx_gallery.gen_gallery",
 ]
+# Equations render without internet: sphinx-mathjax-offline (the docs extra) copies
+# MathJax into _static and points mathjax_path at it. Without it, MathJax comes from its
+# CDN (say so, but build: `pip install -e ".[docs]"` installs it).
+if importlib.util.find_spec("sphinx-mathjax-offline") is not None:
+    extensions.append("sphinx-mathjax-offline")
+else:
+    print("skcorr docs: sphinx-mathjax-offline is not installed; equations will load "
+          "MathJax from the internet (pip install sphinx-mathjax-offline).")
 templates_path = ["_templates"]
 exclude_patterns = ["_build", "Thumbs.db", ".DS_Store", "**.ipynb_checkpoints"]
 root_doc = "index"

@@ -91,8 +91,13 @@ def _plot_pair(pairs, transfer, path: Path) -> Path:
 
     s, t = pairs.pairs[0]
     source, target = pairs.images[s], pairs.images[t]
-    flow = transfer.align(*transfer.features_.extract_dense([source, target]))
-    plot_flow(source, target, flow, pairs.keypoints[s], pairs.keypoints[t], path=path)
+    features = transfer.features_
+    flow = transfer.align(*features.extract_dense([source, target]))
+    layer = features.layer if isinstance(features.layer, str) else "+".join(features.layer)
+    size = f" at {features.image_size} px" if features.image_size else ""
+    title = f"flow MRF on {features.backbone} {layer}{size}, lam={transfer.lam:g}"
+    plot_flow(source, target, flow, pairs.keypoints[s], pairs.keypoints[t], title=title,
+              path=path)
     return path
 
 

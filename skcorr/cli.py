@@ -4,6 +4,7 @@
 ``skcorr layers``     prints a backbone's layers with their receptive fields.
 ``skcorr evaluate``   runs an evaluation protocol on a real data set.
 ``skcorr match``      matches your images: a flow, the warp and pictures per pair.
+``skcorr transfer``   keypoints from your annotated images to new images.
 
 Each protocol of ``skcorr evaluate`` is one row of :func:`_protocols`: a function of
 :mod:`skcorr.evaluation` whose keyword arguments are the protocol's options. It returns a
@@ -158,6 +159,67 @@ def _match_options() -> list:
                 help="folder of the feature cache (keyed by image content), shared between "
                      "runs"),
         *_parallel_options(),
+    ]
+
+
+def _cmd_transfer(args) -> int:
+    import warnings
+
+    from . import flow
+
+    settings = {name: getattr(args, name) for name in ("lam", "image_size")
+                if hasattr(args, name)}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        result = flow.transfer_files(
+            args.annotations, args.images, args.output, preset=args.preset,
+            n_neighbors=args.n_neighbors, n_top=args.n_top, pictures=args.pictures,
+            overwrite=args.overwrite, memory=args.memory, n_jobs=args.n_jobs, verbose=True,
+            **settings)
+    for warning in caught:  # stray files in a folder, one line each
+        print(f"skcorr transfer: warning: {' '.join(str(warning.message).split())}",
+              file=sys.stderr)
+    print(f"Wrote keypoints of {len(result.images)} image(s) to "
+          f"{Path(args.output) / 'keypoints.csv'}"
+          + (f" and {len(result.files) - 1} picture(s)" if args.pictures else ""))
+    return 0
+
+
+def _transfer_options() -> list:
+    unset = {"default": argparse.SUPPRESS}
+    return [
+        _option("annotations", metavar="ANNOTATIONS",
+                help="the annotated images' keypoints: a CSV file with the columns image, "
+                     "keypoint, x, y (one row per visible keypoint; image paths relative to "
+                     "the file's folder; 0-based pixels) or a JSON file {\"images\": "
+                     "{\"a.jpg\": {\"beak\": [x, y], ...}, ...}}"),
+        _option("images", nargs="+", metavar="IMAGE_OR_FOLDER",
+                help="the new images: image files, or folders whose image files are all "
+                     "taken"),
+        _option("--output", required=True, metavar="DIR",
+                help="folder of the results (created if missing): keypoints.csv and, with "
+                     "--pictures, one PNG per image"),
+        _option("--pictures", action="store_true",
+                help="also draw each image's predicted keypoints into DIR/<image name>.png"),
+        _option("--overwrite", action="store_true",
+                help="write into an output folder that already holds files, replacing the "
+                     "files of the same names"),
+        _option("--preset", choices=["best", "paper"], default="best",
+                help="features and flow settings (see skcorr match --help)"),
+        _option("--n-neighbors", type=_at_least(1), default=5, metavar="K",
+                help="annotated images aligned with each new image (at most their number)"),
+        _option("--n-top", type=_at_least(1), default=3, metavar="T",
+                help="best-aligned neighbours whose transfers are combined by the median "
+                     "(at most K)"),
+        _option("--lam", type=_flow_setting("lam"),
+                help="smoothness weight per squared grid step (default: the preset's)", **unset),
+        _option("--image-size", type=_image_side,
+                help="longer image side, in pixels, the features are computed at (default: "
+                     "the preset's)", **unset),
+        _option("--memory", metavar="DIR",
+                help="folder of the feature and alignment cache, shared between runs"),
+        _option("--n-jobs", type=_parse_n_jobs, default=None,
+                help="parallel alignments (-1: all cores; default: 1)"),
     ]
 
 
@@ -456,6 +518,8 @@ def _commands() -> list:
         ("evaluate", "run an evaluation protocol on real data", [], _cmd_evaluate),
         ("match", "match a source image to target images: flow, warp and pictures per pair",
          _match_options(), _cmd_match),
+        ("transfer", "transfer keypoints from annotated images to new images or folders",
+         _transfer_options(), _cmd_transfer),
         ("layers", "print a backbone's layers and receptive fields", [
             _option("--backbone", default="efficientnet_lite0", metavar="NAME",
                     help="a registered backbone (" + ", ".join(BACKBONE_NAMES) + ") or the "

@@ -21,7 +21,9 @@ from skcorr.datasets import (
     load_pf_pascal,
     load_pf_willow,
     load_spair71k,
+    read_annotations,
     uncrop_keypoints,
+    write_keypoints_csv,
 )
 
 COMMON_FIELDS = {"images", "keypoints", "keypoint_names", "boxes", "DESCR"}
@@ -626,3 +628,158 @@ def test_crop_bad_input():
 def test_keypoint_boxes_match_willow_boxes():
     points = np.array([[[1.0, 5.0], [4.0, 2.0], [np.nan, np.nan]]])
     np.testing.assert_array_equal(keypoint_boxes(points), [[1.0, 2.0, 3.0, 3.0]])
+
+
+# -- your own annotations: read_annotations, write_keypoints_csv ---------------------------
+@pytest.fixture
+def annotated(tmp_path):
+    """Three tiny images (40 wide, 30 high) in a sub-folder, and the folder."""
+    (tmp_path / "img").mkdir()
+    for name in ("b.png", "a.png", "c.png"):
+        Image.new("RGB", (40, 30), (200, 10, 10)).save(tmp_path / "img" / name)
+    return tmp_path
+
+
+def _write(path, text):
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_read_annotations_csv_orders_images_and_names_by_first_appearance(annotated):
+    path = _write(annotated / "points.csv",
+                  "image,keypoint,x,y\n"
+                  "img/b.png,tail,1,2\n"
+                  "img/a.png,beak,3.5,4\n"
+                  "img/b.png,beak,5,6\n"
+                  "\n"
+                  "img/c.png,eye,39.5,29.5\n")
+    data = read_annotations(path)
+    assert data.images == [str(annotated / "img" / n) for n in ("b.png", "a.png", "c.png")]
+    assert data.keypoint_names == ["tail", "beak", "eye"]
+    expected = np.full((3, 3, 2), np.nan)
+    expected[0, 0], expected[1, 1], expected[0, 1], expected[2, 2] = (1, 2), (3.5, 4), (5, 6), (
+        39.5, 29.5)
+    np.testing.assert_array_equal(data.keypoints, expected)
+
+
+def test_read_annotations_json_reads_the_same_as_csv(annotated):
+    csv_path = _write(annotated / "points.csv",
+                      "x,y,keypoint,image,note\n3,4,beak,img/a.png,ok\n7,8,tail,img/a.png,\n"
+                      "1,2,beak,img/c.png,\n")
+    json_path = _write(annotated / "points.json", json.dumps(
+        {"images": {"img/a.png": {"beak": [3, 4], "tail": [7, 8]},
+                    "img/c.png": {"beak": [1, 2]}}}))
+    from_csv, from_json = read_annotations(csv_path), read_annotations(json_path)
+    assert from_csv.images == from_json.images
+    assert from_csv.keypoint_names == from_json.keypoint_names == ["beak", "tail"]
+    np.testing.assert_array_equal(from_csv.keypoints, from_json.keypoints)
+    assert np.isnan(from_json.keypoints[1, 1]).all()
+
+
+def test_write_keypoints_csv_round_trips_and_refuses_to_overwrite(annotated):
+    images = [str(annotated / "img" / "a.png"), str(annotated / "img" / "c.png")]
+    points = np.array([[[1.25, 2.0], [np.nan, np.nan]], [[0.0, 29.0], [39.123, 0.5]]])
+    out = annotated / "keypoints.csv"
+    write_keypoints_csv(out, images, ["beak", "tail"], points)
+    assert out.read_text().splitlines() == [
+        "image,keypoint,x,y", "img/a.png,beak,1.25,2", "img/c.png,beak,0,29",
+        "img/c.png,tail,39.123,0.5"]
+    back = read_annotations(out)
+    assert back.images == images and back.keypoint_names == ["beak", "tail"]
+    np.testing.assert_array_equal(back.keypoints, points)
+    with pytest.raises(ValueError, match="already exists; pass overwrite=True"):
+        write_keypoints_csv(out, images, ["beak", "tail"], points * 0)
+    np.testing.assert_array_equal(read_annotations(out).keypoints, points)  # untouched
+    write_keypoints_csv(out, images, ["beak", "tail"], np.zeros((2, 2, 2)), overwrite=True)
+    assert read_annotations(out).keypoints.sum() == 0
+    assert sorted(p.name for p in annotated.iterdir()) == ["img", "keypoints.csv"]
+
+
+def test_write_keypoints_csv_names_images_outside_its_folder_absolutely(annotated):
+    (annotated / "out").mkdir()
+    image = str(annotated / "img" / "a.png")
+    write_keypoints_csv(annotated / "out" / "k.csv", [image], ["beak"], [[[1.0, 2.0]]])
+    assert read_annotations(annotated / "out" / "k.csv").images == [image]
+    assert f"{image},beak,1,2" in (annotated / "out" / "k.csv").read_text()
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(keypoint_names=["beak", "beak"]), "must be distinct"),
+    (dict(keypoint_names=["beak"]), "2 keypoint types but keypoint_names has 1"),
+    (dict(keypoints=np.zeros((1, 2, 2))), "1 rows but there are 2 images"),
+    (dict(images="a.png"), "images must be a list"),
+])
+def test_write_keypoints_csv_bad_input(annotated, kwargs, message):
+    args = dict(images=["a.png", "c.png"], keypoint_names=["beak", "tail"],
+                keypoints=np.zeros((2, 2, 2)), **{})
+    args.update(kwargs)
+    with pytest.raises((ValueError, TypeError), match=message):
+        write_keypoints_csv(annotated / "k.csv", **args)
+    assert not (annotated / "k.csv").exists()
+
+
+@pytest.mark.parametrize("text, message", [
+    ("image,name,x,y\nimg/a.png,beak,1,2\n", r"lacks the column\(s\) \['keypoint'\]"),
+    ("image,keypoint,x,y\nimg/zz.png,beak,1,2\n", "line 2: image file .*zz.png.* does not exist"),
+    ("image,keypoint,x,y\nimg/a.png,beak,1,2\nimg/b.png,beak,1,2\nimg/a.png,beak,3,4\n",
+     "line 4: keypoint 'beak' of image 'img/a.png' is given again \\(first at line 2\\)"),
+    ("image,keypoint,x,y\nimg/a.png,beak,1,2\n./img/a.png,beak,3,4\n", "given again"),
+    ("image,keypoint,x,y\nimg/a.png,beak,one,2\n", "line 2: x = 'one' is not a finite number"),
+    ("image,keypoint,x,y\nimg/a.png,beak,1,nan\n", "line 2: y = 'nan' is not a finite number"),
+    ("image,keypoint,x,y\nimg/a.png,beak,1,\n", "y = '' is not a finite number"),
+    ("image,keypoint,x,y\nimg/a.png,beak,40,2\n",
+     r"\(40, 2\) lies outside image 'img/a.png' of size 40x30"),
+    ("image,keypoint,x,y\nimg/a.png,beak,3,-0.6\n", "lies outside"),
+    ("image,keypoint,x,y\nimg/a.png,,3,4\n", "keypoint name is empty"),
+    ("image,keypoint,x,y\n", "annotates no image"),
+    ("", "is empty"),
+])
+def test_read_annotations_csv_errors(annotated, text, message):
+    with pytest.raises(ValueError, match=message):
+        read_annotations(_write(annotated / "points.csv", text))
+
+
+@pytest.mark.parametrize("document, message", [
+    ({"a": 1}, 'must hold an object with the key "images"'),
+    ({"images": {"img/zz.png": {"beak": [1, 2]}}}, "does not exist"),
+    ({"images": {"img/a.png": {"beak": [1]}}}, r"expected \[x, y\]"),
+    ({"images": {"img/a.png": {"beak": [None, 2]}}}, "x = None is not a finite number"),
+    ({"images": {"img/a.png": {"beak": [1, 50]}}}, "lies outside"),
+    ({"images": {"img/a.png": [1, 2]}}, "must map keypoint names"),
+])
+def test_read_annotations_json_errors(annotated, document, message):
+    with pytest.raises(ValueError, match=message):
+        read_annotations(_write(annotated / "points.json", json.dumps(document)))
+
+
+def test_read_annotations_json_refuses_repeated_keys_and_bad_json(annotated):
+    text = '{"images": {"img/a.png": {"beak": [1, 2], "beak": [3, 4]}}}'
+    with pytest.raises(ValueError, match=r"names \['beak'\] twice"):
+        read_annotations(_write(annotated / "points.json", text))
+    with pytest.raises(ValueError, match="not valid JSON"):
+        read_annotations(_write(annotated / "points.json", "{images"))
+
+
+def test_read_annotations_bad_paths(annotated):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        read_annotations(annotated / "nothing.csv")
+    with pytest.raises(ValueError, match="must end in .csv or .json"):
+        read_annotations(_write(annotated / "points.txt", "image,keypoint,x,y\n"))
+    with pytest.raises(ValueError, match="is a folder"):
+        read_annotations(annotated / "img")
+    _write(annotated / "img" / "text.png", "not an image")
+    with pytest.raises(ValueError, match="line 2: Cannot read image file"):
+        read_annotations(_write(annotated / "p.csv", "image,keypoint,x,y\nimg/text.png,b,1,2\n"))
+
+
+def test_read_annotations_checks_points_in_the_displayed_frame(annotated):
+    # Stored 40 wide, 30 high; EXIF orientation 6 shows it turned a quarter: 30 x 40.
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.new("RGB", (40, 30)).save(annotated / "img" / "turned.jpg", exif=exif)
+    ok = read_annotations(_write(annotated / "p.csv", "image,keypoint,x,y\n"
+                                 "img/turned.jpg,beak,5,35\n"))
+    np.testing.assert_array_equal(ok.keypoints, [[[5.0, 35.0]]])
+    with pytest.raises(ValueError, match="of size 30x40"):
+        read_annotations(_write(annotated / "p.csv", "image,keypoint,x,y\n"
+                                "img/turned.jpg,beak,35,5\n"))

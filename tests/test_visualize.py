@@ -191,3 +191,28 @@ def test_plot_matches_draws_at_most_max_lines_and_checks_its_input():
         plot_matches(image, image, points[:, 0], points)
     with pytest.raises(ValueError, match="max_lines must be"):
         plot_matches(image, image, points, points, max_lines=0)
+
+
+def test_plot_flow_title_names_the_method_and_no_title_is_clipped(photos):
+    source, target = photos[0], photos[1]
+    extractor = ConvColumnExtractor(layer="stage2", weights=None, mode="dense").fit()
+    flow = align(*extractor.extract_dense([source, target]), lam=0.1, radius=2)
+    points = np.array([[40.0, 50.0], [100.0, 80.0]])
+    assert plot_flow(source, target, flow).get_suptitle() == "flow MRF, lam=0.1"
+    long = ("flow MRF on efficientnet_lite0 stage5+stage6 at 480 px, lam=0.05, truncation 3, "
+            "transport prices 0.2, sub-cell matches, on a pair of photographs of a cat " * 2)
+    fig = plot_flow(source, target, flow, points, points, title=long)
+    assert fig.get_suptitle() == long
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    box = fig.bbox
+    texts = [fig._suptitle, *(ax.title for ax in fig.axes)]
+    for text in texts:
+        extent = text.get_window_extent(renderer)
+        assert (extent.x0 >= box.x0 - 1 and extent.x1 <= box.x1 + 1
+                and extent.y0 >= box.y0 - 1 and extent.y1 <= box.y1 + 1), text.get_text()
+    with pytest.raises(TypeError, match="title must be a str"):
+        plot_flow(source, target, flow, title=3)

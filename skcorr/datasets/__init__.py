@@ -5,8 +5,13 @@ Every loader returns a :class:`sklearn.utils.Bunch` with the same fields: ``imag
 or not visible), ``keypoint_names``, ``boxes`` ``(n, 4)`` (x, y, width, height),
 ``labels`` / ``class_names`` where meaningful, ``split`` and ``pairs`` ``(m, 2)``
 (source, target) where the data set defines them, and ``DESCR``.
+
+:func:`read_annotations` reads keypoints of your own images from a CSV or JSON file
+(the same ``images``, ``keypoint_names`` and ``keypoints``); :func:`write_keypoints_csv`
+writes them in the same CSV format.
 """
 
+from ._annotations import read_annotations, write_keypoints_csv
 from ._crops import crop_to_boxes, uncrop_keypoints
 from ._cub import load_cub
 from ._fetch import fetch_cub, fetch_pf_willow, get_data_home
@@ -28,5 +33,7 @@ __all__ = [
     "load_spair71k",
     "make_affine_category",
     "make_warped_pairs",
+    "read_annotations",
     "uncrop_keypoints",
+    "write_keypoints_csv",
 ]

@@ -8,7 +8,9 @@
   flow fields, sparse matches; :func:`consistency`: forward-backward consistency of two
   flows (a flow's confidence).
 * :class:`FlowAligner`: keypoints transferred from retrieved, aligned neighbours;
-  :class:`PairTransfer`: keypoints transferred between given pairs of images.
+  :class:`PairTransfer`: keypoints transferred between given pairs of images;
+  :func:`transfer_files`: keypoints from annotated image files to new ones
+  (``skcorr transfer``).
 * :func:`write_flo`, :func:`read_flo` (Middlebury ``.flo``), :func:`write_flow` and
   :func:`read_flow` (``.flo`` or ``.npy`` by extension): flow fields in files.
 
@@ -26,4 +28,5 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "._match": ("match", "match_files", "read_pairs"),
     "._presets": ("PRESETS", "preset_settings"),
     "._settings": ("check_flow_settings",),
+    "._transfer_files": ("transfer_files",),
 })

@@ -111,8 +111,13 @@ def plot_rf_averages(averages, *, n_cols=8, titles=None, path=None):
 
 
 def plot_flow(source, target, flow, source_keypoints=None, target_keypoints=None, *,
-              path=None):
+              title=None, path=None):
     """Show an alignment: the source, the target with transferred keypoints, the warp.
+
+    The figure's title names the method drawn: ``title`` when given (say which features
+    the flow was computed on, e.g. ``"flow MRF on efficientnet_lite0 conv5,
+    lam=0.1"``), else the flow's own settings (``"flow MRF, lam=0.1"``, with
+    ``"sub-cell matches"`` when it has them). Long titles wrap rather than being clipped.
 
     Parameters
     ----------
@@ -123,6 +128,8 @@ def plot_flow(source, target, flow, source_keypoints=None, target_keypoints=None
         Drawn on the source (o) and transferred to the target (x).
     target_keypoints : array-like of shape (K, 2), default=None
         The target's true keypoints, drawn on it (o).
+    title : str or None, default=None
+        The figure's title; ``None`` describes the flow's settings.
     path : str or path-like, default=None
 
     Returns
@@ -131,10 +138,16 @@ def plot_flow(source, target, flow, source_keypoints=None, target_keypoints=None
     """
     source = as_rgb(source, name="source")
     target = as_rgb(target, name="target")
+    if title is None:
+        title = f"flow MRF, lam={flow.lam:g}" + (
+            ", sub-cell matches" if getattr(flow, "subcell", None) is not None else "")
+    elif not isinstance(title, str):
+        raise TypeError(f"title must be a str or None, got {type(title).__name__}.")
     fig, axes = _figure(1, 3, panel=4.0)
+    fig.suptitle(title, fontsize=11, wrap=True)
     style = {"cmap": "tab10", "s": 40, "edgecolors": "white"}
     panels = [(source, "source"), (target, "target"),
-              (flow.warp_image(target), "target warped into the source frame")]
+              (flow.warp_image(target), "target warped onto the source")]
     for ax, (image, title) in zip(axes, panels, strict=True):
         ax.imshow(image)
         ax.set_title(title, fontsize=10)
