@@ -80,10 +80,9 @@ def check_flow_settings(caller: str = "align", **settings) -> dict:
     >>> from skcorr.flow import check_flow_settings
     >>> check_flow_settings(lam=0.05, truncation=3.0)
     {'lam': 0.05, 'truncation': 3.0}
-    >>> check_flow_settings(lam=-1)
+    >>> check_flow_settings(lam=-1)  # doctest: +IGNORE_EXCEPTION_DETAIL
     Traceback (most recent call last):
-    ...
-    sklearn.utils._param_validation.InvalidParameterError: The 'lam' parameter of align must be a float in the range [0.0, inf). Got -1 instead.
+    InvalidParameterError: The 'lam' parameter of align must be a float in the range [0.0, inf).
     """
     unknown = sorted(set(settings) - set(ALIGN_CONSTRAINTS))
     if unknown:
