@@ -181,3 +181,30 @@ def synthetic_flow_pair(shape, n_features=16, amplitude=2.0, noise=0.1, seed=0):
     tx = np.clip(j + np.round(amplitude * np.sin(2 * np.pi * i / H + b)).astype(int), 0, W - 1)
     fs = ft[ty, tx] + noise * rng.standard_normal((H, W, n_features)).astype(np.float32)
     return fs, ft, np.stack([ty - i, tx - j], axis=-1)
+
+
+# --------------------------------------------------------------------------------------
+# The numpy implementations the compiled kernels replaced, kept as references
+# --------------------------------------------------------------------------------------
+def target_prices_reference(costs, reg, *, max_iter=100, tol=1e-4):
+    """Sinkhorn's prices ``-reg log v`` with plain scalings, in float64 (as skcorr 0.1 had).
+
+    Breaks down (inf or NaN prices) once ``exp(-C / reg)`` underflows, i.e. at small
+    ``reg``.
+    """
+    reg = float(reg)
+    costs = np.asarray(costs, dtype=np.float64)
+    n = costs.shape[0] * costs.shape[1]
+    m = costs.shape[2] * costs.shape[3]
+    flat = costs.reshape(n, m)
+    kernel = np.exp(-(flat - flat.min(axis=1, keepdims=True)) / reg)
+    tiny = np.finfo(np.float64).tiny
+    v = np.ones(m)
+    for _ in range(max_iter):
+        u = (1.0 / n) / (kernel @ v)
+        mass = kernel.T @ u
+        if np.abs(mass * v * m - 1.0).max() <= tol:
+            break
+        v = (1.0 / m) / np.maximum(mass, tiny)
+    prices = -reg * np.log(v)
+    return (prices - prices.min()).reshape(costs.shape[2:])

@@ -3,8 +3,10 @@ label prices and sub-cell refinement (correctness only; nothing here is timed)."
 
 import numpy as np
 import pytest
+from flow_reference import target_prices_reference
 
 from skcorr.flow._mrf._costs import data_cost, data_cost_window, window_offsets
+from skcorr.flow._mrf._transport import target_prices
 
 
 def brute_force_costs(fs, ft):
@@ -71,3 +73,70 @@ def test_data_cost_window_at_real_sizes_matches_brute_force(centers):
     assert inside.any() and not inside.all()
     np.testing.assert_array_equal(np.isinf(costs), ~inside)
     np.testing.assert_allclose(costs[inside], expected[inside], rtol=2e-5, atol=0)
+
+
+# --------------------------------------------------------------------------------------
+# Transport prices: stabilised Sinkhorn
+# --------------------------------------------------------------------------------------
+def column_imbalance(costs, prices, reg):
+    """Largest relative error of the target nodes' masses in the plan of the prices."""
+    n = costs.shape[0] * costs.shape[1]
+    flat = (np.asarray(costs, np.float64) + prices).reshape(n, -1)
+    plan = np.exp(-(flat - flat.min(1, keepdims=True)) / reg)
+    plan /= plan.sum(1, keepdims=True)
+    return np.abs(plan.sum(0) * flat.shape[1] / n - 1).max()
+
+
+def unit_costs(seed, shape=(20, 30)):
+    rng = np.random.default_rng(seed)
+    return data_cost(unit_columns(rng, shape + (304,)), unit_columns(rng, shape + (304,)))
+
+
+def test_prices_at_a_small_reg_are_finite_and_balance_the_columns():
+    costs = unit_costs(3)  # a PF-WILLOW-sized problem: 600 nodes and labels
+    costs[..., 5, 7] += 1.0  # a target node every source node dislikes
+    reg = 1e-3
+    old = target_prices_reference(costs, reg)
+    assert column_imbalance(costs, old, reg) > 0.5  # plain scalings underflowed there
+    prices = target_prices(costs, reg)
+    assert np.isfinite(prices).all() and prices.min() == 0
+    assert column_imbalance(costs, prices, reg) < 1e-2
+    assert prices[5, 7] == 0  # the disliked node is the cheapest
+    np.testing.assert_allclose(prices, target_prices(costs, reg), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("reg", [0.05, 0.2, 0.5])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_prices_equal_the_plain_scalings_where_they_are_finite(reg, dtype):
+    costs = unit_costs(4, (12, 15)).astype(dtype)
+    costs[..., 3, 4] -= 0.3  # a hub
+    prices = target_prices(costs, reg, tol=1e-9, max_iter=5000)
+    expected = target_prices_reference(costs, reg, tol=1e-9, max_iter=5000)
+    assert np.isfinite(expected).all()
+    np.testing.assert_allclose(prices, expected, rtol=0, atol=1e-6)
+    assert prices[3, 4] == prices.max()
+    assert column_imbalance(costs, prices, reg) < 1e-6
+    # at the flow's tolerance both stop within reg * tol of the solution
+    np.testing.assert_allclose(target_prices(costs, reg), target_prices_reference(costs, reg),
+                               rtol=0, atol=20 * reg * 1e-4)
+
+
+def test_prices_of_large_costs_do_not_overflow():
+    rng = np.random.default_rng(5)
+    costs = rng.uniform(0, 4000, size=(6, 7, 5, 8))  # unnormalised columns
+    prices = target_prices(costs, 0.5, max_iter=20000)
+    assert np.isfinite(prices).all()
+    assert column_imbalance(costs, prices, 0.5) < 1e-3
+
+
+@pytest.mark.parametrize(("costs", "reg", "message"), [
+    (np.ones((2, 2, 2)), 0.5, r"\(rows, cols, t_rows, t_cols\)"),
+    (np.ones((2, 0, 2, 2)), 0.5, "non-empty"),
+    (np.where(np.eye(2, dtype=bool), np.nan, 1.0)[None, None], 0.5, "NaN or inf"),
+    (np.full((1, 1, 2, 2), np.inf), 0.5, "NaN or inf"),
+    (np.ones((1, 1, 2, 2)), 0.0, "reg must be"),
+    (np.ones((1, 1, 2, 2)), np.nan, "reg must be"),
+])
+def test_prices_reject_bad_input(costs, reg, message):
+    with pytest.raises(ValueError, match=message):
+        target_prices(costs, reg)
