@@ -3,9 +3,17 @@ label prices and sub-cell refinement (correctness only; nothing here is timed)."
 
 import numpy as np
 import pytest
-from flow_reference import target_prices_reference
+from flow_reference import label_prices_reference, subcell_reference, target_prices_reference
 
-from skcorr.flow._mrf._costs import data_cost, data_cost_window, window_offsets
+from skcorr.flow._mrf._costs import (
+    absolute_offsets,
+    add_label_prices,
+    data_cost,
+    data_cost_window,
+    window_offsets,
+)
+from skcorr.flow._mrf._refine import subcell_offsets
+from skcorr.flow._mrf._solve import _trunc2, coarse_to_fine_bp
 from skcorr.flow._mrf._transport import target_prices
 
 
@@ -140,3 +148,53 @@ def test_prices_of_large_costs_do_not_overflow():
 def test_prices_reject_bad_input(costs, reg, message):
     with pytest.raises(ValueError, match=message):
         target_prices(costs, reg)
+
+
+# --------------------------------------------------------------------------------------
+# Label prices and sub-cell refinement: compiled, against today's numpy
+# --------------------------------------------------------------------------------------
+def random_flow_problem(rng, window, dtype=np.float32):
+    """Costs, offsets and a BP labelling: every target position, or a window of radius 2."""
+    fs, ft = rng.standard_normal((7, 9, 6)), rng.standard_normal((8, 6, 6))
+    if window:
+        centers = rng.integers(-2, 3, size=(7, 9, 2))
+        costs, offsets = data_cost_window(fs, ft, 2, centers), window_offsets((7, 9), 2, centers)
+        costs[rng.random(costs.shape) < 0.1] = np.inf  # some labels not allowed
+        dead = ~np.isfinite(costs).any(axis=(2, 3))  # windows off the target grid
+        costs[dead, 2, 2] = rng.uniform(0, 4, size=dead.sum())
+    else:
+        costs, offsets = data_cost(fs, ft), absolute_offsets((7, 9))
+    return costs.astype(dtype), offsets
+
+
+@pytest.mark.parametrize("window", [False, True])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_label_prices_match_numpy(window, dtype):
+    rng = np.random.default_rng(6)
+    costs, offsets = random_flow_problem(rng, window, dtype)
+    prices = rng.uniform(0, 1, size=(8, 6))
+    priced = add_label_prices(costs, prices, offsets)
+    expected = (costs + label_prices_reference(prices, offsets, costs.shape)).astype(dtype)
+    assert priced.dtype == dtype
+    np.testing.assert_array_equal(priced, expected)
+    assert (priced[np.isfinite(costs)] > costs[np.isfinite(costs)]).any()
+
+
+@pytest.mark.parametrize("window", [False, True])
+@pytest.mark.parametrize("truncation", [None, 1.0, 3.0])
+@pytest.mark.parametrize("seed", range(3))
+def test_subcell_matches_numpy(window, truncation, seed):
+    rng = np.random.default_rng(seed)
+    costs, offsets = random_flow_problem(rng, window)
+    trunc2 = _trunc2(truncation)
+    for lam, labels in ((0.3, coarse_to_fine_bp(costs, 0.3, offsets, truncation=truncation)
+                         .labels),  # a solved labelling, and labels at the grid's border
+                        (1.5, np.stack([rng.integers(0, costs.shape[2], (7, 9)),
+                                        rng.integers(0, costs.shape[3], (7, 9))], -1))):
+        at_label = (np.arange(7)[:, None], np.arange(9), labels[..., 0], labels[..., 1])
+        costs[at_label] = np.where(np.isfinite(costs[at_label]), costs[at_label], 1.0)
+        for sweeps in (1, 3):
+            refined = subcell_offsets(costs, labels, offsets, lam, trunc2, sweeps)
+            expected = subcell_reference(costs, labels, offsets, lam, trunc2, sweeps)
+            np.testing.assert_array_equal(refined, expected)
+            assert (refined != 0).any() and np.abs(refined).max() <= 0.5

@@ -25,8 +25,8 @@ from numba import njit
 from ..._geometry import node_grid
 from ._numba import _FASTMATH, _fmin
 
-__all__ = ["absolute_offsets", "coarsen_costs", "data_cost", "data_cost_window",
-           "shift_label_grid", "window_offsets"]
+__all__ = ["absolute_offsets", "add_label_prices", "coarsen_costs", "data_cost",
+           "data_cost_window", "shift_label_grid", "window_offsets"]
 
 
 def absolute_offsets(shape):
@@ -290,14 +290,19 @@ def _coarsen_into(costs, offsets, slack, coarse):
             block = coarse[i // 2, j // 2]
             sy = offsets[i - i % 2, j - j % 2, 0] - offsets[i, j, 0]
             sx = offsets[i - i % 2, j - j % 2, 1] - offsets[i, j, 1]
+            # columns b whose b + sx lies on the label grid (as in _shift_label_grid)
+            b0 = min(max(-sx, 0), Lx)
+            b1 = max(min(Lx - sx, Lx), b0)
             for a in range(Ly):
+                row = block[a]
                 y = a + sy
-                for b in range(Lx):
-                    x = b + sx
-                    if 0 <= y < Ly and 0 <= x < Lx:
-                        block[a, b] += near[y, x]
-                    else:
-                        block[a, b] = np.inf
+                if y < 0 or y >= Ly:
+                    row[:] = np.inf
+                    continue
+                row[:b0] = np.inf
+                for b in range(b0, b1):
+                    row[b] += near[y, b + sx]
+                row[b1:] = np.inf
 
 
 def data_cost_window(fs, ft, radius, centers=None):
@@ -342,6 +347,52 @@ def data_cost_window(fs, ft, radius, centers=None):
         prod = np.matmul(fs[i], ft[first:last].reshape(-1, d).T).reshape(W, last - first, Wt)
         _window_row(prod, first, i, fs[i], ft, ns[i], nt, shift[i], out[i])
     return out
+
+
+def add_label_prices(costs, prices, offsets):
+    """``costs`` plus the price of the target node of every (node, label).
+
+    Label ``l`` of node ``p`` is the target node ``p + offsets[p] + l``; labels whose
+    target node is off the target grid keep their cost (``+inf`` already, for the label
+    sets of :func:`data_cost` and :func:`data_cost_window`).
+
+    Parameters
+    ----------
+    costs : ndarray of shape (H, W, Ly, Lx), float32 or float64
+    prices : ndarray of shape (Ht, Wt)
+        A price per target node (:func:`~skcorr.flow._mrf._transport.target_prices`).
+    offsets : ndarray of int, shape (H, W, 2)
+
+    Returns
+    -------
+    priced : ndarray of shape (H, W, Ly, Lx), dtype of ``costs``
+        Each sum taken in float64, rounded once to ``costs``' dtype.
+    """
+    costs = np.ascontiguousarray(costs)
+    if costs.dtype not in (np.float32, np.float64):
+        costs = costs.astype(np.float64)
+    out = np.empty_like(costs)
+    _add_label_prices(costs, np.ascontiguousarray(prices, dtype=np.float64),
+                      np.ascontiguousarray(offsets, dtype=np.int64), out)
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _add_label_prices(costs, prices, offsets, out):
+    H, W, Ly, Lx = costs.shape
+    Ht, Wt = prices.shape
+    for i in range(H):
+        for j in range(W):
+            y0 = i + offsets[i, j, 0]
+            x0 = j + offsets[i, j, 1]
+            for a in range(Ly):
+                y = y0 + a
+                for b in range(Lx):
+                    x = x0 + b
+                    c = np.float64(costs[i, j, a, b])
+                    if 0 <= y < Ht and 0 <= x < Wt:
+                        c += prices[y, x]
+                    out[i, j, a, b] = c
 
 
 def _as_radius(radius):
