@@ -1,4 +1,6 @@
-"""Brute-force min-sum BP and synthetic flow problems, for tests and benchmarks only.
+"""Brute-force min-sum BP, synthetic flow problems and the numpy versions of compiled
+kernels (transport prices, label prices, sub-cell refinement), for tests and benchmarks
+only.
 
 :func:`min_sum_bp_reference` has the problem, schedule and normalisation of
 :func:`skcorr.flow._mrf._solve.min_sum_bp`, but computes each message as the explicit ``O(L^2)``
@@ -181,3 +183,98 @@ def synthetic_flow_pair(shape, n_features=16, amplitude=2.0, noise=0.1, seed=0):
     tx = np.clip(j + np.round(amplitude * np.sin(2 * np.pi * i / H + b)).astype(int), 0, W - 1)
     fs = ft[ty, tx] + noise * rng.standard_normal((H, W, n_features)).astype(np.float32)
     return fs, ft, np.stack([ty - i, tx - j], axis=-1)
+
+
+# --------------------------------------------------------------------------------------
+# The numpy implementations the compiled kernels replaced, kept as references
+# --------------------------------------------------------------------------------------
+def target_prices_reference(costs, reg, *, max_iter=100, tol=1e-4):
+    """Sinkhorn's prices ``-reg log v`` with plain scalings, in float64 (as skcorr 0.1 had).
+
+    Breaks down (inf or NaN prices) once ``exp(-C / reg)`` underflows, i.e. at small
+    ``reg``.
+    """
+    reg = float(reg)
+    costs = np.asarray(costs, dtype=np.float64)
+    n = costs.shape[0] * costs.shape[1]
+    m = costs.shape[2] * costs.shape[3]
+    flat = costs.reshape(n, m)
+    kernel = np.exp(-(flat - flat.min(axis=1, keepdims=True)) / reg)
+    tiny = np.finfo(np.float64).tiny
+    v = np.ones(m)
+    for _ in range(max_iter):
+        u = (1.0 / n) / (kernel @ v)
+        mass = kernel.T @ u
+        if np.abs(mass * v * m - 1.0).max() <= tol:
+            break
+        v = (1.0 / m) / np.maximum(mass, tiny)
+    prices = -reg * np.log(v)
+    return (prices - prices.min()).reshape(costs.shape[2:])
+
+
+def label_prices_reference(prices, offsets, shape):
+    """``prices`` of the target node of every (node, label): ``p + offsets[p] + l``.
+
+    Zero where that node is off the target grid (such labels cost ``+inf`` already).
+    """
+    H, W, Ly, Lx = shape
+    rows = (np.arange(H)[:, None] + offsets[..., 0])[:, :, None, None] + np.arange(Ly)[:, None]
+    cols = (np.arange(W)[None, :] + offsets[..., 1])[:, :, None, None] + np.arange(Lx)
+    inside = ((rows >= 0) & (rows < prices.shape[0])) & ((cols >= 0) & (cols < prices.shape[1]))
+    picked = prices[np.clip(rows, 0, prices.shape[0] - 1), np.clip(cols, 0, prices.shape[1] - 1)]
+    return np.where(inside, picked, 0.0)
+
+
+def subcell_reference(costs, labels, offsets, lam, trunc2, sweeps=3):
+    """Per node and axis, the vertex of the parabola through its energy at ``l - 1, l, l + 1``.
+
+    The energy of node ``p`` at a label is its data cost plus its (truncated) smoothness
+    to its neighbours' positions; only the moved axis's terms change. Where a side label
+    is off the grid or not allowed, or the energy is not convex there, the node keeps its
+    label on that axis. Vertices are clipped to half a step. The first sweep measures
+    the smoothness to the neighbours' grid nodes, which pulls every vertex towards the
+    grid; each further sweep (Jacobi) measures it to their refined positions instead.
+    """
+    H, W, Ly, Lx = costs.shape
+    w = labels + offsets
+    rows, cols = np.ogrid[:H, :W]
+    # data costs at the label and the labels beside it, per axis; +inf off the grid
+    data = {}
+    for axis, size in ((0, Ly), (1, Lx)):
+        for step in (-1, 1):
+            moved = labels.copy()
+            moved[..., axis] += step
+            inside = (moved[..., axis] >= 0) & (moved[..., axis] < size)
+            np.clip(moved[..., axis], 0, size - 1, out=moved[..., axis])
+            data[axis, step] = np.where(inside, costs[rows, cols, moved[..., 0], moved[..., 1]],
+                                        np.inf)
+        data[axis, 0] = costs[rows, cols, labels[..., 0], labels[..., 1]]
+    out = np.zeros((H, W, 2))
+    for _ in range(sweeps):
+        refined = np.zeros((H, W, 2))
+        for axis in (0, 1):
+            positions = w[..., axis] + out[..., axis]
+            there = [_neighbour(positions, shift)
+                     for shift in ((1, 0), (-1, 0), (0, 1), (0, -1))]
+            below, here, above = (
+                data[axis, step].astype(np.float64)
+                + sum(np.where(np.isnan(q), 0.0, lam * np.minimum(
+                    (w[..., axis] + step - np.nan_to_num(q)) ** 2, trunc2)) for q in there)
+                for step in (-1, 0, 1))
+            curvature = below - 2 * here + above
+            ok = np.isfinite(below) & np.isfinite(above) & (curvature > 0)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                vertex = 0.5 * (below - above) / curvature
+            refined[..., axis] = np.where(ok, np.clip(vertex, -0.5, 0.5), 0.0)
+        out = refined
+    return out
+
+
+def _neighbour(values, shift):
+    """``values`` of the neighbour at ``shift`` (drow, dcol) of every node; NaN off the grid."""
+    out = np.full(values.shape, np.nan)
+    H, W = values.shape
+    di, dj = shift
+    out[max(-di, 0):H - max(di, 0), max(-dj, 0):W - max(dj, 0)] = \
+        values[max(di, 0):H - max(-di, 0), max(dj, 0):W - max(-dj, 0)]
+    return out

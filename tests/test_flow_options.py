@@ -10,8 +10,8 @@ from flow_reference import (
 
 from skcorr.features import FeatureMap
 from skcorr.flow import FlowAligner, align
-from skcorr.flow._align import _subcell
 from skcorr.flow._mrf._costs import absolute_offsets, data_cost, window_offsets
+from skcorr.flow._mrf._refine import subcell_offsets
 from skcorr.flow._mrf._solve import bp_energy, coarse_to_fine_bp, dual_layer_bp, min_sum_bp
 from skcorr.flow._mrf._transport import target_prices
 
@@ -170,7 +170,8 @@ def test_subcell_recovers_a_fractional_shift(shift):
     # estimate towards the grid; the later sweeps undo most of that pull.
     costs = data_cost(source.features, target.features)
     labels = flow.target_index
-    one = _subcell(costs, labels, absolute_offsets(labels.shape[:2]), 0.05, np.inf, sweeps=1)
+    one = subcell_offsets(costs, labels, absolute_offsets(labels.shape[:2]), 0.05, np.inf,
+                          sweeps=1)
     first = one[:, 2:-2, 1] + flow.displacement[:, 2:-2, 1]
     assert (np.abs(first - shift) > np.abs(estimate - shift) + 0.02).all()
     points = np.stack([source.xs[2:-2], np.full(8, source.ys[2])], axis=1)

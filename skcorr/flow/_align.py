@@ -33,7 +33,15 @@ from sklearn.utils._param_validation import validate_params
 from .._geometry import grid_coordinate, node_grid, sample_grid
 from .._image import as_rgb
 from ..features import FeatureMap
-from ._mrf._costs import absolute_offsets, data_cost, data_cost_window, window_offsets
+from ._mrf._costs import (
+    absolute_offsets,
+    add_label_prices,
+    data_cost,
+    data_cost_window,
+    shift_label_grid,
+    window_offsets,
+)
+from ._mrf._refine import subcell_offsets
 from ._mrf._solve import _SOLVE, _coarse_to_fine, _deformation, _trunc2
 from ._mrf._transport import target_prices
 from ._settings import ALIGN_CONSTRAINTS
@@ -467,16 +475,22 @@ def align(source: FeatureMap, target: FeatureMap, *, lam: float = 0.1, radius=No
     trunc2 = _trunc2(truncation)
     iteration = (max_iter, tol, patience)
     rows, cols = source.grid_shape
+    full = None
+    if radius is None or ot_reg is not None:
+        full = data_cost(source.features, target.features)
     if radius is None:
-        costs = data_cost(source.features, target.features)
+        costs = full
         offsets = absolute_offsets((rows, cols))
     else:
         centers = _scaled_positions((rows, cols), target.grid_shape)
-        costs = data_cost_window(source.features, target.features, radius, centers)
         offsets = window_offsets((rows, cols), radius, centers)
+        if full is None:
+            costs = data_cost_window(source.features, target.features, radius, centers)
+        else:  # the window of the full costs (target node = node + offset + label)
+            size = (2 * radius + 1,) * 2
+            costs = shift_label_grid(full, node_grid((rows, cols)) + offsets, size)
     if ot_reg is not None:
-        full = costs if radius is None else data_cost(source.features, target.features)
-        costs = costs + _label_prices(target_prices(full, ot_reg), offsets, costs.shape)
+        costs = add_label_prices(costs, target_prices(full, ot_reg), offsets)
     # The costs are finite (or +inf off the target grid, with a finite label per node).
     if lam == 0:  # independent nodes: one pass gives each node its best label exactly
         result = _SOLVE[solver](costs, offsets, 0.0, 1, tol, patience)[0]
@@ -490,76 +504,8 @@ def align(source: FeatureMap, target: FeatureMap, *, lam: float = 0.1, radius=No
                 data_energy=float(result.data_energy),
                 deformation=_deformation(result.displacements, trunc2),
                 lam=float(lam), n_iter=int(result.n_iter),
-                subcell=(_subcell(costs, result.labels, offsets, float(lam), trunc2)
+                subcell=(subcell_offsets(costs, result.labels, offsets, float(lam), trunc2)
                          if subcell else None))
-
-
-def _label_prices(prices, offsets, shape) -> np.ndarray:
-    """``prices`` of the target node of every (node, label): ``p + offsets[p] + l``.
-
-    Zero where that node is off the target grid (such labels cost ``+inf`` already).
-    """
-    H, W, Ly, Lx = shape
-    rows = (np.arange(H)[:, None] + offsets[..., 0])[:, :, None, None] + np.arange(Ly)[:, None]
-    cols = (np.arange(W)[None, :] + offsets[..., 1])[:, :, None, None] + np.arange(Lx)
-    inside = ((rows >= 0) & (rows < prices.shape[0])) & ((cols >= 0) & (cols < prices.shape[1]))
-    picked = prices[np.clip(rows, 0, prices.shape[0] - 1), np.clip(cols, 0, prices.shape[1] - 1)]
-    return np.where(inside, picked, 0.0)
-
-
-def _subcell(costs, labels, offsets, lam, trunc2, sweeps=3) -> np.ndarray:
-    """Per node and axis, the vertex of the parabola through its energy at ``l - 1, l, l + 1``.
-
-    The energy of node ``p`` at a label is its data cost plus its (truncated) smoothness
-    to its neighbours' positions; only the moved axis's terms change. Where a side label
-    is off the grid or not allowed, or the energy is not convex there, the node keeps its
-    label on that axis. Vertices are clipped to half a step. The first sweep measures
-    the smoothness to the neighbours' grid nodes, which pulls every vertex towards the
-    grid; each further sweep (Jacobi) measures it to their refined positions instead.
-    """
-    H, W, Ly, Lx = costs.shape
-    w = labels + offsets
-    rows, cols = np.ogrid[:H, :W]
-    # data costs at the label and the labels beside it, per axis; +inf off the grid
-    data = {}
-    for axis, size in ((0, Ly), (1, Lx)):
-        for step in (-1, 1):
-            moved = labels.copy()
-            moved[..., axis] += step
-            inside = (moved[..., axis] >= 0) & (moved[..., axis] < size)
-            np.clip(moved[..., axis], 0, size - 1, out=moved[..., axis])
-            data[axis, step] = np.where(inside, costs[rows, cols, moved[..., 0], moved[..., 1]],
-                                        np.inf)
-        data[axis, 0] = costs[rows, cols, labels[..., 0], labels[..., 1]]
-    out = np.zeros((H, W, 2))
-    for _ in range(sweeps):
-        refined = np.zeros((H, W, 2))
-        for axis in (0, 1):
-            positions = w[..., axis] + out[..., axis]
-            there = [_neighbour(positions, shift)
-                     for shift in ((1, 0), (-1, 0), (0, 1), (0, -1))]
-            below, here, above = (
-                data[axis, step].astype(np.float64)
-                + sum(np.where(np.isnan(q), 0.0, lam * np.minimum(
-                    (w[..., axis] + step - np.nan_to_num(q)) ** 2, trunc2)) for q in there)
-                for step in (-1, 0, 1))
-            curvature = below - 2 * here + above
-            ok = np.isfinite(below) & np.isfinite(above) & (curvature > 0)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                vertex = 0.5 * (below - above) / curvature
-            refined[..., axis] = np.where(ok, np.clip(vertex, -0.5, 0.5), 0.0)
-        out = refined
-    return out
-
-
-def _neighbour(values, shift) -> np.ndarray:
-    """``values`` of the neighbour at ``shift`` (drow, dcol) of every node; NaN off the grid."""
-    out = np.full(values.shape, np.nan)
-    H, W = values.shape
-    di, dj = shift
-    out[max(-di, 0):H - max(di, 0), max(-dj, 0):W - max(dj, 0)] = \
-        values[max(di, 0):H - max(-di, 0), max(dj, 0):W - max(-dj, 0)]
-    return out
 
 
 def _scaled_positions(source_grid, target_grid) -> np.ndarray:

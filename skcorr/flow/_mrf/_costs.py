@@ -25,8 +25,8 @@ from numba import njit
 from ..._geometry import node_grid
 from ._numba import _FASTMATH, _fmin
 
-__all__ = ["absolute_offsets", "coarsen_costs", "data_cost", "data_cost_window",
-           "shift_label_grid", "window_offsets"]
+__all__ = ["absolute_offsets", "add_label_prices", "coarsen_costs", "data_cost",
+           "data_cost_window", "shift_label_grid", "window_offsets"]
 
 
 def absolute_offsets(shape):
@@ -80,9 +80,12 @@ def _as_features(x, name):
 def data_cost(fs, ft):
     """Squared Euclidean distances from every source feature to every target feature.
 
-    ``D[i, j, y, x] = ||fs[i, j] - ft[y, x]||^2``, summed in float32 by a numba kernel on
-    one thread (a BLAS matrix product is faster on an idle machine but its threads
-    spin; on the shared 2-core machine it took 10-50x longer than the kernel).
+    ``D[i, j, y, x] = ||fs[i, j] - ft[y, x]||^2``, in float32, as
+    ``|a|^2 + |b|^2 - 2 <a, b>`` with one matrix product (BLAS ``sgemm``; it runs on as
+    many threads as the BLAS library is given, see ``threadpoolctl``). Where that
+    difference cancels (below 1/16 of ``|a|^2 + |b|^2``: near-identical columns) the
+    distance is summed directly instead, so every entry is accurate to float32 rounding
+    of its own size and identical columns cost exactly 0.
 
     Parameters
     ----------
@@ -98,10 +101,11 @@ def data_cost(fs, ft):
         position ``(y, x)``).
     """
     fs, ft = _as_feature_pair(fs, ft)
-    out = np.empty(fs.shape[:2] + ft.shape[:2], np.float32)
-    _data_cost_into(fs.reshape(-1, fs.shape[2]), ft.reshape(-1, ft.shape[2]),
-                    out.reshape(fs.shape[0] * fs.shape[1], -1))
-    return out
+    a = fs.reshape(-1, fs.shape[2])
+    b = ft.reshape(-1, ft.shape[2])
+    out = np.matmul(a, b.T)
+    _finish_distances(out, a, b, _squared_norms(a), _squared_norms(b))
+    return out.reshape(fs.shape[:2] + ft.shape[:2])
 
 
 def _as_feature_pair(fs, ft):
@@ -114,6 +118,11 @@ def _as_feature_pair(fs, ft):
             np.ascontiguousarray(ft, dtype=np.float32))
 
 
+# Below this fraction of |a|^2 + |b|^2 the float32 rounding of |a|^2 + |b|^2 - 2 <a, b>
+# (about sqrt(d) * 6e-8 of |a|^2 + |b|^2) would exceed 1e-5 of the distance: sum directly.
+_CANCELLATION = np.float32(1.0 / 16.0)
+
+
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
 def _squared_distance(a, b):
     acc = np.float32(0.0)
@@ -123,28 +132,55 @@ def _squared_distance(a, b):
     return acc
 
 
-@njit(cache=True, nogil=True)
-def _data_cost_into(fs, ft, out):
-    for p in range(fs.shape[0]):
-        for q in range(ft.shape[0]):
-            out[p, q] = _squared_distance(fs[p], ft[q])
+@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def _squared_norms(x):
+    """``|x_p|^2`` of every row, summed in float64, as float32."""
+    out = np.empty(x.shape[0], np.float32)
+    for p in range(x.shape[0]):
+        acc = 0.0
+        for k in range(x.shape[1]):
+            acc += np.float64(x[p, k]) * x[p, k]
+        out[p] = acc
+    return out
 
 
 @njit(cache=True, nogil=True)
-def _data_cost_window_into(fs, ft, shift, out):
-    H, W = fs.shape[:2]
+def _distance(dot, na, nb, a, b):
+    """The squared distance of rows ``a``, ``b`` from their product and squared norms."""
+    d = na + nb - np.float32(2.0) * dot
+    if d < _CANCELLATION * (na + nb):
+        return _squared_distance(a, b)
+    return d
+
+
+@njit(cache=True, nogil=True)
+def _finish_distances(prod, a, b, na, nb):
+    """Turn the products ``prod[p, q] = <a_p, b_q>`` into squared distances, in place."""
+    for p in range(prod.shape[0]):
+        row = prod[p]
+        for q in range(prod.shape[1]):
+            row[q] = _distance(row[q], na[p], nb[q], a[p], b[q])
+
+
+@njit(cache=True, nogil=True)
+def _window_row(prod, first, i, fs_row, ft, ns_row, nt, shift, out):
+    """Costs of the window labels of the nodes of source row ``i``.
+
+    ``prod[j, y - first, x]`` is ``<fs[i, j], ft[y, x]>`` for the target rows ``y`` from
+    ``first`` on that the row's windows reach (``prod.shape[1]`` of them).
+    """
     Ht, Wt = ft.shape[:2]
-    K = out.shape[2]
-    for i in range(H):
-        for j in range(W):
-            for a in range(K):
-                y = i + shift[i, j, 0] + a
-                for b in range(K):
-                    x = j + shift[i, j, 1] + b
-                    if 0 <= y < Ht and 0 <= x < Wt:
-                        out[i, j, a, b] = _squared_distance(fs[i, j], ft[y, x])
-                    else:
-                        out[i, j, a, b] = np.inf
+    K = out.shape[1]
+    for j in range(out.shape[0]):
+        for a in range(K):
+            y = i + shift[j, 0] + a
+            for b in range(K):
+                x = j + shift[j, 1] + b
+                if 0 <= y < Ht and 0 <= x < Wt:
+                    out[j, a, b] = _distance(prod[j, y - first, x], ns_row[j], nt[y, x],
+                                             fs_row[j], ft[y, x])
+                else:
+                    out[j, a, b] = np.inf
 
 
 @njit(cache=True, nogil=True)
@@ -254,14 +290,19 @@ def _coarsen_into(costs, offsets, slack, coarse):
             block = coarse[i // 2, j // 2]
             sy = offsets[i - i % 2, j - j % 2, 0] - offsets[i, j, 0]
             sx = offsets[i - i % 2, j - j % 2, 1] - offsets[i, j, 1]
+            # columns b whose b + sx lies on the label grid (as in _shift_label_grid)
+            b0 = min(max(-sx, 0), Lx)
+            b1 = max(min(Lx - sx, Lx), b0)
             for a in range(Ly):
+                row = block[a]
                 y = a + sy
-                for b in range(Lx):
-                    x = b + sx
-                    if 0 <= y < Ly and 0 <= x < Lx:
-                        block[a, b] += near[y, x]
-                    else:
-                        block[a, b] = np.inf
+                if y < 0 or y >= Ly:
+                    row[:] = np.inf
+                    continue
+                row[:b0] = np.inf
+                for b in range(b0, b1):
+                    row[b] += near[y, b + sx]
+                row[b1:] = np.inf
 
 
 def data_cost_window(fs, ft, radius, centers=None):
@@ -270,7 +311,9 @@ def data_cost_window(fs, ft, radius, centers=None):
     ``D[i, j, a, b] = ||fs[i, j] - ft[i + cy + a - R, j + cx + b - R]||^2`` with
     ``(cy, cx) = centers[i, j]``, and ``+inf`` where that target position is outside
     ``ft``. The label ``(a, b)`` is the displacement ``(a, b) + centers[i, j] - R``,
-    i.e. the offsets :func:`window_offsets` returns.
+    i.e. the offsets :func:`window_offsets` returns. Computed as :func:`data_cost`
+    computes distances, with one matrix product per source row over the target rows
+    its nodes' windows reach.
 
     Parameters
     ----------
@@ -293,9 +336,63 @@ def data_cost_window(fs, ft, radius, centers=None):
     centers = _as_label_vectors(centers, (H, W), "centers")
     fs, ft = _as_feature_pair(fs, ft)
     size = 2 * radius + 1
+    Ht, Wt, d = ft.shape
+    shift = centers - radius
+    ns = _squared_norms(fs.reshape(-1, d)).reshape(H, W)
+    nt = _squared_norms(ft.reshape(-1, d)).reshape(Ht, Wt)
     out = np.empty((H, W, size, size), np.float32)
-    _data_cost_window_into(fs, ft, centers - radius, out)
+    for i in range(H):  # one product per source row, with the target rows its windows reach
+        first = min(max(i + int(shift[i, :, 0].min()), 0), Ht)
+        last = max(min(i + int(shift[i, :, 0].max()) + size, Ht), first)
+        prod = np.matmul(fs[i], ft[first:last].reshape(-1, d).T).reshape(W, last - first, Wt)
+        _window_row(prod, first, i, fs[i], ft, ns[i], nt, shift[i], out[i])
     return out
+
+
+def add_label_prices(costs, prices, offsets):
+    """``costs`` plus the price of the target node of every (node, label).
+
+    Label ``l`` of node ``p`` is the target node ``p + offsets[p] + l``; labels whose
+    target node is off the target grid keep their cost (``+inf`` already, for the label
+    sets of :func:`data_cost` and :func:`data_cost_window`).
+
+    Parameters
+    ----------
+    costs : ndarray of shape (H, W, Ly, Lx), float32 or float64
+    prices : ndarray of shape (Ht, Wt)
+        A price per target node (:func:`~skcorr.flow._mrf._transport.target_prices`).
+    offsets : ndarray of int, shape (H, W, 2)
+
+    Returns
+    -------
+    priced : ndarray of shape (H, W, Ly, Lx), dtype of ``costs``
+        Each sum taken in float64, rounded once to ``costs``' dtype.
+    """
+    costs = np.ascontiguousarray(costs)
+    if costs.dtype not in (np.float32, np.float64):
+        costs = costs.astype(np.float64)
+    out = np.empty_like(costs)
+    _add_label_prices(costs, np.ascontiguousarray(prices, dtype=np.float64),
+                      np.ascontiguousarray(offsets, dtype=np.int64), out)
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _add_label_prices(costs, prices, offsets, out):
+    H, W, Ly, Lx = costs.shape
+    Ht, Wt = prices.shape
+    for i in range(H):
+        for j in range(W):
+            y0 = i + offsets[i, j, 0]
+            x0 = j + offsets[i, j, 1]
+            for a in range(Ly):
+                y = y0 + a
+                for b in range(Lx):
+                    x = x0 + b
+                    c = np.float64(costs[i, j, a, b])
+                    if 0 <= y < Ht and 0 <= x < Wt:
+                        c += prices[y, x]
+                    out[i, j, a, b] = c
 
 
 def _as_radius(radius):
