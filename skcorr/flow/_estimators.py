@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numbers
 import os
+from contextlib import nullcontext
 
 import joblib
 import numpy as np
@@ -23,6 +24,7 @@ from joblib import Parallel, delayed, effective_n_jobs
 from sklearn.base import BaseEstimator, _fit_context, clone
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, check_memory
+from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from .._array import l2_normalize
@@ -95,9 +97,12 @@ class _FlowTransfer(BaseEstimator):
         size = 1 if n_workers == 1 else max(1, -(-len(work) // (8 * n_workers)))
         chunks = [work[start:start + size] for start in range(0, len(work), size)]
         tasks = (delayed(_transfer_chunk)(cached, chunk, settings) for chunk in chunks)
-        results = Parallel(n_jobs=self.n_jobs, prefer="threads", return_as="generator")(tasks)
         out = []
-        with tqdm(total=len(work), desc="aligning", disable=not self.verbose) as progress:
+        # Several alignments at once: one BLAS thread each, or their threads fight.
+        with (threadpool_limits(1, user_api="blas") if n_workers > 1 else nullcontext()), \
+                tqdm(total=len(work), desc="aligning", disable=not self.verbose) as progress:
+            results = Parallel(n_jobs=self.n_jobs, prefer="threads", return_as="generator")(
+                tasks)
             for done in results:
                 out.extend(done)
                 progress.update(len(done))
