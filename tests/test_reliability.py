@@ -255,8 +255,9 @@ def _interrupt(argv, ready: str, tmp_path, delay=1.5):
 @pytest.mark.slow
 def test_ctrl_c_during_the_demo_flow(tmp_path):
     out = tmp_path / "demo-out"
-    code, err = _interrupt(["demo", "--output", str(out), "--n-pairs", "2"],
-                           "## Keypoint transfer", tmp_path)
+    # The interrupt lands inside the flows of six pairs (the features take seconds).
+    code, err = _interrupt(["demo", "--output", str(out), "--n-pairs", "6"],
+                           "## Keypoint transfer", tmp_path, delay=0.5)
     assert code == 130, err[-3000:]
     assert err.rstrip().splitlines()[-1] == "skcorr demo: interrupted"
     assert "Traceback" not in err
@@ -273,7 +274,7 @@ def test_ctrl_c_during_evaluate_pf_willow(pf_willow_dir, tmp_path):
     # tens of seconds, so the interrupt lands inside the flows.
     code, err = _interrupt(["evaluate", "pf-willow", "--data", str(pf_willow_dir),
                             "--features", "sift", "--levels", "0",
-                            "--output", str(out)], "pairs:", tmp_path, delay=2.0)
+                            "--output", str(out)], "aligning:", tmp_path, delay=2.0)
     assert code == 130, err[-3000:]
     assert err.rstrip().splitlines()[-1] == "skcorr evaluate: interrupted"
     assert "Traceback" not in err and "SystemError" not in err
