@@ -38,64 +38,23 @@ import numpy as np
 from numba import njit
 
 from ._numba import _DI, _DJ, _FASTMATH, _fmin
+from ._simd import LANES, padded, row_minima, send_message, transform_block
 
 __all__ = ["dual_bp_iterations", "transpose_labels"]
-
-
-@njit(cache=True, nogil=True, fastmath=_FASTMATH)
-def _transform(h, lam, shift, out):
-    """``out[a] = min_b h[b] + lam (a + shift - b)**2``, brute force; returns ``min(out)``.
-
-    Eight outputs at a time, their running minima in eight scalars that LLVM packs into
-    one vector register (a running minimum in ``out`` would become masked stores).
-    """
-    n = h.shape[0]
-    m = out.shape[0]
-    low = np.float32(np.inf)
-    one = np.float32(1.0)
-    for a0 in range(0, m, 8):
-        c0 = c1 = c2 = c3 = c4 = c5 = c6 = c7 = np.float32(np.inf)
-        x0 = np.float32(a0 + shift)
-        for b in range(n):
-            hb = h[b]
-            d = x0 - np.float32(b)
-            c0 = _fmin(c0, hb + lam * d * d)
-            d += one
-            c1 = _fmin(c1, hb + lam * d * d)
-            d += one
-            c2 = _fmin(c2, hb + lam * d * d)
-            d += one
-            c3 = _fmin(c3, hb + lam * d * d)
-            d += one
-            c4 = _fmin(c4, hb + lam * d * d)
-            d += one
-            c5 = _fmin(c5, hb + lam * d * d)
-            d += one
-            c6 = _fmin(c6, hb + lam * d * d)
-            d += one
-            c7 = _fmin(c7, hb + lam * d * d)
-        lanes = (c0, c1, c2, c3, c4, c5, c6, c7)
-        for t in range(min(8, m - a0)):
-            out[a0 + t] = lanes[t]
-            low = _fmin(low, lanes[t])
-    return low
-
-
-@njit(cache=True, nogil=True, fastmath=_FASTMATH)
-def _row_min(row, add):
-    """``min_b row[b] + add[b]``."""
-    acc = np.float32(np.inf)
-    for b in range(row.shape[0]):
-        acc = _fmin(acc, row[b] + add[b])
-    return acc
 
 
 @njit(cache=True, nogil=True)
 def _row_argmin(row, add):
     """First ``b`` minimising ``row[b] + add[b]``."""
+    return _argmin(row, add, row.shape[0])
+
+
+@njit(cache=True, nogil=True)
+def _argmin(row, add, n):
+    """First ``b < n`` minimising ``row[b] + add[b]``."""
     best = np.inf
     arg = 0
-    for b in range(row.shape[0]):
+    for b in range(n):
         x = row[b] + add[b]
         if x < best:
             best = x
@@ -104,93 +63,123 @@ def _row_argmin(row, add):
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
-def _beliefs(mu, mv, i, j, bu, bv):
-    """Sums of the four spatial messages into node (i, j), per layer."""
+def _beliefs(mun, mvn, bu, bv):
+    """Sums of the four spatial messages into a node, per layer (all padded lanes)."""
     for b in range(bu.shape[0]):
-        bu[b] = mu[0, i, j, b] + mu[1, i, j, b] + mu[2, i, j, b] + mu[3, i, j, b]
+        bu[b] = mun[0, b] + mun[1, b] + mun[2, b] + mun[3, b]
     for a in range(bv.shape[0]):
-        bv[a] = mv[0, i, j, a] + mv[1, i, j, a] + mv[2, i, j, a] + mv[3, i, j, a]
-
-
-@njit(cache=True, nogil=True, fastmath=_FASTMATH)
-def _data_messages(cost, cost_t, bu, bv, gu, gv):
-    """Data factor to the layers: ``gu[lx] = min_ly D + bv``, ``gv[ly] = min_lx D + bu``."""
-    for b in range(gu.shape[0]):
-        gu[b] = _row_min(cost_t[b], bv)
-    for a in range(gv.shape[0]):
-        gv[a] = _row_min(cost[a], bu)
+        bv[a] = mvn[0, a] + mvn[1, a] + mvn[2, a] + mvn[3, a]
 
 
 @njit(cache=True, nogil=True)
-def _decode(cost, bu, bv, gv):
-    """A label ``(ly, lx)`` minimising ``D + bv[ly] + bu[lx]``, given ``gv``."""
-    ly = _row_argmin(gv, bv)
-    return ly, _row_argmin(cost[ly], bu)
+def _data_message(rows, nrows, add, out):
+    """Data factor to a layer: ``out[b] = min_{r < nrows} rows[r, b] + add[r]``, all lanes.
+
+    ``rows`` is the node's cost matrix (``gu`` from ``D``, ``gv`` from its transpose),
+    padded with ``+inf``; one pass over its rows, ``out`` held in registers.
+    """
+    nvec = out.shape[0] // LANES
+    if nvec == 1:
+        row_minima(rows, nrows, add, out, 0, 1)
+    elif nvec == 2:
+        row_minima(rows, nrows, add, out, 0, 2)
+    elif nvec == 3:
+        row_minima(rows, nrows, add, out, 0, 3)
+    elif nvec == 4:
+        row_minima(rows, nrows, add, out, 0, 4)
+    else:
+        start = 0
+        while start < out.shape[0]:
+            if out.shape[0] - start >= 4 * LANES:
+                row_minima(rows, nrows, add, out, start, 4)
+                start += 4 * LANES
+            else:
+                row_minima(rows, nrows, add, out, start, 1)
+                start += LANES
 
 
-@njit(cache=True, nogil=True, fastmath=_FASTMATH)
-def _send(h_full, incoming, lam, shift, cap, h, out, target):
+@njit(cache=True, nogil=True)
+def _send(h_full, incoming, n, lam, shift, cap, target, out):
     """One layer's message: transform of ``h_full - incoming`` into ``target``, min 0.
 
-    With a finite ``cap`` (``lam`` times the squared truncation) the smoothness is the
+    ``m(a) = min_b h[b] + lam (a + shift - b)**2`` over the ``n`` labels, brute force;
+    with a finite ``cap`` (``lam`` times the squared truncation) the smoothness is the
     truncated quadratic ``lam min(d**2, T**2)``: no message exceeds ``min(h) + cap``.
-    Returns the largest change of ``target``.
+    Up to ``8 * LANES`` labels the minima stay in registers and are normalised there;
+    wider rows go through ``out`` in blocks. Returns the largest change of ``target``.
     """
-    for b in range(h.shape[0]):
-        h[b] = h_full[b] - incoming[b]
-    low = _transform(h, lam, shift, out)
-    if cap < np.inf:
-        top = np.float32(np.inf)
-        for b in range(h.shape[0]):
-            top = _fmin(top, h[b])
-        top += cap
-        for b in range(out.shape[0]):
-            out[b] = _fmin(out[b], top)
-        low = _fmin(low, top)
+    nvec = target.shape[0] // LANES
+    if nvec == 1:
+        return send_message(h_full, incoming, n, lam, shift, cap, target, 1)
+    if nvec == 2:
+        return send_message(h_full, incoming, n, lam, shift, cap, target, 2)
+    if nvec == 3:
+        return send_message(h_full, incoming, n, lam, shift, cap, target, 3)
+    if nvec == 4:
+        return send_message(h_full, incoming, n, lam, shift, cap, target, 4)
+    if nvec == 5:
+        return send_message(h_full, incoming, n, lam, shift, cap, target, 5)
+    if nvec == 6:
+        return send_message(h_full, incoming, n, lam, shift, cap, target, 6)
+    if nvec == 7:
+        return send_message(h_full, incoming, n, lam, shift, cap, target, 7)
+    if nvec == 8:
+        return send_message(h_full, incoming, n, lam, shift, cap, target, 8)
+    low = np.float32(np.inf)
+    start = 0
+    while start < target.shape[0]:
+        if target.shape[0] - start >= 8 * LANES:
+            low = _fmin(low, transform_block(h_full, incoming, n, lam, shift, cap, out,
+                                             start, 8))
+            start += 8 * LANES
+        else:
+            low = _fmin(low, transform_block(h_full, incoming, n, lam, shift, cap, out,
+                                             start, 1))
+            start += LANES
     delta = np.float32(0.0)
-    for b in range(out.shape[0]):
-        x = out[b] - low
-        delta = max(delta, abs(x - target[b]))
-        target[b] = x
+    for a in range(n):
+        x = out[a] - low
+        delta = max(delta, abs(x - target[a]))
+        target[a] = x
     return delta
 
 
 @njit(cache=True, nogil=True)
-def _data_only_labels(costs, costs_t, labels):
-    """Each node's cheapest label (the labelling of zero messages)."""
-    H, W, Ly, Lx = costs.shape
-    zu = np.zeros(Lx, np.float32)
-    zv = np.zeros(Ly, np.float32)
-    for i in range(H):
-        gu = np.empty(Lx, np.float32)
-        gv = np.empty(Ly, np.float32)
-        for j in range(W):
-            _data_messages(costs[i, j], costs_t[i, j], zu, zv, gu, gv)
-            labels[i, j, 0], labels[i, j, 1] = _decode(costs[i, j], zu, zv, gv)
+def _update_node(cu, cv, Ly, Lx, mu, mv, i, j, scratch, labels):
+    """Node (i, j)'s beliefs, data-factor messages and label; leaves ``hu = gu + bu``
+    and ``hv = gv + bv`` in ``scratch[4]``, ``scratch[5]`` (padded lanes)."""
+    Px = mu.shape[3]
+    Py = mv.shape[3]
+    bu, bv, gu, gv, hu, hv = (scratch[0, :Px], scratch[1, :Py], scratch[2, :Px],
+                              scratch[3, :Py], scratch[4, :Px], scratch[5, :Py])
+    _beliefs(mu[i, j], mv[i, j], bu, bv)
+    _data_message(cu[i, j], Ly, bv, gu)
+    _data_message(cv[i, j], Lx, bu, gv)
+    ly = _argmin(gv, bv, Ly)
+    labels[i, j, 0] = ly
+    labels[i, j, 1] = _argmin(cu[i, j, ly], bu, Lx)
+    for b in range(Px):
+        hu[b] = gu[b] + bu[b]
+    for a in range(Py):
+        hv[a] = gv[a] + bv[a]
 
 
 @njit(cache=True, nogil=True)
-def _half_sweep(costs, costs_t, offsets, lam, cap, mu, mv, colour, labels, row_delta):
-    """Every node of one colour sends its eight messages; decode its label on the way."""
-    H, W, Ly, Lx = costs.shape
+def _half_sweep(cu, cv, Ly, Lx, offsets, lam, cap, mu, mv, colour, labels, scratch):
+    """Every node of one colour sends its eight messages; decode its label on the way.
+
+    Returns the largest change of a message.
+    """
+    H, W = cu.shape[:2]
+    Px = mu.shape[3]
+    Py = mv.shape[3]
+    hu = scratch[4, :Px]
+    hv = scratch[5, :Py]
+    out = scratch[6]
+    delta = np.float32(0.0)
     for i in range(H):
-        bu = np.empty(Lx, np.float32)
-        bv = np.empty(Ly, np.float32)
-        gu = np.empty(Lx, np.float32)
-        gv = np.empty(Ly, np.float32)
-        hu = np.empty(Lx, np.float32)
-        hv = np.empty(Ly, np.float32)
-        h = np.empty(max(Lx, Ly), np.float32)
-        out = np.empty(max(Lx, Ly), np.float32)
-        delta = np.float32(0.0)
         for j in range((i + colour) % 2, W, 2):
-            _beliefs(mu, mv, i, j, bu, bv)
-            _data_messages(costs[i, j], costs_t[i, j], bu, bv, gu, gv)
-            labels[i, j, 0], labels[i, j, 1] = _decode(costs[i, j], bu, bv, gv)
-            for b in range(Lx):
-                hu[b] = gu[b] + bu[b]
-            for a in range(Ly):
-                hv[a] = gv[a] + bv[a]
+            _update_node(cu, cv, Ly, Lx, mu, mv, i, j, scratch, labels)
             for k in range(4):
                 pi = i + _DI[k]
                 pj = j + _DJ[k]
@@ -198,26 +187,20 @@ def _half_sweep(costs, costs_t, offsets, lam, cap, mu, mv, colour, labels, row_d
                     continue
                 sy = offsets[pi, pj, 0] - offsets[i, j, 0]
                 sx = offsets[pi, pj, 1] - offsets[i, j, 1]
-                delta = max(delta, _send(hu, mu[k, i, j], lam, sx, cap, h[:Lx], out[:Lx],
-                                         mu[k ^ 1, pi, pj]))
-                delta = max(delta, _send(hv, mv[k, i, j], lam, sy, cap, h[:Ly], out[:Ly],
-                                         mv[k ^ 1, pi, pj]))
-        row_delta[i] = delta
+                delta = max(delta, _send(hu, mu[i, j, k], Lx, lam, sx, cap,
+                                         mu[pi, pj, k ^ 1], out))
+                delta = max(delta, _send(hv, mv[i, j, k], Ly, lam, sy, cap,
+                                         mv[pi, pj, k ^ 1], out))
+    return delta
 
 
 @njit(cache=True, nogil=True)
-def _decode_all(costs, costs_t, mu, mv, labels):
-    """Every node's label from the current messages."""
-    H, W, Ly, Lx = costs.shape
+def _decode_all(cu, cv, Ly, Lx, mu, mv, labels, scratch):
+    """Every node's label from the current messages (zero messages: the data-only one)."""
+    H, W = cu.shape[:2]
     for i in range(H):
-        bu = np.empty(Lx, np.float32)
-        bv = np.empty(Ly, np.float32)
-        gu = np.empty(Lx, np.float32)
-        gv = np.empty(Ly, np.float32)
         for j in range(W):
-            _beliefs(mu, mv, i, j, bu, bv)
-            _data_messages(costs[i, j], costs_t[i, j], bu, bv, gu, gv)
-            labels[i, j, 0], labels[i, j, 1] = _decode(costs[i, j], bu, bv, gv)
+            _update_node(cu, cv, Ly, Lx, mu, mv, i, j, scratch, labels)
 
 
 @njit(cache=True, nogil=True)
@@ -319,16 +302,13 @@ def _transpose_into(costs, out):
                     out[i, j, b, a] = costs[i, j, a, b]
 
 
-def dual_bp_iterations(costs, costs_t, offsets, lam, mu, mv, max_iter, tol, patience,
-                       trunc2=np.inf):
+def dual_bp_iterations(costs, offsets, lam, mu, mv, max_iter, tol, patience, trunc2=np.inf):
     """Checkerboard dual-layer min-sum BP; returns the best labelling seen.
 
     Parameters
     ----------
     costs : ndarray of shape (H, W, Ly, Lx), float32, C-contiguous
         Data costs; ``+inf`` forbids a label; every node needs a finite one.
-    costs_t : ndarray of shape (H, W, Lx, Ly), float32, C-contiguous
-        ``costs`` with the label axes swapped (:func:`transpose_labels`).
     offsets : ndarray of shape (H, W, 2), int64
         Label ``(ly, lx)`` at node ``p`` is the displacement ``(ly, lx) + offsets[p]``.
     lam : float32
@@ -359,31 +339,62 @@ def dual_bp_iterations(costs, costs_t, offsets, lam, mu, mv, max_iter, tol, pati
     n_iter : int
         Iterations run.
     """
-    best = np.empty(costs.shape[:2] + (2,), np.int64)
+    H, W, Ly, Lx = costs.shape
+    Px, Py = padded(Lx), padded(Ly)
+    # The sweep's layout: each node's cost matrix and its transpose with rows padded to
+    # whole vectors (+inf), and its four incoming messages per layer in one block.
+    cu = np.empty((H, W, Ly, Px), np.float32)
+    cv = np.empty((H, W, Lx, Py), np.float32)
+    _pad_costs(costs, cu, cv)
+    pmu = np.zeros((H, W, 4, Px), np.float32)
+    pmv = np.zeros((H, W, 4, Py), np.float32)
+    pmu[..., :Lx] = mu.transpose(1, 2, 0, 3)
+    pmv[..., :Ly] = mv.transpose(1, 2, 0, 3)
+    scratch = np.empty((7, max(Px, Py)), np.float32)
+    best = np.empty((H, W, 2), np.int64)
     trunc2 = np.float32(trunc2)
     cap = np.float32(lam * trunc2) if lam > 0 else np.float32(np.inf)
-    n_iter = _dual_bp(costs, costs_t, offsets, lam, trunc2, cap, mu, mv, max_iter, tol,
-                      patience, best)
+    # the data-only labelling is that of zero messages
+    warm = mu.any() or mv.any()
+    n_iter = _dual_bp(costs, cu, cv, offsets, lam, trunc2, cap, pmu, pmv,
+                      np.zeros_like(pmu) if warm else pmu, np.zeros_like(pmv) if warm else pmv,
+                      max_iter, tol, patience, scratch, best)
+    mu[...] = pmu[..., :Lx].transpose(2, 0, 1, 3)
+    mv[...] = pmv[..., :Ly].transpose(2, 0, 1, 3)
     return best, n_iter
 
 
 @njit(cache=True, nogil=True)
-def _dual_bp(costs, costs_t, offsets, lam, trunc2, cap, mu, mv, max_iter, tol, patience, best):
+def _pad_costs(costs, cu, cv):
+    """``cu[..., :Lx] = costs``, ``cv[..., :Ly]`` = its transpose, ``+inf`` beyond."""
+    H, W, Ly, Lx = costs.shape
+    for i in range(H):
+        for j in range(W):
+            cu[i, j] = np.inf
+            cv[i, j] = np.inf
+            for a in range(Ly):
+                for b in range(Lx):
+                    cu[i, j, a, b] = costs[i, j, a, b]
+                    cv[i, j, b, a] = costs[i, j, a, b]
+
+
+@njit(cache=True, nogil=True)
+def _dual_bp(costs, cu, cv, offsets, lam, trunc2, cap, mu, mv, mu0, mv0, max_iter, tol,
+             patience, scratch, best):
     H, W, Ly, Lx = costs.shape
     labels = np.empty((H, W, 2), np.int64)
-    _data_only_labels(costs, costs_t, labels)
+    _decode_all(cu, cv, Ly, Lx, mu0, mv0, labels, scratch)
     data, smooth = labelling_energy(costs, offsets, lam, trunc2, labels)
     best_energy = data + smooth
     best[:] = labels
-    row_delta = np.zeros(H, np.float32)
     stale = 0
     n_iter = 0
     for _ in range(max_iter):
         n_iter += 1
         delta = 0.0
         for colour in range(2):
-            _half_sweep(costs, costs_t, offsets, lam, cap, mu, mv, colour, labels, row_delta)
-            delta = max(delta, row_delta.max())
+            delta = max(delta, _half_sweep(cu, cv, Ly, Lx, offsets, lam, cap, mu, mv, colour,
+                                           labels, scratch))
         data, smooth = labelling_energy(costs, offsets, lam, trunc2, labels)
         stale += 1
         if data + smooth < best_energy:
@@ -392,7 +403,7 @@ def _dual_bp(costs, costs_t, offsets, lam, trunc2, cap, mu, mv, max_iter, tol, p
             stale = 0
         if delta <= tol or (patience > 0 and stale >= patience):
             break
-    _decode_all(costs, costs_t, mu, mv, labels)
+    _decode_all(cu, cv, Ly, Lx, mu, mv, labels, scratch)
     data, smooth = labelling_energy(costs, offsets, lam, trunc2, labels)
     if data + smooth < best_energy:
         best[:] = labels

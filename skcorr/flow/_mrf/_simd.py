@@ -1,0 +1,244 @@
+"""Vector kernels of the dual-layer BP sweep, written as LLVM vector IR (numba intrinsics).
+
+Each kernel keeps ``nvec`` vectors of ``LANES`` float32 running minima in registers while
+it walks its inputs once: one message (a 1-D transform) or one data-factor message (a
+minimum over the rows of a node's cost matrix). ``nvec`` is a compile-time constant (an
+integer literal at the call site), so the lanes unroll into straight vector code. Left to
+itself LLVM vectorises such loops over the *inputs*, with a horizontal reduction per
+output, or keeps the minima in memory, where every input waits on a store; written out
+here, an input costs one broadcast and four vector operations per vector of outputs.
+
+Label rows are padded to a multiple of ``LANES``: the cost rows with ``+inf``, the messages
+with zeros. The arithmetic is that of the scalar kernels it replaces, operation for
+operation (``fmuladd`` is the fused form LLVM chose there), so the results are the same
+bit for bit.
+"""
+
+from __future__ import annotations
+
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+LANES = 8
+
+_F32 = ir.FloatType()
+_I32 = ir.IntType(32)
+_I64 = ir.IntType(64)
+_VEC = ir.VectorType(_F32, LANES)
+_INF = float("inf")
+
+
+def padded(n):
+    """``n`` rounded up to a multiple of :data:`LANES`."""
+    return -(-n // LANES) * LANES
+
+
+def _call(builder, name, *args):
+    """``name`` (an LLVM intrinsic overloaded on one float type) applied to ``args``."""
+    ty = args[0].type
+    suffix = f"v{ty.count}f32" if isinstance(ty, ir.VectorType) else "f32"
+    fn = cgutils.get_or_insert_function(builder.module,
+                                        ir.FunctionType(ty, [a.type for a in args]),
+                                        f"{name}.{suffix}")
+    # No NaN ever arises: "nnan" lets minnum and maxnum be single instructions.
+    return builder.call(fn, args, fastmath=("nnan", "nsz"))
+
+
+def _splat(builder, value):
+    vec = builder.insert_element(ir.Constant(ir.VectorType(value.type, LANES), ir.Undefined),
+                                 value, ir.Constant(_I32, 0))
+    return builder.shuffle_vector(vec, vec, ir.Constant(ir.VectorType(_I32, LANES),
+                                                        [0] * LANES))
+
+
+def _vptr(builder, base, offset):
+    return builder.bitcast(builder.gep(base, [offset]), _VEC.as_pointer())
+
+
+def _vload(builder, base, offset):
+    return builder.load(_vptr(builder, base, offset), align=4, typ=_VEC)
+
+
+def _vstore(builder, vec, base, offset):
+    builder.store(vec, _vptr(builder, base, offset), align=4)
+
+
+def _reduce(builder, vec, name):
+    """Horizontal ``minnum`` or ``maxnum`` of a vector, as a scalar."""
+    width = LANES
+    while width > 1:
+        width //= 2
+        upper = builder.shuffle_vector(vec, vec, ir.Constant(
+            ir.VectorType(_I32, LANES), list(range(width, 2 * width)) + [0] * (LANES - width)))
+        vec = _call(builder, name, vec, upper)
+    return builder.extract_element(vec, ir.Constant(_I32, 0))
+
+
+def _lane_index(builder, start):
+    """The vector ``start + (0, 1, ..., LANES - 1)`` of int64."""
+    return builder.add(_splat(builder, start), ir.Constant(ir.VectorType(_I64, LANES),
+                                                           list(range(LANES))))
+
+
+def _data(context, builder, aty, value):
+    return context.make_array(aty)(context, builder, value=value).data
+
+
+def _literal_count(nvec):
+    return isinstance(nvec, types.IntegerLiteral) and nvec.literal_value > 0
+
+
+def _rows_of_float32(*arrays, ndim=1):
+    """Whether all are C-contiguous float32 arrays of ``ndim`` dimensions (the kernels
+    read them through their data pointers)."""
+    return all(isinstance(a, types.Array) and a.dtype == types.float32 and a.ndim == ndim
+               and a.layout == "C" for a in arrays)
+
+
+def _transform_minima(context, builder, h_full, incoming, n, lam, origin, nvec):
+    """Running minima ``min_{b<n} h[b] + lam (origin + t - b)**2`` for lanes ``t`` of
+    ``nvec`` vectors, with ``h = h_full - incoming``; also ``min_b h[b]``."""
+    acc_ptr = [cgutils.alloca_once(builder, _VEC) for _ in range(nvec)]
+    low_ptr = cgutils.alloca_once(builder, _F32)
+    for ptr in acc_ptr:
+        builder.store(ir.Constant(_VEC, [_INF] * LANES), ptr)
+    builder.store(ir.Constant(_F32, _INF), low_ptr)
+    origin_f = builder.sitofp(origin, _F32)
+    base = [builder.fadd(_splat(builder, origin_f),
+                         ir.Constant(_VEC, [float(LANES * k + t) for t in range(LANES)]))
+            for k in range(nvec)]
+    lam_v = _splat(builder, lam)
+    with cgutils.for_range(builder, n) as loop:
+        b = loop.index
+        hb = builder.fsub(builder.load(builder.gep(h_full, [b])),
+                          builder.load(builder.gep(incoming, [b])))
+        builder.store(_call(builder, "llvm.minnum", builder.load(low_ptr), hb), low_ptr)
+        hb_v = _splat(builder, hb)
+        b_v = _splat(builder, builder.sitofp(b, _F32))
+        for k in range(nvec):
+            d = builder.fsub(base[k], b_v)
+            term = _call(builder, "llvm.fmuladd", lam_v, builder.fmul(d, d), hb_v)
+            builder.store(_call(builder, "llvm.minnum", builder.load(acc_ptr[k]), term),
+                          acc_ptr[k])
+    return [builder.load(ptr) for ptr in acc_ptr], builder.load(low_ptr)
+
+
+@intrinsic(prefer_literal=True)
+def send_message(typingctx, h_full, incoming, n, lam, shift, cap, target, nvec):
+    """One whole message of ``n <= LANES * nvec`` labels into ``target``; returns the
+    largest change of ``target``.
+
+    ``target[a] = m(a) - min(m)`` for ``a < n`` and ``0`` on the padding, where ``m(a) =
+    min(min_b h[b] + lam (a + shift - b)**2, min(h) + cap)``, ``h = h_full - incoming``
+    over ``b < n``; ``target`` holds ``LANES * nvec`` floats.
+    """
+    if not (_literal_count(nvec) and _rows_of_float32(h_full, incoming, target)):
+        return None
+    count = nvec.literal_value
+    sig = types.float32(h_full, incoming, n, lam, shift, cap, target, nvec)
+
+    def codegen(context, builder, signature, args):
+        aty = signature.args
+        h_ptr = _data(context, builder, aty[0], args[0])
+        in_ptr = _data(context, builder, aty[1], args[1])
+        out_ptr = _data(context, builder, aty[6], args[6])
+        n_, lam_, shift_, cap_ = args[2], args[3], args[4], args[5]
+        acc, low_h = _transform_minima(context, builder, h_ptr, in_ptr, n_, lam_, shift_,
+                                       count)
+        top = _splat(builder, builder.fadd(low_h, cap_))
+        inf_v = ir.Constant(_VEC, [_INF] * LANES)
+        zero_v = ir.Constant(_VEC, [0.0] * LANES)
+        n_v = _splat(builder, n_)
+        real = []
+        low = inf_v
+        for k in range(count):
+            acc[k] = _call(builder, "llvm.minnum", acc[k], top)
+            real.append(builder.icmp_signed(
+                "<", _lane_index(builder, ir.Constant(_I64, LANES * k)), n_v))
+            low = _call(builder, "llvm.minnum", low, builder.select(real[k], acc[k], inf_v))
+        low_v = _splat(builder, _reduce(builder, low, "llvm.minnum"))
+        delta = zero_v
+        for k in range(count):
+            x = builder.select(real[k], builder.fsub(acc[k], low_v), zero_v)
+            old = _vload(builder, out_ptr, ir.Constant(_I64, LANES * k))
+            delta = _call(builder, "llvm.maxnum", delta,
+                          _call(builder, "llvm.fabs", builder.fsub(x, old)))
+            _vstore(builder, x, out_ptr, ir.Constant(_I64, LANES * k))
+        return _reduce(builder, delta, "llvm.maxnum")
+
+    return sig, codegen
+
+
+@intrinsic(prefer_literal=True)
+def transform_block(typingctx, h_full, incoming, n, lam, origin, cap, out, start, nvec):
+    """Unnormalised message lanes ``out[start + t]`` for ``t < LANES * nvec``:
+    ``min(min_b h[b] + lam (start + t + origin - b)**2, min(h) + cap)``, ``h = h_full -
+    incoming`` over ``b < n``. Returns the minimum over the lanes with ``start + t < n``
+    (``+inf`` if none): a block of a message too wide for :func:`send_message`.
+    """
+    if not (_literal_count(nvec) and _rows_of_float32(h_full, incoming, out)):
+        return None
+    count = nvec.literal_value
+    sig = types.float32(h_full, incoming, n, lam, origin, cap, out, start, nvec)
+
+    def codegen(context, builder, signature, args):
+        aty = signature.args
+        h_ptr = _data(context, builder, aty[0], args[0])
+        in_ptr = _data(context, builder, aty[1], args[1])
+        out_ptr = _data(context, builder, aty[6], args[6])
+        n_, lam_, origin_, cap_, start_ = args[2], args[3], args[4], args[5], args[7]
+        acc, low_h = _transform_minima(context, builder, h_ptr, in_ptr, n_, lam_,
+                                       builder.add(start_, origin_), count)
+        top = _splat(builder, builder.fadd(low_h, cap_))
+        inf_v = ir.Constant(_VEC, [_INF] * LANES)
+        n_v = _splat(builder, n_)
+        low = inf_v
+        for k in range(count):
+            x = _call(builder, "llvm.minnum", acc[k], top)
+            offset = builder.add(start_, ir.Constant(_I64, LANES * k))
+            real = builder.icmp_signed("<", _lane_index(builder, offset), n_v)
+            low = _call(builder, "llvm.minnum", low, builder.select(real, x, inf_v))
+            _vstore(builder, x, out_ptr, offset)
+        return _reduce(builder, low, "llvm.minnum")
+
+    return sig, codegen
+
+
+@intrinsic(prefer_literal=True)
+def row_minima(typingctx, rows, nrows, add, out, start, nvec):
+    """``out[start + t] = min_{r < nrows} rows[r, start + t] + add[r]`` for ``t < LANES *
+    nvec``: the data factor's message, ``rows`` the node's (padded) cost matrix."""
+    if not (_literal_count(nvec) and _rows_of_float32(rows, ndim=2)
+            and _rows_of_float32(add, out)):
+        return None
+    count = nvec.literal_value
+    sig = types.void(rows, nrows, add, out, start, nvec)
+
+    def codegen(context, builder, signature, args):
+        aty = signature.args
+        rows_ary = context.make_array(aty[0])(context, builder, value=args[0])
+        rows_ptr = rows_ary.data
+        stride = cgutils.unpack_tuple(builder, rows_ary.shape, 2)[1]
+        add_ptr = _data(context, builder, aty[2], args[2])
+        out_ptr = _data(context, builder, aty[3], args[3])
+        start = args[4]
+        acc_ptr = [cgutils.alloca_once(builder, _VEC) for _ in range(count)]
+        for ptr in acc_ptr:
+            builder.store(ir.Constant(_VEC, [_INF] * LANES), ptr)
+        with cgutils.for_range(builder, args[1]) as loop:
+            r = loop.index
+            s = _splat(builder, builder.load(builder.gep(add_ptr, [r])))
+            row = builder.add(builder.mul(r, stride), start)
+            for k in range(count):
+                x = builder.fadd(_vload(builder, rows_ptr,
+                                        builder.add(row, ir.Constant(_I64, LANES * k))), s)
+                builder.store(_call(builder, "llvm.minnum", builder.load(acc_ptr[k]), x),
+                              acc_ptr[k])
+        for k in range(count):
+            _vstore(builder, builder.load(acc_ptr[k]), out_ptr,
+                    builder.add(start, ir.Constant(_I64, LANES * k)))
+        return context.get_dummy_value()
+
+    return sig, codegen
