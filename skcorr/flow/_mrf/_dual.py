@@ -38,7 +38,7 @@ import numpy as np
 from numba import njit
 
 from ._numba import _DI, _DJ, _FASTMATH, _fmin
-from ._simd import LANES, padded, row_minima, send_message, transform_block
+from ._simd import LANES, first_argmin, padded, row_minima, send_message, transform_block
 
 __all__ = ["dual_bp_iterations", "transpose_labels"]
 
@@ -46,15 +46,9 @@ __all__ = ["dual_bp_iterations", "transpose_labels"]
 @njit(cache=True, nogil=True)
 def _row_argmin(row, add):
     """First ``b`` minimising ``row[b] + add[b]``."""
-    return _argmin(row, add, row.shape[0])
-
-
-@njit(cache=True, nogil=True)
-def _argmin(row, add, n):
-    """First ``b < n`` minimising ``row[b] + add[b]``."""
     best = np.inf
     arg = 0
-    for b in range(n):
+    for b in range(row.shape[0]):
         x = row[b] + add[b]
         if x < best:
             best = x
@@ -72,34 +66,35 @@ def _beliefs(mun, mvn, bu, bv):
 
 
 @njit(cache=True, nogil=True)
-def _data_message(rows, nrows, add, out):
-    """Data factor to a layer: ``out[b] = min_{r < nrows} rows[r, b] + add[r]``, all lanes.
+def _data_message(rows, nrows, add, plus, out):
+    """Data factor to a layer plus its belief: ``out[b] = min_{r < nrows} (rows[r, b] +
+    add[r]) + plus[b]``, all lanes.
 
-    ``rows`` is the node's cost matrix (``gu`` from ``D``, ``gv`` from its transpose),
-    padded with ``+inf``; one pass over its rows, ``out`` held in registers.
+    ``rows`` is the node's cost matrix (for the u layer) or its transpose (v), padded
+    with ``+inf``; one pass over its rows, the minima held in registers.
     """
     nvec = out.shape[0] // LANES
     if nvec == 1:
-        row_minima(rows, nrows, add, out, 0, 1)
+        row_minima(rows, nrows, add, plus, out, 0, 1)
     elif nvec == 2:
-        row_minima(rows, nrows, add, out, 0, 2)
+        row_minima(rows, nrows, add, plus, out, 0, 2)
     elif nvec == 3:
-        row_minima(rows, nrows, add, out, 0, 3)
+        row_minima(rows, nrows, add, plus, out, 0, 3)
     elif nvec == 4:
-        row_minima(rows, nrows, add, out, 0, 4)
+        row_minima(rows, nrows, add, plus, out, 0, 4)
     else:
         start = 0
         while start < out.shape[0]:
             if out.shape[0] - start >= 4 * LANES:
-                row_minima(rows, nrows, add, out, start, 4)
+                row_minima(rows, nrows, add, plus, out, start, 4)
                 start += 4 * LANES
             else:
-                row_minima(rows, nrows, add, out, start, 1)
+                row_minima(rows, nrows, add, plus, out, start, 1)
                 start += LANES
 
 
 @njit(cache=True, nogil=True)
-def _send(h_full, incoming, n, lam, shift, cap, target, out):
+def _send(h_full, incoming, n, lam, shift, cap, target, out, squares, centre, h_buf):
     """One layer's message: transform of ``h_full - incoming`` into ``target``, min 0.
 
     ``m(a) = min_b h[b] + lam (a + shift - b)**2`` over the ``n`` labels, brute force;
@@ -110,31 +105,39 @@ def _send(h_full, incoming, n, lam, shift, cap, target, out):
     """
     nvec = target.shape[0] // LANES
     if nvec == 1:
-        return send_message(h_full, incoming, n, lam, shift, cap, target, 1)
+        return send_message(h_full, incoming, n, lam, shift, cap, target, squares, centre,
+                            h_buf, 1)
     if nvec == 2:
-        return send_message(h_full, incoming, n, lam, shift, cap, target, 2)
+        return send_message(h_full, incoming, n, lam, shift, cap, target, squares, centre,
+                            h_buf, 2)
     if nvec == 3:
-        return send_message(h_full, incoming, n, lam, shift, cap, target, 3)
+        return send_message(h_full, incoming, n, lam, shift, cap, target, squares, centre,
+                            h_buf, 3)
     if nvec == 4:
-        return send_message(h_full, incoming, n, lam, shift, cap, target, 4)
+        return send_message(h_full, incoming, n, lam, shift, cap, target, squares, centre,
+                            h_buf, 4)
     if nvec == 5:
-        return send_message(h_full, incoming, n, lam, shift, cap, target, 5)
+        return send_message(h_full, incoming, n, lam, shift, cap, target, squares, centre,
+                            h_buf, 5)
     if nvec == 6:
-        return send_message(h_full, incoming, n, lam, shift, cap, target, 6)
+        return send_message(h_full, incoming, n, lam, shift, cap, target, squares, centre,
+                            h_buf, 6)
     if nvec == 7:
-        return send_message(h_full, incoming, n, lam, shift, cap, target, 7)
+        return send_message(h_full, incoming, n, lam, shift, cap, target, squares, centre,
+                            h_buf, 7)
     if nvec == 8:
-        return send_message(h_full, incoming, n, lam, shift, cap, target, 8)
+        return send_message(h_full, incoming, n, lam, shift, cap, target, squares, centre,
+                            h_buf, 8)
     low = np.float32(np.inf)
     start = 0
     while start < target.shape[0]:
         if target.shape[0] - start >= 8 * LANES:
             low = _fmin(low, transform_block(h_full, incoming, n, lam, shift, cap, out,
-                                             start, 8))
+                                             start, squares, centre, h_buf, 8))
             start += 8 * LANES
         else:
             low = _fmin(low, transform_block(h_full, incoming, n, lam, shift, cap, out,
-                                             start, 1))
+                                             start, squares, centre, h_buf, 1))
             start += LANES
     delta = np.float32(0.0)
     for a in range(n):
@@ -146,26 +149,23 @@ def _send(h_full, incoming, n, lam, shift, cap, target, out):
 
 @njit(cache=True, nogil=True)
 def _update_node(cu, cv, Ly, Lx, mu, mv, i, j, scratch, labels):
-    """Node (i, j)'s beliefs, data-factor messages and label; leaves ``hu = gu + bu``
-    and ``hv = gv + bv`` in ``scratch[4]``, ``scratch[5]`` (padded lanes)."""
+    """Node (i, j)'s beliefs and label; leaves ``hu = gu + bu`` and ``hv = gv + bv`` (the
+    data factor's messages plus the beliefs) in ``scratch[2]`` and ``scratch[3]``."""
     Px = mu.shape[3]
     Py = mv.shape[3]
-    bu, bv, gu, gv, hu, hv = (scratch[0, :Px], scratch[1, :Py], scratch[2, :Px],
-                              scratch[3, :Py], scratch[4, :Px], scratch[5, :Py])
+    bu, bv, hu, hv = scratch[0, :Px], scratch[1, :Py], scratch[2, :Px], scratch[3, :Py]
     _beliefs(mu[i, j], mv[i, j], bu, bv)
-    _data_message(cu[i, j], Ly, bv, gu)
-    _data_message(cv[i, j], Lx, bu, gv)
-    ly = _argmin(gv, bv, Ly)
+    _data_message(cu[i, j], Ly, bv, bu, hu)
+    _data_message(cv[i, j], Lx, bu, bv, hv)
+    # a label (ly, lx) minimising D + bv[ly] + bu[lx]: the row from gv + bv
+    ly = first_argmin(hv, scratch[4], Ly)
     labels[i, j, 0] = ly
-    labels[i, j, 1] = _argmin(cu[i, j, ly], bu, Lx)
-    for b in range(Px):
-        hu[b] = gu[b] + bu[b]
-    for a in range(Py):
-        hv[a] = gv[a] + bv[a]
+    labels[i, j, 1] = first_argmin(cu[i, j, ly], bu, Lx)
 
 
 @njit(cache=True, nogil=True)
-def _half_sweep(cu, cv, Ly, Lx, offsets, lam, cap, mu, mv, colour, labels, scratch):
+def _half_sweep(cu, cv, Ly, Lx, offsets, lam, cap, mu, mv, colour, labels, scratch, squares,
+                centre):
     """Every node of one colour sends its eight messages; decode its label on the way.
 
     Returns the largest change of a message.
@@ -173,9 +173,10 @@ def _half_sweep(cu, cv, Ly, Lx, offsets, lam, cap, mu, mv, colour, labels, scrat
     H, W = cu.shape[:2]
     Px = mu.shape[3]
     Py = mv.shape[3]
-    hu = scratch[4, :Px]
-    hv = scratch[5, :Py]
-    out = scratch[6]
+    hu = scratch[2, :Px]
+    hv = scratch[3, :Py]
+    out = scratch[5]
+    h_buf = scratch[6]
     delta = np.float32(0.0)
     for i in range(H):
         for j in range((i + colour) % 2, W, 2):
@@ -188,9 +189,9 @@ def _half_sweep(cu, cv, Ly, Lx, offsets, lam, cap, mu, mv, colour, labels, scrat
                 sy = offsets[pi, pj, 0] - offsets[i, j, 0]
                 sx = offsets[pi, pj, 1] - offsets[i, j, 1]
                 delta = max(delta, _send(hu, mu[i, j, k], Lx, lam, sx, cap,
-                                         mu[pi, pj, k ^ 1], out))
+                                         mu[pi, pj, k ^ 1], out, squares, centre, h_buf))
                 delta = max(delta, _send(hv, mv[i, j, k], Ly, lam, sy, cap,
-                                         mv[pi, pj, k ^ 1], out))
+                                         mv[pi, pj, k ^ 1], out, squares, centre, h_buf))
     return delta
 
 
@@ -350,7 +351,11 @@ def dual_bp_iterations(costs, offsets, lam, mu, mv, max_iter, tol, patience, tru
     pmv = np.zeros((H, W, 4, Py), np.float32)
     pmu[..., :Lx] = mu.transpose(1, 2, 0, 3)
     pmv[..., :Ly] = mv.transpose(1, 2, 0, 3)
-    scratch = np.empty((7, max(Px, Py)), np.float32)
+    scratch = np.zeros((7, max(Px, Py)), np.float32)   # row 4 stays zero
+    # squares[centre + d] = d**2 for every distance (a + shift - b) a message meets
+    shift = max([int(np.abs(np.diff(offsets, axis=axis)).max(initial=0)) for axis in (0, 1)])
+    centre = shift + max(Px, Py)
+    squares = np.square(np.arange(-centre, centre + 1, dtype=np.float32))
     best = np.empty((H, W, 2), np.int64)
     trunc2 = np.float32(trunc2)
     cap = np.float32(lam * trunc2) if lam > 0 else np.float32(np.inf)
@@ -358,7 +363,7 @@ def dual_bp_iterations(costs, offsets, lam, mu, mv, max_iter, tol, patience, tru
     warm = mu.any() or mv.any()
     n_iter = _dual_bp(costs, cu, cv, offsets, lam, trunc2, cap, pmu, pmv,
                       np.zeros_like(pmu) if warm else pmu, np.zeros_like(pmv) if warm else pmv,
-                      max_iter, tol, patience, scratch, best)
+                      max_iter, tol, patience, scratch, squares, centre, best)
     mu[...] = pmu[..., :Lx].transpose(2, 0, 1, 3)
     mv[...] = pmv[..., :Ly].transpose(2, 0, 1, 3)
     return best, n_iter
@@ -380,7 +385,7 @@ def _pad_costs(costs, cu, cv):
 
 @njit(cache=True, nogil=True)
 def _dual_bp(costs, cu, cv, offsets, lam, trunc2, cap, mu, mv, mu0, mv0, max_iter, tol,
-             patience, scratch, best):
+             patience, scratch, squares, centre, best):
     H, W, Ly, Lx = costs.shape
     labels = np.empty((H, W, 2), np.int64)
     _decode_all(cu, cv, Ly, Lx, mu0, mv0, labels, scratch)
@@ -394,7 +399,7 @@ def _dual_bp(costs, cu, cv, offsets, lam, trunc2, cap, mu, mv, mu0, mv0, max_ite
         delta = 0.0
         for colour in range(2):
             delta = max(delta, _half_sweep(cu, cv, Ly, Lx, offsets, lam, cap, mu, mv, colour,
-                                           labels, scratch))
+                                           labels, scratch, squares, centre))
         data, smooth = labelling_energy(costs, offsets, lam, trunc2, labels)
         stale += 1
         if data + smooth < best_energy:

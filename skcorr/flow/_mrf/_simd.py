@@ -97,36 +97,62 @@ def _rows_of_float32(*arrays, ndim=1):
                and a.layout == "C" for a in arrays)
 
 
-def _transform_minima(context, builder, h_full, incoming, n, lam, origin, nvec):
+def _transform_minima(builder, h_full, incoming, n, lam, origin, squares, centre, h_buf,
+                      nvec):
     """Running minima ``min_{b<n} h[b] + lam (origin + t - b)**2`` for lanes ``t`` of
-    ``nvec`` vectors, with ``h = h_full - incoming``; also ``min_b h[b]``."""
-    acc_ptr = [cgutils.alloca_once(builder, _VEC) for _ in range(nvec)]
-    low_ptr = cgutils.alloca_once(builder, _F32)
-    for ptr in acc_ptr:
-        builder.store(ir.Constant(_VEC, [_INF] * LANES), ptr)
-    builder.store(ir.Constant(_F32, _INF), low_ptr)
-    origin_f = builder.sitofp(origin, _F32)
-    base = [builder.fadd(_splat(builder, origin_f),
-                         ir.Constant(_VEC, [float(LANES * k + t) for t in range(LANES)]))
-            for k in range(nvec)]
+    ``nvec`` vectors, with ``h = h_full - incoming``; also ``min_b h[b]``.
+
+    ``h`` is formed a vector at a time into ``h_buf`` (``h_full`` and ``incoming`` are
+    padded to whole vectors); ``squares[centre + d] = d**2`` supplies the exact squared
+    distances as vector loads, so an input costs a broadcast load and one ``fmuladd``
+    and one ``minnum`` per vector of outputs.
+    """
+    inf_v = ir.Constant(_VEC, [_INF] * LANES)
+    low_ptr = cgutils.alloca_once(builder, _VEC)
+    builder.store(inf_v, low_ptr)
+    n_v = _splat(builder, n)
+    n_vec = builder.sdiv(builder.add(n, ir.Constant(_I64, LANES - 1)), ir.Constant(_I64, LANES))
+    with cgutils.for_range(builder, n_vec) as loop:
+        offset = builder.mul(loop.index, ir.Constant(_I64, LANES))
+        h = builder.fsub(_vload(builder, h_full, offset), _vload(builder, incoming, offset))
+        _vstore(builder, h, h_buf, offset)
+        real = builder.icmp_signed("<", _lane_index(builder, offset), n_v)
+        builder.store(_call(builder, "llvm.minnum", builder.load(low_ptr),
+                            builder.select(real, h, inf_v)), low_ptr)
+    # Two sets of minima, for even and odd inputs, so that a vector's minimum does not
+    # wait on the one before (minnum is exact: the order does not change the result).
+    acc_ptr = [[cgutils.alloca_once(builder, _VEC) for _ in range(nvec)] for _ in range(2)]
+    for ptr in acc_ptr[0] + acc_ptr[1]:
+        builder.store(inf_v, ptr)
     lam_v = _splat(builder, lam)
-    with cgutils.for_range(builder, n) as loop:
-        b = loop.index
-        hb = builder.fsub(builder.load(builder.gep(h_full, [b])),
-                          builder.load(builder.gep(incoming, [b])))
-        builder.store(_call(builder, "llvm.minnum", builder.load(low_ptr), hb), low_ptr)
-        hb_v = _splat(builder, hb)
-        b_v = _splat(builder, builder.sitofp(b, _F32))
+    zero_at = builder.add(centre, origin)   # squares[zero_at - b + t] = (origin + t - b)**2
+
+    def step(b, acc):
+        hb_v = _splat(builder, builder.load(builder.gep(h_buf, [b])))
+        row = builder.sub(zero_at, b)
         for k in range(nvec):
-            d = builder.fsub(base[k], b_v)
-            term = _call(builder, "llvm.fmuladd", lam_v, builder.fmul(d, d), hb_v)
-            builder.store(_call(builder, "llvm.minnum", builder.load(acc_ptr[k]), term),
-                          acc_ptr[k])
-    return [builder.load(ptr) for ptr in acc_ptr], builder.load(low_ptr)
+            square = _vload(builder, squares, builder.add(row, ir.Constant(_I64, LANES * k)))
+            term = _call(builder, "llvm.fmuladd", lam_v, square, hb_v)
+            builder.store(_call(builder, "llvm.minnum", builder.load(acc[k]), term), acc[k])
+
+    with cgutils.for_range(builder, builder.ashr(n, ir.Constant(_I64, 1))) as loop:
+        b = builder.shl(loop.index, ir.Constant(_I64, 1))
+        step(b, acc_ptr[0])
+        step(builder.add(b, ir.Constant(_I64, 1)), acc_ptr[1])
+    last = builder.sub(n, ir.Constant(_I64, 1))
+    with builder.if_then(builder.trunc(n, ir.IntType(1))):
+        step(last, acc_ptr[0])
+    for k in range(nvec):
+        builder.store(_call(builder, "llvm.minnum", builder.load(acc_ptr[0][k]),
+                            builder.load(acc_ptr[1][k])), acc_ptr[0][k])
+    acc_ptr = acc_ptr[0]
+    return ([builder.load(ptr) for ptr in acc_ptr],
+            _reduce(builder, builder.load(low_ptr), "llvm.minnum"))
 
 
 @intrinsic(prefer_literal=True)
-def send_message(typingctx, h_full, incoming, n, lam, shift, cap, target, nvec):
+def send_message(typingctx, h_full, incoming, n, lam, shift, cap, target, squares, centre,
+                 h_buf, nvec):
     """One whole message of ``n <= LANES * nvec`` labels into ``target``; returns the
     largest change of ``target``.
 
@@ -134,19 +160,23 @@ def send_message(typingctx, h_full, incoming, n, lam, shift, cap, target, nvec):
     min(min_b h[b] + lam (a + shift - b)**2, min(h) + cap)``, ``h = h_full - incoming``
     over ``b < n``; ``target`` holds ``LANES * nvec`` floats.
     """
-    if not (_literal_count(nvec) and _rows_of_float32(h_full, incoming, target)):
+    if not (_literal_count(nvec)
+            and _rows_of_float32(h_full, incoming, target, squares, h_buf)):
         return None
     count = nvec.literal_value
-    sig = types.float32(h_full, incoming, n, lam, shift, cap, target, nvec)
+    sig = types.float32(h_full, incoming, n, lam, shift, cap, target, squares, centre, h_buf,
+                        nvec)
 
     def codegen(context, builder, signature, args):
         aty = signature.args
         h_ptr = _data(context, builder, aty[0], args[0])
         in_ptr = _data(context, builder, aty[1], args[1])
         out_ptr = _data(context, builder, aty[6], args[6])
+        sq_ptr = _data(context, builder, aty[7], args[7])
+        buf_ptr = _data(context, builder, aty[9], args[9])
         n_, lam_, shift_, cap_ = args[2], args[3], args[4], args[5]
-        acc, low_h = _transform_minima(context, builder, h_ptr, in_ptr, n_, lam_, shift_,
-                                       count)
+        acc, low_h = _transform_minima(builder, h_ptr, in_ptr, n_, lam_, shift_, sq_ptr,
+                                       args[8], buf_ptr, count)
         top = _splat(builder, builder.fadd(low_h, cap_))
         inf_v = ir.Constant(_VEC, [_INF] * LANES)
         zero_v = ir.Constant(_VEC, [0.0] * LANES)
@@ -172,25 +202,31 @@ def send_message(typingctx, h_full, incoming, n, lam, shift, cap, target, nvec):
 
 
 @intrinsic(prefer_literal=True)
-def transform_block(typingctx, h_full, incoming, n, lam, origin, cap, out, start, nvec):
+def transform_block(typingctx, h_full, incoming, n, lam, origin, cap, out, start, squares,
+                    centre, h_buf, nvec):
     """Unnormalised message lanes ``out[start + t]`` for ``t < LANES * nvec``:
     ``min(min_b h[b] + lam (start + t + origin - b)**2, min(h) + cap)``, ``h = h_full -
     incoming`` over ``b < n``. Returns the minimum over the lanes with ``start + t < n``
     (``+inf`` if none): a block of a message too wide for :func:`send_message`.
     """
-    if not (_literal_count(nvec) and _rows_of_float32(h_full, incoming, out)):
+    if not (_literal_count(nvec)
+            and _rows_of_float32(h_full, incoming, out, squares, h_buf)):
         return None
     count = nvec.literal_value
-    sig = types.float32(h_full, incoming, n, lam, origin, cap, out, start, nvec)
+    sig = types.float32(h_full, incoming, n, lam, origin, cap, out, start, squares, centre,
+                        h_buf, nvec)
 
     def codegen(context, builder, signature, args):
         aty = signature.args
         h_ptr = _data(context, builder, aty[0], args[0])
         in_ptr = _data(context, builder, aty[1], args[1])
         out_ptr = _data(context, builder, aty[6], args[6])
+        sq_ptr = _data(context, builder, aty[8], args[8])
+        buf_ptr = _data(context, builder, aty[10], args[10])
         n_, lam_, origin_, cap_, start_ = args[2], args[3], args[4], args[5], args[7]
-        acc, low_h = _transform_minima(context, builder, h_ptr, in_ptr, n_, lam_,
-                                       builder.add(start_, origin_), count)
+        acc, low_h = _transform_minima(builder, h_ptr, in_ptr, n_, lam_,
+                                       builder.add(start_, origin_), sq_ptr, args[9], buf_ptr,
+                                       count)
         top = _splat(builder, builder.fadd(low_h, cap_))
         inf_v = ir.Constant(_VEC, [_INF] * LANES)
         n_v = _splat(builder, n_)
@@ -207,14 +243,15 @@ def transform_block(typingctx, h_full, incoming, n, lam, origin, cap, out, start
 
 
 @intrinsic(prefer_literal=True)
-def row_minima(typingctx, rows, nrows, add, out, start, nvec):
-    """``out[start + t] = min_{r < nrows} rows[r, start + t] + add[r]`` for ``t < LANES *
-    nvec``: the data factor's message, ``rows`` the node's (padded) cost matrix."""
+def row_minima(typingctx, rows, nrows, add, plus, out, start, nvec):
+    """``out[start + t] = min_{r < nrows} (rows[r, start + t] + add[r]) + plus[start + t]``
+    for ``t < LANES * nvec``: the data factor's message to a layer (``rows`` the node's
+    padded cost matrix, ``add`` the other layer's belief) plus this layer's belief."""
     if not (_literal_count(nvec) and _rows_of_float32(rows, ndim=2)
-            and _rows_of_float32(add, out)):
+            and _rows_of_float32(add, plus, out)):
         return None
     count = nvec.literal_value
-    sig = types.void(rows, nrows, add, out, start, nvec)
+    sig = types.void(rows, nrows, add, plus, out, start, nvec)
 
     def codegen(context, builder, signature, args):
         aty = signature.args
@@ -222,8 +259,9 @@ def row_minima(typingctx, rows, nrows, add, out, start, nvec):
         rows_ptr = rows_ary.data
         stride = cgutils.unpack_tuple(builder, rows_ary.shape, 2)[1]
         add_ptr = _data(context, builder, aty[2], args[2])
-        out_ptr = _data(context, builder, aty[3], args[3])
-        start = args[4]
+        plus_ptr = _data(context, builder, aty[3], args[3])
+        out_ptr = _data(context, builder, aty[4], args[4])
+        start = args[5]
         acc_ptr = [cgutils.alloca_once(builder, _VEC) for _ in range(count)]
         for ptr in acc_ptr:
             builder.store(ir.Constant(_VEC, [_INF] * LANES), ptr)
@@ -237,8 +275,63 @@ def row_minima(typingctx, rows, nrows, add, out, start, nvec):
                 builder.store(_call(builder, "llvm.minnum", builder.load(acc_ptr[k]), x),
                               acc_ptr[k])
         for k in range(count):
-            _vstore(builder, builder.load(acc_ptr[k]), out_ptr,
-                    builder.add(start, ir.Constant(_I64, LANES * k)))
+            offset = builder.add(start, ir.Constant(_I64, LANES * k))
+            _vstore(builder, builder.fadd(builder.load(acc_ptr[k]),
+                                          _vload(builder, plus_ptr, offset)), out_ptr, offset)
         return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def first_argmin(typingctx, row, add, n):
+    """The first ``b < n`` minimising ``row[b] + add[b]`` (``0`` if all are ``+inf``);
+    ``row`` and ``add`` hold whole vectors."""
+    if not _rows_of_float32(row, add):
+        return None
+    sig = types.int64(row, add, n)
+
+    def codegen(context, builder, signature, args):
+        aty = signature.args
+        row_ptr = _data(context, builder, aty[0], args[0])
+        add_ptr = _data(context, builder, aty[1], args[1])
+        n = args[2]
+        ivec = ir.VectorType(_I64, LANES)
+        inf_v = ir.Constant(_VEC, [_INF] * LANES)
+        best_ptr = cgutils.alloca_once(builder, _VEC)
+        arg_ptr = cgutils.alloca_once(builder, ivec)
+        builder.store(inf_v, best_ptr)
+        builder.store(ir.Constant(ivec, [0] * LANES), arg_ptr)
+        n_v = _splat(builder, n)
+        n_vec = builder.sdiv(builder.add(n, ir.Constant(_I64, LANES - 1)),
+                             ir.Constant(_I64, LANES))
+        # per lane, the first strict minimum; then the lowest index among the lanes that
+        # hold the overall minimum
+        with cgutils.for_range(builder, n_vec) as loop:
+            offset = builder.mul(loop.index, ir.Constant(_I64, LANES))
+            index = _lane_index(builder, offset)
+            x = builder.fadd(_vload(builder, row_ptr, offset), _vload(builder, add_ptr, offset))
+            x = builder.select(builder.icmp_signed("<", index, n_v), x, inf_v)
+            best = builder.load(best_ptr)
+            better = builder.fcmp_ordered("<", x, best)
+            builder.store(builder.select(better, index, builder.load(arg_ptr)), arg_ptr)
+            builder.store(_call(builder, "llvm.minnum", best, x), best_ptr)
+        best = builder.load(best_ptr)
+        low = _splat(builder, _reduce(builder, best, "llvm.minnum"))
+        big = ir.Constant(ivec, [2**62] * LANES)
+        candidates = builder.select(builder.fcmp_ordered("==", best, low),
+                                    builder.load(arg_ptr), big)
+        width = LANES
+        while width > 1:
+            width //= 2
+            upper = builder.shuffle_vector(candidates, candidates, ir.Constant(
+                ir.VectorType(_I32, LANES),
+                list(range(width, 2 * width)) + [0] * (LANES - width)))
+            candidates = builder.select(builder.icmp_signed("<", upper, candidates), upper,
+                                        candidates)
+        first = builder.extract_element(candidates, ir.Constant(_I32, 0))
+        # all +inf: no lane improved on its start, and the scalar loop answers 0
+        return builder.select(builder.fcmp_ordered("==", builder.extract_element(
+            low, ir.Constant(_I32, 0)), ir.Constant(_F32, _INF)), ir.Constant(_I64, 0), first)
 
     return sig, codegen
