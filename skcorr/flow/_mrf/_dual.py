@@ -38,22 +38,9 @@ import numpy as np
 from numba import njit
 
 from ._numba import _DI, _DJ, _FASTMATH, _fmin
-from ._simd import LANES, first_argmin, padded, row_minima, send_message, transform_block
+from ._simd import LANES, data_messages, first_argmin, padded, send_message, transform_block
 
 __all__ = ["dual_bp_iterations", "transpose_labels"]
-
-
-@njit(cache=True, nogil=True)
-def _row_argmin(row, add):
-    """First ``b`` minimising ``row[b] + add[b]``."""
-    best = np.inf
-    arg = 0
-    for b in range(row.shape[0]):
-        x = row[b] + add[b]
-        if x < best:
-            best = x
-            arg = b
-    return arg
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
@@ -66,31 +53,35 @@ def _beliefs(mun, mvn, bu, bv):
 
 
 @njit(cache=True, nogil=True)
-def _data_message(rows, nrows, add, plus, out):
-    """Data factor to a layer plus its belief: ``out[b] = min_{r < nrows} (rows[r, b] +
-    add[r]) + plus[b]``, all lanes.
+def _data_messages(cost, bu, bv, hu, hv, gv):
+    """Data factor to both layers plus their beliefs, in one pass over the node's costs:
+    ``hu[lx] = min_ly (D + bv) + bu[lx]`` and ``hv[ly] = min_lx (D + bu) + bv[ly]``.
 
-    ``rows`` is the node's cost matrix (for the u layer) or its transpose (v), padded
-    with ``+inf``; one pass over its rows, the minima held in registers.
+    ``bu``, ``bv``, ``hu``, ``hv`` and ``gv`` (scratch) hold whole vectors; ``hu`` and
+    ``hv`` are ``+inf`` on the padding.
     """
-    nvec = out.shape[0] // LANES
+    Px = hu.shape[0]
+    gv[:] = np.inf
+    nvec = Px // LANES
     if nvec == 1:
-        row_minima(rows, nrows, add, plus, out, 0, 1)
+        data_messages(cost, bu, bv, hu, gv, 0, 1)
     elif nvec == 2:
-        row_minima(rows, nrows, add, plus, out, 0, 2)
+        data_messages(cost, bu, bv, hu, gv, 0, 2)
     elif nvec == 3:
-        row_minima(rows, nrows, add, plus, out, 0, 3)
+        data_messages(cost, bu, bv, hu, gv, 0, 3)
     elif nvec == 4:
-        row_minima(rows, nrows, add, plus, out, 0, 4)
+        data_messages(cost, bu, bv, hu, gv, 0, 4)
     else:
         start = 0
-        while start < out.shape[0]:
-            if out.shape[0] - start >= 4 * LANES:
-                row_minima(rows, nrows, add, plus, out, start, 4)
+        while start < Px:
+            if Px - start >= 4 * LANES:
+                data_messages(cost, bu, bv, hu, gv, start, 4)
                 start += 4 * LANES
             else:
-                row_minima(rows, nrows, add, plus, out, start, 1)
+                data_messages(cost, bu, bv, hu, gv, start, 1)
                 start += LANES
+    for a in range(hv.shape[0]):
+        hv[a] = gv[a] + bv[a]
 
 
 @njit(cache=True, nogil=True)
@@ -148,29 +139,30 @@ def _send(h_full, incoming, n, lam, shift, cap, target, out, squares, centre, h_
 
 
 @njit(cache=True, nogil=True)
-def _update_node(cu, cv, Ly, Lx, mu, mv, i, j, scratch, labels):
+def _update_node(costs, mu, mv, i, j, scratch, labels):
     """Node (i, j)'s beliefs and label; leaves ``hu = gu + bu`` and ``hv = gv + bv`` (the
     data factor's messages plus the beliefs) in ``scratch[2]`` and ``scratch[3]``."""
+    Lx = costs.shape[3]
+    Ly = costs.shape[2]
     Px = mu.shape[3]
     Py = mv.shape[3]
     bu, bv, hu, hv = scratch[0, :Px], scratch[1, :Py], scratch[2, :Px], scratch[3, :Py]
     _beliefs(mu[i, j], mv[i, j], bu, bv)
-    _data_message(cu[i, j], Ly, bv, bu, hu)
-    _data_message(cv[i, j], Lx, bu, bv, hv)
-    # a label (ly, lx) minimising D + bv[ly] + bu[lx]: the row from gv + bv
+    _data_messages(costs[i, j], bu, bv, hu, hv, scratch[7, :Py])
+    # a label (ly, lx) minimising D + bv[ly] + bu[lx]: the row from gv + bv (scratch[4]
+    # is zero)
     ly = first_argmin(hv, scratch[4], Ly)
     labels[i, j, 0] = ly
-    labels[i, j, 1] = first_argmin(cu[i, j, ly], bu, Lx)
+    labels[i, j, 1] = first_argmin(costs[i, j, ly], bu, Lx)
 
 
 @njit(cache=True, nogil=True)
-def _half_sweep(cu, cv, Ly, Lx, offsets, lam, cap, mu, mv, colour, labels, scratch, squares,
-                centre):
+def _half_sweep(costs, offsets, lam, cap, mu, mv, colour, labels, scratch, squares, centre):
     """Every node of one colour sends its eight messages; decode its label on the way.
 
     Returns the largest change of a message.
     """
-    H, W = cu.shape[:2]
+    H, W, Ly, Lx = costs.shape
     Px = mu.shape[3]
     Py = mv.shape[3]
     hu = scratch[2, :Px]
@@ -180,7 +172,7 @@ def _half_sweep(cu, cv, Ly, Lx, offsets, lam, cap, mu, mv, colour, labels, scrat
     delta = np.float32(0.0)
     for i in range(H):
         for j in range((i + colour) % 2, W, 2):
-            _update_node(cu, cv, Ly, Lx, mu, mv, i, j, scratch, labels)
+            _update_node(costs, mu, mv, i, j, scratch, labels)
             for k in range(4):
                 pi = i + _DI[k]
                 pj = j + _DJ[k]
@@ -196,12 +188,12 @@ def _half_sweep(cu, cv, Ly, Lx, offsets, lam, cap, mu, mv, colour, labels, scrat
 
 
 @njit(cache=True, nogil=True)
-def _decode_all(cu, cv, Ly, Lx, mu, mv, labels, scratch):
+def _decode_all(costs, mu, mv, labels, scratch):
     """Every node's label from the current messages (zero messages: the data-only one)."""
-    H, W = cu.shape[:2]
+    H, W = costs.shape[:2]
     for i in range(H):
         for j in range(W):
-            _update_node(cu, cv, Ly, Lx, mu, mv, i, j, scratch, labels)
+            _update_node(costs, mu, mv, i, j, scratch, labels)
 
 
 @njit(cache=True, nogil=True)
@@ -210,18 +202,24 @@ def _polish(costs, offsets, lam, trunc2, labels, max_pass):
 
     Each node takes the label minimising its data cost plus its smoothness to its
     neighbours' current displacements; that sum separates into a row term and a column
-    term, so a node costs ``O(Ly * Lx)``. The energy never increases.
+    term, so a node costs ``O(Ly * Lx)`` (a vector argmin per row). The energy never
+    increases. A node is looked at again only once a neighbour has changed since: with
+    the same neighbours it would keep its label, so skipping it changes nothing.
     """
     H, W, Ly, Lx = costs.shape
     sy = np.empty(Ly, np.float32)
-    sx = np.empty(Lx, np.float32)
+    sx = np.zeros(-(-Lx // LANES) * LANES, np.float32)
+    dirty = np.ones((H, W), np.bool_)
     for _ in range(max_pass):
         changed = False
         for colour in range(2):
             for i in range(H):
                 for j in range((i + colour) % 2, W, 2):
+                    if not dirty[i, j]:
+                        continue
+                    dirty[i, j] = False
                     sy[:] = 0.0
-                    sx[:] = 0.0
+                    sx[:Lx] = 0.0
                     for k in range(4):
                         pi = i + _DI[k]
                         pj = j + _DJ[k]
@@ -242,7 +240,7 @@ def _polish(costs, offsets, lam, trunc2, labels, max_pass):
                     by = ly0
                     bx = lx0
                     for a in range(Ly):
-                        b = _row_argmin(cost[a], sx)
+                        b = first_argmin(cost[a], sx, Lx)
                         x = cost[a, b] + sy[a] + sx[b]
                         if x < best:
                             best = x
@@ -252,6 +250,11 @@ def _polish(costs, offsets, lam, trunc2, labels, max_pass):
                         labels[i, j, 0] = by
                         labels[i, j, 1] = bx
                         changed = True
+                        for k in range(4):
+                            pi = i + _DI[k]
+                            pj = j + _DJ[k]
+                            if 0 <= pi < H and 0 <= pj < W:
+                                dirty[pi, pj] = True
         if not changed:
             break
 
@@ -342,16 +345,13 @@ def dual_bp_iterations(costs, offsets, lam, mu, mv, max_iter, tol, patience, tru
     """
     H, W, Ly, Lx = costs.shape
     Px, Py = padded(Lx), padded(Ly)
-    # The sweep's layout: each node's cost matrix and its transpose with rows padded to
-    # whole vectors (+inf), and its four incoming messages per layer in one block.
-    cu = np.empty((H, W, Ly, Px), np.float32)
-    cv = np.empty((H, W, Lx, Py), np.float32)
-    _pad_costs(costs, cu, cv)
+    # The sweep's layout: a node's four incoming messages per layer in one block, rows
+    # padded with zeros to whole vectors.
     pmu = np.zeros((H, W, 4, Px), np.float32)
     pmv = np.zeros((H, W, 4, Py), np.float32)
     pmu[..., :Lx] = mu.transpose(1, 2, 0, 3)
     pmv[..., :Ly] = mv.transpose(1, 2, 0, 3)
-    scratch = np.zeros((7, max(Px, Py)), np.float32)   # row 4 stays zero
+    scratch = np.zeros((8, max(Px, Py)), np.float32)   # row 4 stays zero
     # squares[centre + d] = d**2 for every distance (a + shift - b) a message meets
     shift = max([int(np.abs(np.diff(offsets, axis=axis)).max(initial=0)) for axis in (0, 1)])
     centre = shift + max(Px, Py)
@@ -361,7 +361,7 @@ def dual_bp_iterations(costs, offsets, lam, mu, mv, max_iter, tol, patience, tru
     cap = np.float32(lam * trunc2) if lam > 0 else np.float32(np.inf)
     # the data-only labelling is that of zero messages
     warm = mu.any() or mv.any()
-    n_iter = _dual_bp(costs, cu, cv, offsets, lam, trunc2, cap, pmu, pmv,
+    n_iter = _dual_bp(costs, offsets, lam, trunc2, cap, pmu, pmv,
                       np.zeros_like(pmu) if warm else pmu, np.zeros_like(pmv) if warm else pmv,
                       max_iter, tol, patience, scratch, squares, centre, best)
     mu[...] = pmu[..., :Lx].transpose(2, 0, 1, 3)
@@ -370,25 +370,11 @@ def dual_bp_iterations(costs, offsets, lam, mu, mv, max_iter, tol, patience, tru
 
 
 @njit(cache=True, nogil=True)
-def _pad_costs(costs, cu, cv):
-    """``cu[..., :Lx] = costs``, ``cv[..., :Ly]`` = its transpose, ``+inf`` beyond."""
-    H, W, Ly, Lx = costs.shape
-    for i in range(H):
-        for j in range(W):
-            cu[i, j] = np.inf
-            cv[i, j] = np.inf
-            for a in range(Ly):
-                for b in range(Lx):
-                    cu[i, j, a, b] = costs[i, j, a, b]
-                    cv[i, j, b, a] = costs[i, j, a, b]
-
-
-@njit(cache=True, nogil=True)
-def _dual_bp(costs, cu, cv, offsets, lam, trunc2, cap, mu, mv, mu0, mv0, max_iter, tol,
+def _dual_bp(costs, offsets, lam, trunc2, cap, mu, mv, mu0, mv0, max_iter, tol,
              patience, scratch, squares, centre, best):
     H, W, Ly, Lx = costs.shape
     labels = np.empty((H, W, 2), np.int64)
-    _decode_all(cu, cv, Ly, Lx, mu0, mv0, labels, scratch)
+    _decode_all(costs, mu0, mv0, labels, scratch)
     data, smooth = labelling_energy(costs, offsets, lam, trunc2, labels)
     best_energy = data + smooth
     best[:] = labels
@@ -398,8 +384,8 @@ def _dual_bp(costs, cu, cv, offsets, lam, trunc2, cap, mu, mv, mu0, mv0, max_ite
         n_iter += 1
         delta = 0.0
         for colour in range(2):
-            delta = max(delta, _half_sweep(cu, cv, Ly, Lx, offsets, lam, cap, mu, mv, colour,
-                                           labels, scratch, squares, centre))
+            delta = max(delta, _half_sweep(costs, offsets, lam, cap, mu, mv, colour, labels,
+                                           scratch, squares, centre))
         data, smooth = labelling_energy(costs, offsets, lam, trunc2, labels)
         stale += 1
         if data + smooth < best_energy:
@@ -408,7 +394,7 @@ def _dual_bp(costs, cu, cv, offsets, lam, trunc2, cap, mu, mv, mu0, mv0, max_ite
             stale = 0
         if delta <= tol or (patience > 0 and stale >= patience):
             break
-    _decode_all(cu, cv, Ly, Lx, mu, mv, labels, scratch)
+    _decode_all(costs, mu, mv, labels, scratch)
     data, smooth = labelling_energy(costs, offsets, lam, trunc2, labels)
     if data + smooth < best_energy:
         best[:] = labels

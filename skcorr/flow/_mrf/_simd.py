@@ -61,6 +61,16 @@ def _vload(builder, base, offset):
     return builder.load(_vptr(builder, base, offset), align=4, typ=_VEC)
 
 
+def _vload_masked(builder, base, offset, n):
+    """The vector at ``base + offset``, lanes at ``offset + t >= n`` read as ``+inf``
+    (and not read at all: rows of unpadded arrays end there)."""
+    mask = builder.icmp_signed("<", _lane_index(builder, offset), _splat(builder, n))
+    fnty = ir.FunctionType(_VEC, [_VEC.as_pointer(), _I32, mask.type, _VEC])
+    fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.masked.load.v8f32.p0")
+    return builder.call(fn, [_vptr(builder, base, offset), ir.Constant(_I32, 4), mask,
+                             ir.Constant(_VEC, [_INF] * LANES)])
+
+
 def _vstore(builder, vec, base, offset):
     builder.store(vec, _vptr(builder, base, offset), align=4)
 
@@ -243,41 +253,54 @@ def transform_block(typingctx, h_full, incoming, n, lam, origin, cap, out, start
 
 
 @intrinsic(prefer_literal=True)
-def row_minima(typingctx, rows, nrows, add, plus, out, start, nvec):
-    """``out[start + t] = min_{r < nrows} (rows[r, start + t] + add[r]) + plus[start + t]``
-    for ``t < LANES * nvec``: the data factor's message to a layer (``rows`` the node's
-    padded cost matrix, ``add`` the other layer's belief) plus this layer's belief."""
+def data_messages(typingctx, rows, bu, bv, hu, gv, start, nvec):
+    """The data factor's messages plus the beliefs, for columns ``start + t``, ``t < LANES *
+    nvec``, of a node's cost matrix ``rows`` (``Ly x Lx``, unpadded), in one pass over it:
+
+    * ``hu[start + t] = min_a (rows[a, start + t] + bv[a]) + bu[start + t]``,
+    * ``gv[a] = min(gv[a], min_t rows[a, start + t] + bu[start + t])`` for every row ``a``.
+
+    Columns past ``Lx`` read as ``+inf``; ``bu`` and ``hu`` hold whole vectors.
+    """
     if not (_literal_count(nvec) and _rows_of_float32(rows, ndim=2)
-            and _rows_of_float32(add, plus, out)):
+            and _rows_of_float32(bu, bv, hu, gv)):
         return None
     count = nvec.literal_value
-    sig = types.void(rows, nrows, add, plus, out, start, nvec)
+    sig = types.void(rows, bu, bv, hu, gv, start, nvec)
 
     def codegen(context, builder, signature, args):
         aty = signature.args
         rows_ary = context.make_array(aty[0])(context, builder, value=args[0])
         rows_ptr = rows_ary.data
-        stride = cgutils.unpack_tuple(builder, rows_ary.shape, 2)[1]
-        add_ptr = _data(context, builder, aty[2], args[2])
-        plus_ptr = _data(context, builder, aty[3], args[3])
-        out_ptr = _data(context, builder, aty[4], args[4])
+        nrows, ncols = cgutils.unpack_tuple(builder, rows_ary.shape, 2)
+        bu_ptr = _data(context, builder, aty[1], args[1])
+        bv_ptr = _data(context, builder, aty[2], args[2])
+        hu_ptr = _data(context, builder, aty[3], args[3])
+        gv_ptr = _data(context, builder, aty[4], args[4])
         start = args[5]
+        offsets = [builder.add(start, ir.Constant(_I64, LANES * k)) for k in range(count)]
+        bu_v = [_vload(builder, bu_ptr, offset) for offset in offsets]
         acc_ptr = [cgutils.alloca_once(builder, _VEC) for _ in range(count)]
         for ptr in acc_ptr:
             builder.store(ir.Constant(_VEC, [_INF] * LANES), ptr)
-        with cgutils.for_range(builder, args[1]) as loop:
-            r = loop.index
-            s = _splat(builder, builder.load(builder.gep(add_ptr, [r])))
-            row = builder.add(builder.mul(r, stride), start)
+        with cgutils.for_range(builder, nrows) as loop:
+            a = loop.index
+            row = builder.mul(a, ncols)
+            s = _splat(builder, builder.load(builder.gep(bv_ptr, [a])))
+            across = None
             for k in range(count):
-                x = builder.fadd(_vload(builder, rows_ptr,
-                                        builder.add(row, ir.Constant(_I64, LANES * k))), s)
-                builder.store(_call(builder, "llvm.minnum", builder.load(acc_ptr[k]), x),
-                              acc_ptr[k])
+                x = _vload_masked(builder, rows_ptr, builder.add(row, offsets[k]),
+                                  builder.add(row, ncols))
+                builder.store(_call(builder, "llvm.minnum", builder.load(acc_ptr[k]),
+                                    builder.fadd(x, s)), acc_ptr[k])
+                y = builder.fadd(x, bu_v[k])
+                across = y if across is None else _call(builder, "llvm.minnum", across, y)
+            gv_a = builder.gep(gv_ptr, [a])
+            builder.store(_call(builder, "llvm.minnum", builder.load(gv_a),
+                                _reduce(builder, across, "llvm.minnum")), gv_a)
         for k in range(count):
-            offset = builder.add(start, ir.Constant(_I64, LANES * k))
-            _vstore(builder, builder.fadd(builder.load(acc_ptr[k]),
-                                          _vload(builder, plus_ptr, offset)), out_ptr, offset)
+            _vstore(builder, builder.fadd(builder.load(acc_ptr[k]), bu_v[k]), hu_ptr,
+                    offsets[k])
         return context.get_dummy_value()
 
     return sig, codegen
@@ -286,7 +309,7 @@ def row_minima(typingctx, rows, nrows, add, plus, out, start, nvec):
 @intrinsic
 def first_argmin(typingctx, row, add, n):
     """The first ``b < n`` minimising ``row[b] + add[b]`` (``0`` if all are ``+inf``);
-    ``row`` and ``add`` hold whole vectors."""
+    ``row`` may end at ``n``, ``add`` holds whole vectors."""
     if not _rows_of_float32(row, add):
         return None
     sig = types.int64(row, add, n)
@@ -310,7 +333,8 @@ def first_argmin(typingctx, row, add, n):
         with cgutils.for_range(builder, n_vec) as loop:
             offset = builder.mul(loop.index, ir.Constant(_I64, LANES))
             index = _lane_index(builder, offset)
-            x = builder.fadd(_vload(builder, row_ptr, offset), _vload(builder, add_ptr, offset))
+            x = builder.fadd(_vload_masked(builder, row_ptr, offset, n),
+                             _vload(builder, add_ptr, offset))
             x = builder.select(builder.icmp_signed("<", index, n_v), x, inf_v)
             best = builder.load(best_ptr)
             better = builder.fcmp_ordered("<", x, best)
