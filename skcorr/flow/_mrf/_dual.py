@@ -85,40 +85,50 @@ def _data_messages(cost, bu, bv, hu, hv, gv):
 
 
 @njit(cache=True, nogil=True)
-def _send(h_full, incoming, n, lam, shift, cap, target, out, squares, centre, h_buf):
+def _send(h_full, incoming, n, lam, shift, cap, target, out, squares, centre, h_buf,
+          changes):
     """One layer's message: transform of ``h_full - incoming`` into ``target``, min 0.
 
     ``m(a) = min_b h[b] + lam (a + shift - b)**2`` over the ``n`` labels, brute force;
     with a finite ``cap`` (``lam`` times the squared truncation) the smoothness is the
     truncated quadratic ``lam min(d**2, T**2)``: no message exceeds ``min(h) + cap``.
     Up to ``8 * LANES`` labels the minima stay in registers and are normalised there;
-    wider rows go through ``out`` in blocks. Returns the largest change of ``target``.
+    wider rows go through ``out`` in blocks. The largest change of ``target`` goes into
+    ``changes`` (``LANES`` lane-wise maxima, reduced once per half sweep).
     """
     nvec = target.shape[0] // LANES
     if nvec == 1:
-        return send_message(h_full, incoming, n, lam, shift, cap, target, squares, centre,
-                            h_buf, 1)
+        send_message(h_full, incoming, n, lam, shift, cap, target, squares, centre, h_buf,
+                     changes, 1)
+        return
     if nvec == 2:
-        return send_message(h_full, incoming, n, lam, shift, cap, target, squares, centre,
-                            h_buf, 2)
+        send_message(h_full, incoming, n, lam, shift, cap, target, squares, centre, h_buf,
+                     changes, 2)
+        return
     if nvec == 3:
-        return send_message(h_full, incoming, n, lam, shift, cap, target, squares, centre,
-                            h_buf, 3)
+        send_message(h_full, incoming, n, lam, shift, cap, target, squares, centre, h_buf,
+                     changes, 3)
+        return
     if nvec == 4:
-        return send_message(h_full, incoming, n, lam, shift, cap, target, squares, centre,
-                            h_buf, 4)
+        send_message(h_full, incoming, n, lam, shift, cap, target, squares, centre, h_buf,
+                     changes, 4)
+        return
     if nvec == 5:
-        return send_message(h_full, incoming, n, lam, shift, cap, target, squares, centre,
-                            h_buf, 5)
+        send_message(h_full, incoming, n, lam, shift, cap, target, squares, centre, h_buf,
+                     changes, 5)
+        return
     if nvec == 6:
-        return send_message(h_full, incoming, n, lam, shift, cap, target, squares, centre,
-                            h_buf, 6)
+        send_message(h_full, incoming, n, lam, shift, cap, target, squares, centre, h_buf,
+                     changes, 6)
+        return
     if nvec == 7:
-        return send_message(h_full, incoming, n, lam, shift, cap, target, squares, centre,
-                            h_buf, 7)
+        send_message(h_full, incoming, n, lam, shift, cap, target, squares, centre, h_buf,
+                     changes, 7)
+        return
     if nvec == 8:
-        return send_message(h_full, incoming, n, lam, shift, cap, target, squares, centre,
-                            h_buf, 8)
+        send_message(h_full, incoming, n, lam, shift, cap, target, squares, centre, h_buf,
+                     changes, 8)
+        return
     low = np.float32(np.inf)
     start = 0
     while start < target.shape[0]:
@@ -130,12 +140,12 @@ def _send(h_full, incoming, n, lam, shift, cap, target, out, squares, centre, h_
             low = _fmin(low, transform_block(h_full, incoming, n, lam, shift, cap, out,
                                              start, squares, centre, h_buf, 1))
             start += LANES
-    delta = np.float32(0.0)
+    delta = changes[0]
     for a in range(n):
         x = out[a] - low
         delta = max(delta, abs(x - target[a]))
         target[a] = x
-    return delta
+    changes[0] = delta
 
 
 @njit(cache=True, nogil=True)
@@ -169,7 +179,8 @@ def _half_sweep(costs, offsets, lam, cap, mu, mv, colour, labels, scratch, squar
     hv = scratch[3, :Py]
     out = scratch[5]
     h_buf = scratch[6]
-    delta = np.float32(0.0)
+    changes = scratch[8, :LANES]
+    changes[:] = 0.0
     for i in range(H):
         for j in range((i + colour) % 2, W, 2):
             _update_node(costs, mu, mv, i, j, scratch, labels)
@@ -180,11 +191,11 @@ def _half_sweep(costs, offsets, lam, cap, mu, mv, colour, labels, scratch, squar
                     continue
                 sy = offsets[pi, pj, 0] - offsets[i, j, 0]
                 sx = offsets[pi, pj, 1] - offsets[i, j, 1]
-                delta = max(delta, _send(hu, mu[i, j, k], Lx, lam, sx, cap,
-                                         mu[pi, pj, k ^ 1], out, squares, centre, h_buf))
-                delta = max(delta, _send(hv, mv[i, j, k], Ly, lam, sy, cap,
-                                         mv[pi, pj, k ^ 1], out, squares, centre, h_buf))
-    return delta
+                _send(hu, mu[i, j, k], Lx, lam, sx, cap, mu[pi, pj, k ^ 1], out, squares,
+                      centre, h_buf, changes)
+                _send(hv, mv[i, j, k], Ly, lam, sy, cap, mv[pi, pj, k ^ 1], out, squares,
+                      centre, h_buf, changes)
+    return changes.max()
 
 
 @njit(cache=True, nogil=True)
@@ -351,7 +362,7 @@ def dual_bp_iterations(costs, offsets, lam, mu, mv, max_iter, tol, patience, tru
     pmv = np.zeros((H, W, 4, Py), np.float32)
     pmu[..., :Lx] = mu.transpose(1, 2, 0, 3)
     pmv[..., :Ly] = mv.transpose(1, 2, 0, 3)
-    scratch = np.zeros((8, max(Px, Py)), np.float32)   # row 4 stays zero
+    scratch = np.zeros((9, max(Px, Py)), np.float32)   # row 4 stays zero
     # squares[centre + d] = d**2 for every distance (a + shift - b) a message meets
     shift = max([int(np.abs(np.diff(offsets, axis=axis)).max(initial=0)) for axis in (0, 1)])
     centre = shift + max(Px, Py)

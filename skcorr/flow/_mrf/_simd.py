@@ -107,28 +107,30 @@ def _rows_of_float32(*arrays, ndim=1):
                and a.layout == "C" for a in arrays)
 
 
-def _transform_minima(builder, h_full, incoming, n, lam, origin, squares, centre, h_buf,
-                      nvec):
+def _transform_minima(builder, h_full, incoming, n, lam, origin, cap, squares, centre, h_buf,
+                      nvec, hvec=None):
     """Running minima ``min_{b<n} h[b] + lam (origin + t - b)**2`` for lanes ``t`` of
-    ``nvec`` vectors, with ``h = h_full - incoming``; also ``min_b h[b]``.
+    ``nvec`` vectors, with ``h = h_full - incoming``, capped at ``min_b h[b] + cap``.
 
     ``h`` is formed a vector at a time into ``h_buf`` (``h_full`` and ``incoming`` are
-    padded to whole vectors); ``squares[centre + d] = d**2`` supplies the exact squared
-    distances as vector loads, so an input costs a broadcast load and one ``fmuladd``
-    and one ``minnum`` per vector of outputs.
+    padded to whole vectors; ``hvec`` of them if known, else enough for ``n``);
+    ``squares[centre + d] = d**2`` supplies the exact squared distances as vector loads,
+    so an input costs a broadcast load and one ``fmuladd`` and one ``minnum`` per vector
+    of outputs.
     """
     inf_v = ir.Constant(_VEC, [_INF] * LANES)
-    low_ptr = cgutils.alloca_once(builder, _VEC)
-    builder.store(inf_v, low_ptr)
-    n_v = _splat(builder, n)
-    n_vec = builder.sdiv(builder.add(n, ir.Constant(_I64, LANES - 1)), ir.Constant(_I64, LANES))
-    with cgutils.for_range(builder, n_vec) as loop:
-        offset = builder.mul(loop.index, ir.Constant(_I64, LANES))
-        h = builder.fsub(_vload(builder, h_full, offset), _vload(builder, incoming, offset))
-        _vstore(builder, h, h_buf, offset)
-        real = builder.icmp_signed("<", _lane_index(builder, offset), n_v)
-        builder.store(_call(builder, "llvm.minnum", builder.load(low_ptr),
-                            builder.select(real, h, inf_v)), low_ptr)
+    if hvec is None:
+        hvec = builder.sdiv(builder.add(n, ir.Constant(_I64, LANES - 1)),
+                            ir.Constant(_I64, LANES))
+        with cgutils.for_range(builder, hvec) as loop:
+            offset = builder.mul(loop.index, ir.Constant(_I64, LANES))
+            _vstore(builder, builder.fsub(_vload(builder, h_full, offset),
+                                          _vload(builder, incoming, offset)), h_buf, offset)
+    else:
+        for k in range(hvec):
+            offset = ir.Constant(_I64, LANES * k)
+            _vstore(builder, builder.fsub(_vload(builder, h_full, offset),
+                                          _vload(builder, incoming, offset)), h_buf, offset)
     # Two sets of minima, for even and odd inputs, so that a vector's minimum does not
     # wait on the one before (minnum is exact: the order does not change the result).
     acc_ptr = [[cgutils.alloca_once(builder, _VEC) for _ in range(nvec)] for _ in range(2)]
@@ -149,33 +151,47 @@ def _transform_minima(builder, h_full, incoming, n, lam, origin, squares, centre
         b = builder.shl(loop.index, ir.Constant(_I64, 1))
         step(b, acc_ptr[0])
         step(builder.add(b, ir.Constant(_I64, 1)), acc_ptr[1])
-    last = builder.sub(n, ir.Constant(_I64, 1))
     with builder.if_then(builder.trunc(n, ir.IntType(1))):
-        step(last, acc_ptr[0])
+        step(builder.sub(n, ir.Constant(_I64, 1)), acc_ptr[0])
     for k in range(nvec):
         builder.store(_call(builder, "llvm.minnum", builder.load(acc_ptr[0][k]),
                             builder.load(acc_ptr[1][k])), acc_ptr[0][k])
-    acc_ptr = acc_ptr[0]
-    return ([builder.load(ptr) for ptr in acc_ptr],
-            _reduce(builder, builder.load(low_ptr), "llvm.minnum"))
+    # the truncation: no message above min(h) + cap (nothing to do when cap is +inf)
+    with builder.if_then(builder.fcmp_ordered("<", cap, ir.Constant(_F32, _INF))):
+        low_ptr = cgutils.alloca_once(builder, _VEC)
+        builder.store(inf_v, low_ptr)
+        n_v = _splat(builder, n)
+        n_vec = builder.sdiv(builder.add(n, ir.Constant(_I64, LANES - 1)),
+                             ir.Constant(_I64, LANES))
+        with cgutils.for_range(builder, n_vec) as loop:
+            offset = builder.mul(loop.index, ir.Constant(_I64, LANES))
+            real = builder.icmp_signed("<", _lane_index(builder, offset), n_v)
+            builder.store(_call(builder, "llvm.minnum", builder.load(low_ptr), builder.select(
+                real, _vload(builder, h_buf, offset), inf_v)), low_ptr)
+        top = _splat(builder, builder.fadd(_reduce(builder, builder.load(low_ptr),
+                                                   "llvm.minnum"), cap))
+        for k in range(nvec):
+            builder.store(_call(builder, "llvm.minnum", builder.load(acc_ptr[0][k]), top),
+                          acc_ptr[0][k])
+    return [builder.load(ptr) for ptr in acc_ptr[0]]
 
 
 @intrinsic(prefer_literal=True)
 def send_message(typingctx, h_full, incoming, n, lam, shift, cap, target, squares, centre,
-                 h_buf, nvec):
-    """One whole message of ``n <= LANES * nvec`` labels into ``target``; returns the
-    largest change of ``target``.
+                 h_buf, changes, nvec):
+    """One whole message of ``n <= LANES * nvec`` labels into ``target``.
 
     ``target[a] = m(a) - min(m)`` for ``a < n`` and ``0`` on the padding, where ``m(a) =
     min(min_b h[b] + lam (a + shift - b)**2, min(h) + cap)``, ``h = h_full - incoming``
-    over ``b < n``; ``target`` holds ``LANES * nvec`` floats.
+    over ``b < n``; ``target`` holds ``LANES * nvec`` floats. ``changes`` (``LANES``
+    floats) takes the lane-wise maximum with ``|change of target|``.
     """
     if not (_literal_count(nvec)
-            and _rows_of_float32(h_full, incoming, target, squares, h_buf)):
+            and _rows_of_float32(h_full, incoming, target, squares, h_buf, changes)):
         return None
     count = nvec.literal_value
-    sig = types.float32(h_full, incoming, n, lam, shift, cap, target, squares, centre, h_buf,
-                        nvec)
+    sig = types.void(h_full, incoming, n, lam, shift, cap, target, squares, centre, h_buf,
+                     changes, nvec)
 
     def codegen(context, builder, signature, args):
         aty = signature.args
@@ -184,29 +200,29 @@ def send_message(typingctx, h_full, incoming, n, lam, shift, cap, target, square
         out_ptr = _data(context, builder, aty[6], args[6])
         sq_ptr = _data(context, builder, aty[7], args[7])
         buf_ptr = _data(context, builder, aty[9], args[9])
+        changes_ptr = _data(context, builder, aty[10], args[10])
         n_, lam_, shift_, cap_ = args[2], args[3], args[4], args[5]
-        acc, low_h = _transform_minima(builder, h_ptr, in_ptr, n_, lam_, shift_, sq_ptr,
-                                       args[8], buf_ptr, count)
-        top = _splat(builder, builder.fadd(low_h, cap_))
+        acc = _transform_minima(builder, h_ptr, in_ptr, n_, lam_, shift_, cap_, sq_ptr,
+                                args[8], buf_ptr, count, hvec=count)
         inf_v = ir.Constant(_VEC, [_INF] * LANES)
         zero_v = ir.Constant(_VEC, [0.0] * LANES)
         n_v = _splat(builder, n_)
         real = []
         low = inf_v
         for k in range(count):
-            acc[k] = _call(builder, "llvm.minnum", acc[k], top)
             real.append(builder.icmp_signed(
                 "<", _lane_index(builder, ir.Constant(_I64, LANES * k)), n_v))
             low = _call(builder, "llvm.minnum", low, builder.select(real[k], acc[k], inf_v))
         low_v = _splat(builder, _reduce(builder, low, "llvm.minnum"))
-        delta = zero_v
+        delta = _vload(builder, changes_ptr, ir.Constant(_I64, 0))
         for k in range(count):
             x = builder.select(real[k], builder.fsub(acc[k], low_v), zero_v)
             old = _vload(builder, out_ptr, ir.Constant(_I64, LANES * k))
             delta = _call(builder, "llvm.maxnum", delta,
                           _call(builder, "llvm.fabs", builder.fsub(x, old)))
             _vstore(builder, x, out_ptr, ir.Constant(_I64, LANES * k))
-        return _reduce(builder, delta, "llvm.maxnum")
+        _vstore(builder, delta, changes_ptr, ir.Constant(_I64, 0))
+        return context.get_dummy_value()
 
     return sig, codegen
 
@@ -234,15 +250,13 @@ def transform_block(typingctx, h_full, incoming, n, lam, origin, cap, out, start
         sq_ptr = _data(context, builder, aty[8], args[8])
         buf_ptr = _data(context, builder, aty[10], args[10])
         n_, lam_, origin_, cap_, start_ = args[2], args[3], args[4], args[5], args[7]
-        acc, low_h = _transform_minima(builder, h_ptr, in_ptr, n_, lam_,
-                                       builder.add(start_, origin_), sq_ptr, args[9], buf_ptr,
-                                       count)
-        top = _splat(builder, builder.fadd(low_h, cap_))
+        acc = _transform_minima(builder, h_ptr, in_ptr, n_, lam_, builder.add(start_, origin_),
+                                cap_, sq_ptr, args[9], buf_ptr, count)
         inf_v = ir.Constant(_VEC, [_INF] * LANES)
         n_v = _splat(builder, n_)
         low = inf_v
         for k in range(count):
-            x = _call(builder, "llvm.minnum", acc[k], top)
+            x = acc[k]
             offset = builder.add(start_, ir.Constant(_I64, LANES * k))
             real = builder.icmp_signed("<", _lane_index(builder, offset), n_v)
             low = _call(builder, "llvm.minnum", low, builder.select(real, x, inf_v))
