@@ -84,7 +84,7 @@ def _data_messages(cost, bu, bv, hu, hv, gv):
         hv[a] = gv[a] + bv[a]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _send(h_full, incoming, n, lam, shift, cap, target, out, squares, centre, h_buf,
           changes):
     """One layer's message: transform of ``h_full - incoming`` into ``target``, min 0.
