@@ -37,22 +37,21 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ._numba import _DI, _DJ, _FASTMATH, _fmin
-from ._simd import LANES, data_messages, first_argmin, padded, send_message, transform_block
+from ._numba import _DI, _DJ, _fmin
+from ._simd import (
+    LANES,
+    belief_sum,
+    data_messages,
+    first_argmin,
+    padded,
+    send_message,
+    transform_block,
+)
 
 __all__ = ["dual_bp_iterations", "transpose_labels"]
 
 
-@njit(cache=True, nogil=True, fastmath=_FASTMATH)
-def _beliefs(mun, mvn, bu, bv):
-    """Sums of the four spatial messages into a node, per layer (all padded lanes)."""
-    for b in range(bu.shape[0]):
-        bu[b] = mun[0, b] + mun[1, b] + mun[2, b] + mun[3, b]
-    for a in range(bv.shape[0]):
-        bv[a] = mvn[0, a] + mvn[1, a] + mvn[2, a] + mvn[3, a]
-
-
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _data_messages(cost, bu, bv, hu, hv, gv):
     """Data factor to both layers plus their beliefs, in one pass over the node's costs:
     ``hu[lx] = min_ly (D + bv) + bu[lx]`` and ``hv[ly] = min_lx (D + bu) + bv[ly]``.
@@ -148,7 +147,7 @@ def _send(h_full, incoming, n, lam, shift, cap, target, out, squares, centre, h_
     changes[0] = delta
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _update_node(costs, mu, mv, i, j, scratch, labels):
     """Node (i, j)'s beliefs and label; leaves ``hu = gu + bu`` and ``hv = gv + bv`` (the
     data factor's messages plus the beliefs) in ``scratch[2]`` and ``scratch[3]``."""
@@ -157,7 +156,8 @@ def _update_node(costs, mu, mv, i, j, scratch, labels):
     Px = mu.shape[3]
     Py = mv.shape[3]
     bu, bv, hu, hv = scratch[0, :Px], scratch[1, :Py], scratch[2, :Px], scratch[3, :Py]
-    _beliefs(mu[i, j], mv[i, j], bu, bv)
+    belief_sum(mu[i, j], bu)
+    belief_sum(mv[i, j], bv)
     _data_messages(costs[i, j], bu, bv, hu, hv, scratch[7, :Py])
     # a label (ly, lx) minimising D + bv[ly] + bu[lx]: the row from gv + bv (scratch[4]
     # is zero)

@@ -373,3 +373,28 @@ def first_argmin(typingctx, row, add, n):
             low, ir.Constant(_I32, 0)), ir.Constant(_F32, _INF)), ir.Constant(_I64, 0), first)
 
     return sig, codegen
+
+
+@intrinsic
+def belief_sum(typingctx, block, out):
+    """``out[t] = ((block[0, t] + block[1, t]) + block[2, t]) + block[3, t]`` over whole
+    vectors: a node's four incoming messages of one layer, summed."""
+    if not (_rows_of_float32(block, ndim=2) and _rows_of_float32(out)):
+        return None
+    sig = types.void(block, out)
+
+    def codegen(context, builder, signature, args):
+        aty = signature.args
+        ary = context.make_array(aty[0])(context, builder, value=args[0])
+        width = cgutils.unpack_tuple(builder, ary.shape, 2)[1]
+        out_ptr = _data(context, builder, aty[1], args[1])
+        with cgutils.for_range(builder, builder.sdiv(width, ir.Constant(_I64, LANES))) as loop:
+            offset = builder.mul(loop.index, ir.Constant(_I64, LANES))
+            total = _vload(builder, ary.data, offset)
+            for k in range(1, 4):
+                total = builder.fadd(total, _vload(builder, ary.data, builder.add(
+                    builder.mul(width, ir.Constant(_I64, k)), offset)))
+            _vstore(builder, total, out_ptr, offset)
+        return context.get_dummy_value()
+
+    return sig, codegen
