@@ -10,14 +10,20 @@ Min-sum BP on it passes
 
 * within a layer, from ``q`` to its neighbour ``p``: a 1-D transform
   ``m(l) = min_{l'} h(l') + lam (l + s - l')**2`` of ``q``'s layer belief ``h`` without
-  ``p``'s message (``s = o_p - o_q`` in that axis), ``O(L_axis**2)`` by brute force,
-  which vectorises with the running minimum kept in a register (for the label widths
-  of flow problems, up to a few dozen, this beats the branchy ``O(L)`` lower envelope);
-  with a truncated smoothness ``lam min(d**2, T**2)`` the message is capped at
-  ``min(h) + lam T**2``;
+  ``p``'s message (``s = o_p - o_q`` in that axis), ``O(L_axis**2)`` by brute force
+  (for the label widths of flow problems, up to a few dozen, this beats the branchy
+  ``O(L)`` lower envelope); with a truncated smoothness ``lam min(d**2, T**2)`` the
+  message is capped at ``min(h) + lam T**2``;
 * through the data factor: ``min_ly D_p(ly, lx) + B_v(ly)`` to ``u_p`` and
-  ``min_lx D_p(ly, lx) + B_u(lx)`` to ``v_p``, ``O(Ly * Lx)``, read along contiguous
-  rows of ``D`` and of its transpose.
+  ``min_lx D_p(ly, lx) + B_u(lx)`` to ``v_p``, ``O(Ly * Lx)``, both in one pass over
+  the rows of ``D``.
+
+The inner loops are vector kernels written in LLVM IR (``_simd``): the running minima of
+a message stay in registers, a fixed number of vectors per call site (label rows padded
+to whole vectors), the squared distances come from a table of exact squares, and
+nothing is allocated inside a sweep; each node's four incoming messages per layer lie
+side by side. The arithmetic is that of the scalar kernel it replaced, so the messages
+and labellings are the same bit for bit.
 
 A node's update costs ``O(Ly * Lx)``, against ``O(Ly * Lx)`` distance-transform passes
 per message of 2-D BP; messages are ``O(Ly + Lx)`` floats. Nodes are updated in a
@@ -48,7 +54,7 @@ from ._simd import (
     transform_block,
 )
 
-__all__ = ["dual_bp_iterations", "transpose_labels"]
+__all__ = ["dual_bp_iterations"]
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -295,26 +301,6 @@ def labelling_energy(costs, offsets, lam, trunc2, labels):
                 dx = labels[i, j + 1, 1] + offsets[i, j + 1, 1] - wx
                 smooth += min(dy * dy, trunc2) + min(dx * dx, trunc2)
     return data, lam * smooth
-
-
-def transpose_labels(costs):
-    """``costs`` with the two label axes swapped, C-contiguous: (H, W, Lx, Ly)."""
-    H, W, Ly, Lx = costs.shape
-    out = np.empty((H, W, Lx, Ly), costs.dtype)
-    _transpose_into(costs, out)
-    return out
-
-
-# The kernels write into arrays allocated by the caller: returning a new array from
-# nopython code costs about half a millisecond per call (numba unpickles its dtype).
-@njit(cache=True, nogil=True)
-def _transpose_into(costs, out):
-    H, W, Ly, Lx = costs.shape
-    for i in range(H):
-        for j in range(W):
-            for a in range(Ly):
-                for b in range(Lx):
-                    out[i, j, b, a] = costs[i, j, a, b]
 
 
 def dual_bp_iterations(costs, offsets, lam, mu, mv, max_iter, tol, patience, trunc2=np.inf):
