@@ -50,6 +50,7 @@ from ._simd import (
     data_messages,
     first_argmin,
     padded,
+    row_pointer,
     send_message,
     transform_block,
 )
@@ -57,42 +58,48 @@ from ._simd import (
 __all__ = ["dual_bp_iterations"]
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _data_messages(cost, bu, bv, hu, hv, gv):
-    """Data factor to both layers plus their beliefs, in one pass over the node's costs:
-    ``hu[lx] = min_ly (D + bv) + bu[lx]`` and ``hv[ly] = min_lx (D + bu) + bv[ly]``.
+# The sweep passes rows as pointers (``row_pointer``), not array views: a view costs an
+# atomic reference-count increment and decrement, more than a short message's work.
 
-    ``bu``, ``bv``, ``hu``, ``hv`` and ``gv`` (scratch) hold whole vectors; ``hu`` and
-    ``hv`` are ``+inf`` on the padding.
+
+@njit(cache=True, nogil=True, inline="always")
+def _data_messages(cost, Ly, Lx, bu, bv, hu, hv, gv, Px, Py):
+    """Data factor to both layers plus their beliefs, in one pass over the node's costs
+    ``cost`` (a pointer to its ``Ly x Lx`` matrix): ``hu[lx] = min_ly (D + bv) + bu[lx]``
+    and ``hv[ly] = min_lx (D + bu) + bv[ly]``.
+
+    ``bu``, ``bv``, ``hu``, ``hv`` and ``gv`` (scratch) hold ``Px`` and ``Py`` floats,
+    whole vectors; ``hu`` and ``hv`` are ``+inf`` on the padding.
     """
-    Px = hu.shape[0]
-    gv[:] = np.inf
+    for a in range(Py):
+        gv[a] = np.inf
     nvec = Px // LANES
     if nvec == 1:
-        data_messages(cost, bu, bv, hu, gv, 0, 1)
+        data_messages(cost, Ly, Lx, bu, bv, hu, gv, 0, 1)
     elif nvec == 2:
-        data_messages(cost, bu, bv, hu, gv, 0, 2)
+        data_messages(cost, Ly, Lx, bu, bv, hu, gv, 0, 2)
     elif nvec == 3:
-        data_messages(cost, bu, bv, hu, gv, 0, 3)
+        data_messages(cost, Ly, Lx, bu, bv, hu, gv, 0, 3)
     elif nvec == 4:
-        data_messages(cost, bu, bv, hu, gv, 0, 4)
+        data_messages(cost, Ly, Lx, bu, bv, hu, gv, 0, 4)
     else:
         start = 0
         while start < Px:
             if Px - start >= 4 * LANES:
-                data_messages(cost, bu, bv, hu, gv, start, 4)
+                data_messages(cost, Ly, Lx, bu, bv, hu, gv, start, 4)
                 start += 4 * LANES
             else:
-                data_messages(cost, bu, bv, hu, gv, start, 1)
+                data_messages(cost, Ly, Lx, bu, bv, hu, gv, start, 1)
                 start += LANES
-    for a in range(hv.shape[0]):
+    for a in range(Py):
         hv[a] = gv[a] + bv[a]
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _send(h_full, incoming, n, lam, shift, cap, target, out, squares, centre, h_buf,
+def _send(h_full, incoming, n, lam, shift, cap, target, P, out, squares, centre, h_buf,
           changes):
-    """One layer's message: transform of ``h_full - incoming`` into ``target``, min 0.
+    """One layer's message: transform of ``h_full - incoming`` into ``target`` (rows of
+    ``P`` floats, whole vectors), min 0.
 
     ``m(a) = min_b h[b] + lam (a + shift - b)**2`` over the ``n`` labels, brute force;
     with a finite ``cap`` (``lam`` times the squared truncation) the smoothness is the
@@ -101,7 +108,7 @@ def _send(h_full, incoming, n, lam, shift, cap, target, out, squares, centre, h_
     wider rows go through ``out`` in blocks. The largest change of ``target`` goes into
     ``changes`` (``LANES`` lane-wise maxima, reduced once per half sweep).
     """
-    nvec = target.shape[0] // LANES
+    nvec = P // LANES
     if nvec == 1:
         send_message(h_full, incoming, n, lam, shift, cap, target, squares, centre, h_buf,
                      changes, 1)
@@ -136,8 +143,8 @@ def _send(h_full, incoming, n, lam, shift, cap, target, out, squares, centre, h_
         return
     low = np.float32(np.inf)
     start = 0
-    while start < target.shape[0]:
-        if target.shape[0] - start >= 8 * LANES:
+    while start < P:
+        if P - start >= 8 * LANES:
             low = _fmin(low, transform_block(h_full, incoming, n, lam, shift, cap, out,
                                              start, squares, centre, h_buf, 8))
             start += 8 * LANES
@@ -157,19 +164,23 @@ def _send(h_full, incoming, n, lam, shift, cap, target, out, squares, centre, h_
 def _update_node(costs, mu, mv, i, j, scratch, labels):
     """Node (i, j)'s beliefs and label; leaves ``hu = gu + bu`` and ``hv = gv + bv`` (the
     data factor's messages plus the beliefs) in ``scratch[2]`` and ``scratch[3]``."""
-    Lx = costs.shape[3]
-    Ly = costs.shape[2]
+    W, Ly, Lx = costs.shape[1:]
     Px = mu.shape[3]
     Py = mv.shape[3]
-    bu, bv, hu, hv = scratch[0, :Px], scratch[1, :Py], scratch[2, :Px], scratch[3, :Py]
-    belief_sum(mu[i, j], bu)
-    belief_sum(mv[i, j], bv)
-    _data_messages(costs[i, j], bu, bv, hu, hv, scratch[7, :Py])
+    node = i * W + j
+    bu = row_pointer(scratch, 0)
+    bv = row_pointer(scratch, 1)
+    hu = row_pointer(scratch, 2)
+    hv = row_pointer(scratch, 3)
+    belief_sum(row_pointer(mu, 4 * node), Px, bu)
+    belief_sum(row_pointer(mv, 4 * node), Py, bv)
+    _data_messages(row_pointer(costs, node * Ly), Ly, Lx, bu, bv, hu, hv,
+                   row_pointer(scratch, 7), Px, Py)
     # a label (ly, lx) minimising D + bv[ly] + bu[lx]: the row from gv + bv (scratch[4]
     # is zero)
-    ly = first_argmin(hv, scratch[4], Ly)
+    ly = first_argmin(hv, row_pointer(scratch, 4), Ly)
     labels[i, j, 0] = ly
-    labels[i, j, 1] = first_argmin(costs[i, j, ly], bu, Lx)
+    labels[i, j, 1] = first_argmin(row_pointer(costs, node * Ly + ly), bu, Lx)
 
 
 @njit(cache=True, nogil=True)
@@ -181,15 +192,18 @@ def _half_sweep(costs, offsets, lam, cap, mu, mv, colour, labels, scratch, squar
     H, W, Ly, Lx = costs.shape
     Px = mu.shape[3]
     Py = mv.shape[3]
-    hu = scratch[2, :Px]
-    hv = scratch[3, :Py]
-    out = scratch[5]
-    h_buf = scratch[6]
-    changes = scratch[8, :LANES]
-    changes[:] = 0.0
+    hu = row_pointer(scratch, 2)
+    hv = row_pointer(scratch, 3)
+    out = row_pointer(scratch, 5)
+    h_buf = row_pointer(scratch, 6)
+    changes = row_pointer(scratch, 8)
+    table = row_pointer(squares, 0)
+    for t in range(LANES):
+        changes[t] = 0.0
     for i in range(H):
         for j in range((i + colour) % 2, W, 2):
             _update_node(costs, mu, mv, i, j, scratch, labels)
+            node = 4 * (i * W + j)
             for k in range(4):
                 pi = i + _DI[k]
                 pj = j + _DJ[k]
@@ -197,11 +211,15 @@ def _half_sweep(costs, offsets, lam, cap, mu, mv, colour, labels, scratch, squar
                     continue
                 sy = offsets[pi, pj, 0] - offsets[i, j, 0]
                 sx = offsets[pi, pj, 1] - offsets[i, j, 1]
-                _send(hu, mu[i, j, k], Lx, lam, sx, cap, mu[pi, pj, k ^ 1], out, squares,
-                      centre, h_buf, changes)
-                _send(hv, mv[i, j, k], Ly, lam, sy, cap, mv[pi, pj, k ^ 1], out, squares,
-                      centre, h_buf, changes)
-    return changes.max()
+                other = 4 * (pi * W + pj) + (k ^ 1)
+                _send(hu, row_pointer(mu, node + k), Lx, lam, sx, cap, row_pointer(mu, other),
+                      Px, out, table, centre, h_buf, changes)
+                _send(hv, row_pointer(mv, node + k), Ly, lam, sy, cap, row_pointer(mv, other),
+                      Py, out, table, centre, h_buf, changes)
+    delta = changes[0]
+    for t in range(1, LANES):
+        delta = max(delta, changes[t])
+    return delta
 
 
 @njit(cache=True, nogil=True)
@@ -249,16 +267,16 @@ def _polish(costs, offsets, lam, trunc2, labels, max_pass):
                             sy[a] += lam * np.float32(min((a - ty) * (a - ty), trunc2))
                         for b in range(Lx):
                             sx[b] += lam * np.float32(min((b - tx) * (b - tx), trunc2))
-                    cost = costs[i, j]
+                    node = (i * W + j) * Ly
                     ly0 = labels[i, j, 0]
                     lx0 = labels[i, j, 1]
-                    current = cost[ly0, lx0] + sy[ly0] + sx[lx0]
+                    current = costs[i, j, ly0, lx0] + sy[ly0] + sx[lx0]
                     best = current
                     by = ly0
                     bx = lx0
                     for a in range(Ly):
-                        b = first_argmin(cost[a], sx, Lx)
-                        x = cost[a, b] + sy[a] + sx[b]
+                        b = first_argmin(row_pointer(costs, node + a), sx, Lx)
+                        x = costs[i, j, a, b] + sy[a] + sx[b]
                         if x < best:
                             best = x
                             by = a

@@ -93,6 +93,9 @@ def _lane_index(builder, start):
 
 
 def _data(context, builder, aty, value):
+    """The float pointer an argument stands for (an array's data, or a pointer itself)."""
+    if isinstance(aty, types.CPointer):
+        return value
     return context.make_array(aty)(context, builder, value=value).data
 
 
@@ -100,11 +103,34 @@ def _literal_count(nvec):
     return isinstance(nvec, types.IntegerLiteral) and nvec.literal_value > 0
 
 
-def _rows_of_float32(*arrays, ndim=1):
-    """Whether all are C-contiguous float32 arrays of ``ndim`` dimensions (the kernels
+def _rows_of_float32(*arrays):
+    """Whether all are float32 pointers or C-contiguous 1-D float32 arrays (the kernels
     read them through their data pointers)."""
-    return all(isinstance(a, types.Array) and a.dtype == types.float32 and a.ndim == ndim
-               and a.layout == "C" for a in arrays)
+    return all((isinstance(a, types.CPointer) and a.dtype == types.float32)
+               or (isinstance(a, types.Array) and a.dtype == types.float32 and a.ndim == 1
+                   and a.layout == "C") for a in arrays)
+
+
+@intrinsic
+def row_pointer(typingctx, array, row):
+    """Pointer to row ``row`` of a C-contiguous float32 array seen as rows of its last
+    axis: ``array.flat[row * array.shape[-1]]``.
+
+    Kernels take rows as such pointers: an array view per row would cost an atomic
+    reference-count increment and decrement each, more than a short row's work.
+    """
+    if not (isinstance(array, types.Array) and array.dtype == types.float32
+            and array.layout == "C" and isinstance(row, types.Integer)):
+        return None
+    sig = types.CPointer(types.float32)(array, row)
+
+    def codegen(context, builder, signature, args):
+        ary = context.make_array(signature.args[0])(context, builder, value=args[0])
+        width = cgutils.unpack_tuple(builder, ary.shape, signature.args[0].ndim)[-1]
+        row_ = context.cast(builder, args[1], signature.args[1], types.int64)
+        return builder.gep(ary.data, [builder.mul(row_, width)])
+
+    return sig, codegen
 
 
 def _transform_minima(builder, h_full, incoming, n, lam, origin, cap, squares, centre, h_buf,
@@ -267,31 +293,29 @@ def transform_block(typingctx, h_full, incoming, n, lam, origin, cap, out, start
 
 
 @intrinsic(prefer_literal=True)
-def data_messages(typingctx, rows, bu, bv, hu, gv, start, nvec):
+def data_messages(typingctx, rows, nrows, ncols, bu, bv, hu, gv, start, nvec):
     """The data factor's messages plus the beliefs, for columns ``start + t``, ``t < LANES *
-    nvec``, of a node's cost matrix ``rows`` (``Ly x Lx``, unpadded), in one pass over it:
+    nvec``, of a node's cost matrix ``rows`` (``nrows x ncols``, unpadded), in one pass:
 
     * ``hu[start + t] = min_a (rows[a, start + t] + bv[a]) + bu[start + t]``,
     * ``gv[a] = min(gv[a], min_t rows[a, start + t] + bu[start + t])`` for every row ``a``.
 
     Columns past ``Lx`` read as ``+inf``; ``bu`` and ``hu`` hold whole vectors.
     """
-    if not (_literal_count(nvec) and _rows_of_float32(rows, ndim=2)
-            and _rows_of_float32(bu, bv, hu, gv)):
+    if not (_literal_count(nvec) and _rows_of_float32(rows, bu, bv, hu, gv)):
         return None
     count = nvec.literal_value
-    sig = types.void(rows, bu, bv, hu, gv, start, nvec)
+    sig = types.void(rows, types.int64, types.int64, bu, bv, hu, gv, types.int64, nvec)
 
     def codegen(context, builder, signature, args):
         aty = signature.args
-        rows_ary = context.make_array(aty[0])(context, builder, value=args[0])
-        rows_ptr = rows_ary.data
-        nrows, ncols = cgutils.unpack_tuple(builder, rows_ary.shape, 2)
-        bu_ptr = _data(context, builder, aty[1], args[1])
-        bv_ptr = _data(context, builder, aty[2], args[2])
-        hu_ptr = _data(context, builder, aty[3], args[3])
-        gv_ptr = _data(context, builder, aty[4], args[4])
-        start = args[5]
+        rows_ptr = _data(context, builder, aty[0], args[0])
+        nrows, ncols = args[1], args[2]
+        bu_ptr = _data(context, builder, aty[3], args[3])
+        bv_ptr = _data(context, builder, aty[4], args[4])
+        hu_ptr = _data(context, builder, aty[5], args[5])
+        gv_ptr = _data(context, builder, aty[6], args[6])
+        start = args[7]
         offsets = [builder.add(start, ir.Constant(_I64, LANES * k)) for k in range(count)]
         bu_v = [_vload(builder, bu_ptr, offset) for offset in offsets]
         acc_ptr = [cgutils.alloca_once(builder, _VEC) for _ in range(count)]
@@ -376,23 +400,23 @@ def first_argmin(typingctx, row, add, n):
 
 
 @intrinsic
-def belief_sum(typingctx, block, out):
-    """``out[t] = ((block[0, t] + block[1, t]) + block[2, t]) + block[3, t]`` over whole
-    vectors: a node's four incoming messages of one layer, summed."""
-    if not (_rows_of_float32(block, ndim=2) and _rows_of_float32(out)):
+def belief_sum(typingctx, block, width, out):
+    """``out[t] = ((block[t] + block[w + t]) + block[2w + t]) + block[3w + t]``, ``w =
+    width`` (whole vectors): a node's four incoming messages of one layer, summed."""
+    if not _rows_of_float32(block, out):
         return None
-    sig = types.void(block, out)
+    sig = types.void(block, types.int64, out)
 
     def codegen(context, builder, signature, args):
         aty = signature.args
-        ary = context.make_array(aty[0])(context, builder, value=args[0])
-        width = cgutils.unpack_tuple(builder, ary.shape, 2)[1]
-        out_ptr = _data(context, builder, aty[1], args[1])
+        data = _data(context, builder, aty[0], args[0])
+        width = args[1]
+        out_ptr = _data(context, builder, aty[2], args[2])
         with cgutils.for_range(builder, builder.sdiv(width, ir.Constant(_I64, LANES))) as loop:
             offset = builder.mul(loop.index, ir.Constant(_I64, LANES))
-            total = _vload(builder, ary.data, offset)
+            total = _vload(builder, data, offset)
             for k in range(1, 4):
-                total = builder.fadd(total, _vload(builder, ary.data, builder.add(
+                total = builder.fadd(total, _vload(builder, data, builder.add(
                     builder.mul(width, ir.Constant(_I64, k)), offset)))
             _vstore(builder, total, out_ptr, offset)
         return context.get_dummy_value()
