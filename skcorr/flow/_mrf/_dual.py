@@ -358,6 +358,7 @@ def dual_bp_iterations(costs, offsets, lam, mu, mv, max_iter, tol, patience, tru
     n_iter : int
         Iterations run.
     """
+    costs = np.ascontiguousarray(costs, dtype=np.float32)  # the kernels read raw rows
     H, W, Ly, Lx = costs.shape
     Px, Py = padded(Lx), padded(Ly)
     # The sweep's layout: a node's four incoming messages per layer in one block, rows
