@@ -6,12 +6,17 @@ minimum over the rows of a node's cost matrix). ``nvec`` is a compile-time const
 integer literal at the call site), so the lanes unroll into straight vector code. Left to
 itself LLVM vectorises such loops over the *inputs*, with a horizontal reduction per
 output, or keeps the minima in memory, where every input waits on a store; written out
-here, an input costs one broadcast and four vector operations per vector of outputs.
+here, a message's input costs one broadcast and two vector operations (``fmuladd``,
+``minnum``) per vector of outputs, the squared distances coming from a table.
 
-Label rows are padded to a multiple of ``LANES``: the cost rows with ``+inf``, the messages
-with zeros. The arithmetic is that of the scalar kernels it replaces, operation for
-operation (``fmuladd`` is the fused form LLVM chose there), so the results are the same
-bit for bit.
+Message and belief rows are padded to a multiple of ``LANES`` (zeros in the messages);
+the cost rows are read as they are, the lanes past a row's end masked to ``+inf``. The
+arithmetic is that of the scalar kernels these replaced, operation for operation
+(``fmuladd`` is the fused form LLVM chose there, ``minnum`` is exact in any order), so
+the results are the same bit for bit.
+
+numba caches a function by its own source file only: after editing this module, clear
+the cache of ``_dual`` (``__pycache__/_dual.*.nb*``), whose functions inline these.
 """
 
 from __future__ import annotations
