@@ -1,14 +1,18 @@
 """Benchmark of the flow MRF solver: dual-layer BP against today's 2-D BP and SIFT Flow's C++.
 
-Run:  .venv/bin/python bench/bp.py [--energies N]    (a few minutes on 2 cores)
+Run:  .venv/bin/python bench/bp.py [--energies N] [--quick]    (a few minutes on 2 cores)
 
 1. Per full sweep (every node sends its messages once), on the grids and label windows
    of the issue's table (20x20 and 40x40 nodes, windows of 21x21 = 441 and 31x31 = 961
-   labels, 128-d SIFT-like unit features with a known smooth flow): today's kernel
-   (``bp_iterations``, 2-D messages by separable distance transforms, float64; kept
-   in-tree as the reference) and the new one (``dual_bp_iterations``, dual-layer, float32),
-   side by side: milliseconds per sweep and million node-labels per second (wall and
-   CPU time: on a machine shared with other jobs the CPU time is what the code costs).
+   labels, 128-d SIFT-like unit features with a known smooth flow), three kernels side
+   by side: 2-D BP (``bp_iterations``, 2-D messages by separable distance transforms,
+   float64; kept in-tree as the reference), the dual-layer kernel before issue 22's
+   vector sweep (a frozen copy, bench/_dual_frozen.py) and today's dual-layer kernel
+   (``dual_bp_iterations``, float32 vector kernels). The two dual kernels run
+   interleaved, a fixed number of sweeps (``patience=0, tol=0``), setup and ICM polish
+   included; milliseconds per sweep and million node-labels per second (wall and CPU
+   time: on a machine shared with other jobs the CPU time is what the code costs), and
+   the C++ per sweep (its flat 50-iteration time / 50, issue 10) against today's.
 2. End to end through the public ``align`` (data costs included): flat (``levels=0``,
    at most 50 iterations, early stopping) and coarse-to-fine (``levels=2``), next to the
    C++ times of SIFT Flow's belief propagation measured on this machine (issue 10;
@@ -34,9 +38,10 @@ from skcorr.flow._mrf._bp2d import bp_iterations
 from skcorr.flow._mrf._costs import data_cost_window, window_offsets
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
+import _dual_frozen  # noqa: E402  (bench/: the dual kernel before issue 22)
 from flow_reference import synthetic_flow_pair  # noqa: E402  (the tests' brute force)
 
-from skcorr.flow._mrf._dual import dual_bp_iterations, transpose_labels
+from skcorr.flow._mrf._dual import dual_bp_iterations
 
 # Issue 10: SIFT Flow's C++ BP (-O3 -march=native) on this machine, best of 3, seconds:
 # (grid side, labels) -> (flat, 50 iterations; coarse-to-fine).
@@ -108,40 +113,76 @@ def today_sweeps(costs, offsets, n):
 
 
 def dual_sweeps(costs, offsets, n):
-    """``n`` dual-layer sweeps, transposed costs and messages included as in every solve."""
+    """``n`` dual-layer sweeps, messages and setup included as in every solve."""
     H, W, Ly, Lx = costs.shape
     mu = np.zeros((4, H, W, Lx), np.float32)
     mv = np.zeros((4, H, W, Ly), np.float32)
-    return dual_bp_iterations(costs, transpose_labels(costs), offsets, np.float32(LAM), mu, mv,
-                              n, -1.0, 0)
+    return dual_bp_iterations(costs, offsets, np.float32(LAM), mu, mv, n, -1.0, 0)
 
 
-def per_sweep():
+def frozen_sweeps(costs, offsets, n):
+    """``n`` sweeps of the dual-layer kernel before issue 22 (transposed costs included)."""
+    H, W, Ly, Lx = costs.shape
+    mu = np.zeros((4, H, W, Lx), np.float32)
+    mv = np.zeros((4, H, W, Ly), np.float32)
+    return _dual_frozen.dual_bp_iterations(costs, _dual_frozen.transpose_labels(costs), offsets,
+                                           np.float32(LAM), mu, mv, n, -1.0, 0)
+
+
+def interleaved_times(runs, repeat):
+    """Smallest wall and CPU time of each of ``runs`` (name -> (fn, args)), the runs
+    taking turns ``repeat`` times so that a change of load hits all of them alike."""
+    wall = dict.fromkeys(runs, np.inf)
+    cpu = dict.fromkeys(runs, np.inf)
+    for _ in range(repeat):
+        for name, (fn, args) in runs.items():
+            w, c, _ = best_times(fn, *args, repeat=1)
+            wall[name], cpu[name] = min(wall[name], w), min(cpu[name], c)
+    return wall, cpu
+
+
+def per_sweep(repeat=5):
     print("\n1. One full sweep (every node sends its messages once), window labels, "
-          f"lam = {LAM}, best of 3 wall (and CPU) times")
-    print(f"{'grid':>6} {'labels':>7} | {'today ms':>16} {'M nl/s':>7} | {'dual ms':>14} "
-          f"{'M nl/s':>7} {'(CPU)':>6} | {'speed-up':>8}")
+          f"lam = {LAM}; ms per sweep wall (CPU), best of {repeat}; M nl/s = million "
+          "node-labels per second, wall (CPU)")
+    print(f"{'grid':>6} {'labels':>6} | {'2-D ms':>13} {'M nl/s':>6} | {'dual before ms':>14} "
+          f"{'M nl/s':>11} | {'dual today ms':>13} {'M nl/s':>11} | {'today/before':>12} "
+          f"{'C++ ms':>6} {'C++/today':>9}")
     for side, radius, fs, ft in problems():
         costs = data_cost_window(fs, ft, radius)
         offsets = window_offsets((side, side), radius)
         H, W, Ly, Lx = costs.shape
         node_labels = H * W * Ly * Lx
         costs64 = costs.astype(np.float64)
-        today_sweeps(costs64, offsets, 1), dual_sweeps(costs, offsets, 1)
         n_today, n_dual = (2, 20) if side == 20 else (1, 10)
-        t_today, c_today, _ = best_times(today_sweeps, costs64, offsets, n_today)
-        t_dual, c_dual, _ = best_times(dual_sweeps, costs, offsets, n_dual)
-        t_today, c_today, t_dual, c_dual = (t_today / n_today, c_today / n_today,
-                                            t_dual / n_dual, c_dual / n_dual)
-        print(f"{side:>3}x{side:<2} {Ly * Lx:>7} | {t_today * 1e3:>7.1f} ({c_today * 1e3:>6.1f}) "
-              f"{node_labels / t_today / 1e6:>7.1f} | {t_dual * 1e3:>5.2f} ({c_dual * 1e3:>5.2f}) "
-              f"{node_labels / t_dual / 1e6:>7.0f} {node_labels / c_dual / 1e6:>6.0f} | "
-              f"{t_today / t_dual:>7.0f}x")
+        runs = {"2d": (today_sweeps, (costs64, offsets, n_today)),
+                "before": (frozen_sweeps, (costs, offsets, n_dual)),
+                "today": (dual_sweeps, (costs, offsets, n_dual))}
+        for fn, (costs_, offsets_, _) in runs.values():
+            fn(costs_, offsets_, 1)
+        wall, cpu = interleaved_times({"before": runs["before"], "today": runs["today"]},
+                                      repeat)
+        fn2, args2 = runs["2d"]
+        w2, c2, _ = best_times(fn2, *args2, repeat=max(1, repeat // 2))
+        ms = {name: (wall[name] / n_dual * 1e3, cpu[name] / n_dual * 1e3) for name in wall}
+        ms["2d"] = (w2 / n_today * 1e3, c2 / n_today * 1e3)
+        rate = {name: (node_labels / w / 1e3, node_labels / c / 1e3) for name, (w, c) in ms.items()}
+        cpp = CPP_SECONDS[(side, Ly * Lx)][0] / 50 * 1e3
+        print(f"{side:>3}x{side:<2} {Ly * Lx:>6} | {ms['2d'][0]:>6.1f} ({ms['2d'][1]:>5.1f}) "
+              f"{rate['2d'][0]:>6.0f} | {ms['before'][0]:>5.2f} ({ms['before'][1]:>5.2f}) "
+              f"{rate['before'][0]:>5.0f} ({rate['before'][1]:>4.0f}) | "
+              f"{ms['today'][0]:>5.2f} ({ms['today'][1]:>5.2f}) "
+              f"{rate['today'][0]:>5.0f} ({rate['today'][1]:>4.0f}) | "
+              f"{ms['before'][0] / ms['today'][0]:>5.2f} ({ms['before'][1] / ms['today'][1]:.2f}) "
+              f"{cpp:>6.2f} {cpp / ms['today'][0]:>9.2f}")
+    print("A dual run is a fixed number of sweeps with its setup and ICM polish (about a "
+          "sweep's worth), so ms per sweep is slightly pessimistic. C++ ms: SIFT Flow's "
+          "flat 50-iteration time / 50 (issue 10, setup included).")
 
 
-def end_to_end():
+def end_to_end(repeat=3):
     print(f"\n2. align() end to end (data costs included), lam = {LAM}, max_iter 50, "
-          "default early stopping; best of 3 wall (and CPU) seconds; C++: SIFT Flow's BP, "
+          f"default early stopping; best of {repeat} wall (and CPU) seconds; C++: SIFT Flow's BP, "
           "from issue 10")
     print(f"{'grid':>6} {'labels':>7} | {'C++ flat':>8} {'align(levels=0)':>17} {'ratio':>5} "
           f"{'iters':>5} | {'C++ c2f':>7} {'align()':>17} {'ratio':>5} | {'2-D align()':>11}")
@@ -150,8 +191,9 @@ def end_to_end():
         cpp_flat, cpp_c2f = CPP_SECONDS[(side, (2 * radius + 1) ** 2)]
         align(source, target, lam=LAM, radius=radius, levels=0)
         flat, flat_cpu, flow = best_times(align, source, target, lam=LAM, radius=radius,
-                                          levels=0)
-        c2f, c2f_cpu, _ = best_times(align, source, target, lam=LAM, radius=radius)
+                                          levels=0, repeat=repeat)
+        c2f, c2f_cpu, _ = best_times(align, source, target, lam=LAM, radius=radius,
+                                     repeat=repeat)
         old = best_time(align, source, target, lam=LAM, radius=radius, solver="2d",
                         repeat=1)[0]
         print(f"{side:>3}x{side:<2} {(2 * radius + 1) ** 2:>7} | {cpp_flat:>8.3f} "
@@ -199,11 +241,14 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--energies", type=int, default=30,
                         help="PF-WILLOW pairs for part 3 (needs SKCORR_DATA; 0 skips it)")
+    parser.add_argument("--quick", action="store_true",
+                        help="one timing of each (a check that the benchmark runs, not "
+                             "numbers to quote)")
     args = parser.parse_args()
     print("Machine:", machine())
     start = time.perf_counter()
-    per_sweep()
-    end_to_end()
+    per_sweep(repeat=1 if args.quick else 5)
+    end_to_end(repeat=1 if args.quick else 3)
     if args.energies and os.environ.get("SKCORR_DATA"):
         energies(args.energies)
     print(f"\nBenchmark time {time.perf_counter() - start:.0f} s; numba threading layer "

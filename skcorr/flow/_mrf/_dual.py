@@ -10,14 +10,20 @@ Min-sum BP on it passes
 
 * within a layer, from ``q`` to its neighbour ``p``: a 1-D transform
   ``m(l) = min_{l'} h(l') + lam (l + s - l')**2`` of ``q``'s layer belief ``h`` without
-  ``p``'s message (``s = o_p - o_q`` in that axis), ``O(L_axis**2)`` by brute force,
-  which vectorises with the running minimum kept in a register (for the label widths
-  of flow problems, up to a few dozen, this beats the branchy ``O(L)`` lower envelope);
-  with a truncated smoothness ``lam min(d**2, T**2)`` the message is capped at
-  ``min(h) + lam T**2``;
+  ``p``'s message (``s = o_p - o_q`` in that axis), ``O(L_axis**2)`` by brute force
+  (for the label widths of flow problems, up to a few dozen, this beats the branchy
+  ``O(L)`` lower envelope); with a truncated smoothness ``lam min(d**2, T**2)`` the
+  message is capped at ``min(h) + lam T**2``;
 * through the data factor: ``min_ly D_p(ly, lx) + B_v(ly)`` to ``u_p`` and
-  ``min_lx D_p(ly, lx) + B_u(lx)`` to ``v_p``, ``O(Ly * Lx)``, read along contiguous
-  rows of ``D`` and of its transpose.
+  ``min_lx D_p(ly, lx) + B_u(lx)`` to ``v_p``, ``O(Ly * Lx)``, both in one pass over
+  the rows of ``D``.
+
+The inner loops are vector kernels written in LLVM IR (``_simd``): the running minima of
+a message stay in registers, a fixed number of vectors per call site (label rows padded
+to whole vectors), the squared distances come from a table of exact squares, and
+nothing is allocated inside a sweep; each node's four incoming messages per layer lie
+side by side. The arithmetic is that of the scalar kernel it replaced, so the messages
+and labellings are the same bit for bit.
 
 A node's update costs ``O(Ly * Lx)``, against ``O(Ly * Lx)`` distance-transform passes
 per message of 2-D BP; messages are ``O(Ly + Lx)`` floats. Nodes are updated in a
@@ -37,160 +43,167 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ._numba import _DI, _DJ, _FASTMATH, _fmin
+from ._numba import _DI, _DJ, _fmin
+from ._simd import (
+    LANES,
+    belief_sum,
+    data_messages,
+    first_argmin,
+    padded,
+    row_pointer,
+    send_message,
+    transform_block,
+)
 
-__all__ = ["dual_bp_iterations", "transpose_labels"]
+__all__ = ["dual_bp_iterations"]
 
 
-@njit(cache=True, nogil=True, fastmath=_FASTMATH)
-def _transform(h, lam, shift, out):
-    """``out[a] = min_b h[b] + lam (a + shift - b)**2``, brute force; returns ``min(out)``.
+# The sweep passes rows as pointers (``row_pointer``), not array views: a view costs an
+# atomic reference-count increment and decrement, more than a short message's work.
 
-    Eight outputs at a time, their running minima in eight scalars that LLVM packs into
-    one vector register (a running minimum in ``out`` would become masked stores).
+
+@njit(cache=True, nogil=True, inline="always")
+def _data_messages(cost, Ly, Lx, bu, bv, hu, hv, gv, Px, Py):
+    """Data factor to both layers plus their beliefs, in one pass over the node's costs
+    ``cost`` (a pointer to its ``Ly x Lx`` matrix): ``hu[lx] = min_ly (D + bv) + bu[lx]``
+    and ``hv[ly] = min_lx (D + bu) + bv[ly]``.
+
+    ``bu``, ``bv``, ``hu``, ``hv`` and ``gv`` (scratch) hold ``Px`` and ``Py`` floats,
+    whole vectors; ``hu`` and ``hv`` are ``+inf`` on the padding.
     """
-    n = h.shape[0]
-    m = out.shape[0]
-    low = np.float32(np.inf)
-    one = np.float32(1.0)
-    for a0 in range(0, m, 8):
-        c0 = c1 = c2 = c3 = c4 = c5 = c6 = c7 = np.float32(np.inf)
-        x0 = np.float32(a0 + shift)
-        for b in range(n):
-            hb = h[b]
-            d = x0 - np.float32(b)
-            c0 = _fmin(c0, hb + lam * d * d)
-            d += one
-            c1 = _fmin(c1, hb + lam * d * d)
-            d += one
-            c2 = _fmin(c2, hb + lam * d * d)
-            d += one
-            c3 = _fmin(c3, hb + lam * d * d)
-            d += one
-            c4 = _fmin(c4, hb + lam * d * d)
-            d += one
-            c5 = _fmin(c5, hb + lam * d * d)
-            d += one
-            c6 = _fmin(c6, hb + lam * d * d)
-            d += one
-            c7 = _fmin(c7, hb + lam * d * d)
-        lanes = (c0, c1, c2, c3, c4, c5, c6, c7)
-        for t in range(min(8, m - a0)):
-            out[a0 + t] = lanes[t]
-            low = _fmin(low, lanes[t])
-    return low
+    for a in range(Py):
+        gv[a] = np.inf
+    nvec = Px // LANES
+    if nvec == 1:
+        data_messages(cost, Ly, Lx, bu, bv, hu, gv, 0, 1)
+    elif nvec == 2:
+        data_messages(cost, Ly, Lx, bu, bv, hu, gv, 0, 2)
+    elif nvec == 3:
+        data_messages(cost, Ly, Lx, bu, bv, hu, gv, 0, 3)
+    elif nvec == 4:
+        data_messages(cost, Ly, Lx, bu, bv, hu, gv, 0, 4)
+    else:
+        start = 0
+        while start < Px:
+            if Px - start >= 4 * LANES:
+                data_messages(cost, Ly, Lx, bu, bv, hu, gv, start, 4)
+                start += 4 * LANES
+            else:
+                data_messages(cost, Ly, Lx, bu, bv, hu, gv, start, 1)
+                start += LANES
+    for a in range(Py):
+        hv[a] = gv[a] + bv[a]
 
 
-@njit(cache=True, nogil=True, fastmath=_FASTMATH)
-def _row_min(row, add):
-    """``min_b row[b] + add[b]``."""
-    acc = np.float32(np.inf)
-    for b in range(row.shape[0]):
-        acc = _fmin(acc, row[b] + add[b])
-    return acc
+@njit(cache=True, nogil=True, inline="always")
+def _send(h_full, incoming, n, lam, shift, cap, target, P, out, squares, centre, h_buf,
+          changes):
+    """One layer's message: transform of ``h_full - incoming`` into ``target`` (rows of
+    ``P`` floats, whole vectors), min 0.
 
-
-@njit(cache=True, nogil=True)
-def _row_argmin(row, add):
-    """First ``b`` minimising ``row[b] + add[b]``."""
-    best = np.inf
-    arg = 0
-    for b in range(row.shape[0]):
-        x = row[b] + add[b]
-        if x < best:
-            best = x
-            arg = b
-    return arg
-
-
-@njit(cache=True, nogil=True, fastmath=_FASTMATH)
-def _beliefs(mu, mv, i, j, bu, bv):
-    """Sums of the four spatial messages into node (i, j), per layer."""
-    for b in range(bu.shape[0]):
-        bu[b] = mu[0, i, j, b] + mu[1, i, j, b] + mu[2, i, j, b] + mu[3, i, j, b]
-    for a in range(bv.shape[0]):
-        bv[a] = mv[0, i, j, a] + mv[1, i, j, a] + mv[2, i, j, a] + mv[3, i, j, a]
-
-
-@njit(cache=True, nogil=True, fastmath=_FASTMATH)
-def _data_messages(cost, cost_t, bu, bv, gu, gv):
-    """Data factor to the layers: ``gu[lx] = min_ly D + bv``, ``gv[ly] = min_lx D + bu``."""
-    for b in range(gu.shape[0]):
-        gu[b] = _row_min(cost_t[b], bv)
-    for a in range(gv.shape[0]):
-        gv[a] = _row_min(cost[a], bu)
-
-
-@njit(cache=True, nogil=True)
-def _decode(cost, bu, bv, gv):
-    """A label ``(ly, lx)`` minimising ``D + bv[ly] + bu[lx]``, given ``gv``."""
-    ly = _row_argmin(gv, bv)
-    return ly, _row_argmin(cost[ly], bu)
-
-
-@njit(cache=True, nogil=True, fastmath=_FASTMATH)
-def _send(h_full, incoming, lam, shift, cap, h, out, target):
-    """One layer's message: transform of ``h_full - incoming`` into ``target``, min 0.
-
-    With a finite ``cap`` (``lam`` times the squared truncation) the smoothness is the
+    ``m(a) = min_b h[b] + lam (a + shift - b)**2`` over the ``n`` labels, brute force;
+    with a finite ``cap`` (``lam`` times the squared truncation) the smoothness is the
     truncated quadratic ``lam min(d**2, T**2)``: no message exceeds ``min(h) + cap``.
-    Returns the largest change of ``target``.
+    Up to ``8 * LANES`` labels the minima stay in registers and are normalised there;
+    wider rows go through ``out`` in blocks. The largest change of ``target`` goes into
+    ``changes`` (``LANES`` lane-wise maxima, reduced once per half sweep).
     """
-    for b in range(h.shape[0]):
-        h[b] = h_full[b] - incoming[b]
-    low = _transform(h, lam, shift, out)
-    if cap < np.inf:
-        top = np.float32(np.inf)
-        for b in range(h.shape[0]):
-            top = _fmin(top, h[b])
-        top += cap
-        for b in range(out.shape[0]):
-            out[b] = _fmin(out[b], top)
-        low = _fmin(low, top)
-    delta = np.float32(0.0)
-    for b in range(out.shape[0]):
-        x = out[b] - low
-        delta = max(delta, abs(x - target[b]))
-        target[b] = x
-    return delta
+    nvec = P // LANES
+    if nvec == 1:
+        send_message(h_full, incoming, n, lam, shift, cap, target, squares, centre, h_buf,
+                     changes, 1)
+        return
+    if nvec == 2:
+        send_message(h_full, incoming, n, lam, shift, cap, target, squares, centre, h_buf,
+                     changes, 2)
+        return
+    if nvec == 3:
+        send_message(h_full, incoming, n, lam, shift, cap, target, squares, centre, h_buf,
+                     changes, 3)
+        return
+    if nvec == 4:
+        send_message(h_full, incoming, n, lam, shift, cap, target, squares, centre, h_buf,
+                     changes, 4)
+        return
+    if nvec == 5:
+        send_message(h_full, incoming, n, lam, shift, cap, target, squares, centre, h_buf,
+                     changes, 5)
+        return
+    if nvec == 6:
+        send_message(h_full, incoming, n, lam, shift, cap, target, squares, centre, h_buf,
+                     changes, 6)
+        return
+    if nvec == 7:
+        send_message(h_full, incoming, n, lam, shift, cap, target, squares, centre, h_buf,
+                     changes, 7)
+        return
+    if nvec == 8:
+        send_message(h_full, incoming, n, lam, shift, cap, target, squares, centre, h_buf,
+                     changes, 8)
+        return
+    low = np.float32(np.inf)
+    start = 0
+    while start < P:
+        if P - start >= 8 * LANES:
+            low = _fmin(low, transform_block(h_full, incoming, n, lam, shift, cap, out,
+                                             start, squares, centre, h_buf, 8))
+            start += 8 * LANES
+        else:
+            low = _fmin(low, transform_block(h_full, incoming, n, lam, shift, cap, out,
+                                             start, squares, centre, h_buf, 1))
+            start += LANES
+    delta = changes[0]
+    for a in range(n):
+        x = out[a] - low
+        delta = max(delta, abs(x - target[a]))
+        target[a] = x
+    changes[0] = delta
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _update_node(costs, mu, mv, i, j, scratch, labels):
+    """Node (i, j)'s beliefs and label; leaves ``hu = gu + bu`` and ``hv = gv + bv`` (the
+    data factor's messages plus the beliefs) in ``scratch[2]`` and ``scratch[3]``."""
+    W, Ly, Lx = costs.shape[1:]
+    Px = mu.shape[3]
+    Py = mv.shape[3]
+    node = i * W + j
+    bu = row_pointer(scratch, 0)
+    bv = row_pointer(scratch, 1)
+    hu = row_pointer(scratch, 2)
+    hv = row_pointer(scratch, 3)
+    belief_sum(row_pointer(mu, 4 * node), Px, bu)
+    belief_sum(row_pointer(mv, 4 * node), Py, bv)
+    _data_messages(row_pointer(costs, node * Ly), Ly, Lx, bu, bv, hu, hv,
+                   row_pointer(scratch, 7), Px, Py)
+    # a label (ly, lx) minimising D + bv[ly] + bu[lx]: the row from gv + bv (scratch[4]
+    # is zero)
+    ly = first_argmin(hv, row_pointer(scratch, 4), Ly)
+    labels[i, j, 0] = ly
+    labels[i, j, 1] = first_argmin(row_pointer(costs, node * Ly + ly), bu, Lx)
 
 
 @njit(cache=True, nogil=True)
-def _data_only_labels(costs, costs_t, labels):
-    """Each node's cheapest label (the labelling of zero messages)."""
-    H, W, Ly, Lx = costs.shape
-    zu = np.zeros(Lx, np.float32)
-    zv = np.zeros(Ly, np.float32)
-    for i in range(H):
-        gu = np.empty(Lx, np.float32)
-        gv = np.empty(Ly, np.float32)
-        for j in range(W):
-            _data_messages(costs[i, j], costs_t[i, j], zu, zv, gu, gv)
-            labels[i, j, 0], labels[i, j, 1] = _decode(costs[i, j], zu, zv, gv)
+def _half_sweep(costs, offsets, lam, cap, mu, mv, colour, labels, scratch, squares, centre):
+    """Every node of one colour sends its eight messages; decode its label on the way.
 
-
-@njit(cache=True, nogil=True)
-def _half_sweep(costs, costs_t, offsets, lam, cap, mu, mv, colour, labels, row_delta):
-    """Every node of one colour sends its eight messages; decode its label on the way."""
+    Returns the largest change of a message.
+    """
     H, W, Ly, Lx = costs.shape
+    Px = mu.shape[3]
+    Py = mv.shape[3]
+    hu = row_pointer(scratch, 2)
+    hv = row_pointer(scratch, 3)
+    out = row_pointer(scratch, 5)
+    h_buf = row_pointer(scratch, 6)
+    changes = row_pointer(scratch, 8)
+    table = row_pointer(squares, 0)
+    for t in range(LANES):
+        changes[t] = 0.0
     for i in range(H):
-        bu = np.empty(Lx, np.float32)
-        bv = np.empty(Ly, np.float32)
-        gu = np.empty(Lx, np.float32)
-        gv = np.empty(Ly, np.float32)
-        hu = np.empty(Lx, np.float32)
-        hv = np.empty(Ly, np.float32)
-        h = np.empty(max(Lx, Ly), np.float32)
-        out = np.empty(max(Lx, Ly), np.float32)
-        delta = np.float32(0.0)
         for j in range((i + colour) % 2, W, 2):
-            _beliefs(mu, mv, i, j, bu, bv)
-            _data_messages(costs[i, j], costs_t[i, j], bu, bv, gu, gv)
-            labels[i, j, 0], labels[i, j, 1] = _decode(costs[i, j], bu, bv, gv)
-            for b in range(Lx):
-                hu[b] = gu[b] + bu[b]
-            for a in range(Ly):
-                hv[a] = gv[a] + bv[a]
+            _update_node(costs, mu, mv, i, j, scratch, labels)
+            node = 4 * (i * W + j)
             for k in range(4):
                 pi = i + _DI[k]
                 pj = j + _DJ[k]
@@ -198,26 +211,24 @@ def _half_sweep(costs, costs_t, offsets, lam, cap, mu, mv, colour, labels, row_d
                     continue
                 sy = offsets[pi, pj, 0] - offsets[i, j, 0]
                 sx = offsets[pi, pj, 1] - offsets[i, j, 1]
-                delta = max(delta, _send(hu, mu[k, i, j], lam, sx, cap, h[:Lx], out[:Lx],
-                                         mu[k ^ 1, pi, pj]))
-                delta = max(delta, _send(hv, mv[k, i, j], lam, sy, cap, h[:Ly], out[:Ly],
-                                         mv[k ^ 1, pi, pj]))
-        row_delta[i] = delta
+                other = 4 * (pi * W + pj) + (k ^ 1)
+                _send(hu, row_pointer(mu, node + k), Lx, lam, sx, cap, row_pointer(mu, other),
+                      Px, out, table, centre, h_buf, changes)
+                _send(hv, row_pointer(mv, node + k), Ly, lam, sy, cap, row_pointer(mv, other),
+                      Py, out, table, centre, h_buf, changes)
+    delta = changes[0]
+    for t in range(1, LANES):
+        delta = max(delta, changes[t])
+    return delta
 
 
 @njit(cache=True, nogil=True)
-def _decode_all(costs, costs_t, mu, mv, labels):
-    """Every node's label from the current messages."""
-    H, W, Ly, Lx = costs.shape
+def _decode_all(costs, mu, mv, labels, scratch):
+    """Every node's label from the current messages (zero messages: the data-only one)."""
+    H, W = costs.shape[:2]
     for i in range(H):
-        bu = np.empty(Lx, np.float32)
-        bv = np.empty(Ly, np.float32)
-        gu = np.empty(Lx, np.float32)
-        gv = np.empty(Ly, np.float32)
         for j in range(W):
-            _beliefs(mu, mv, i, j, bu, bv)
-            _data_messages(costs[i, j], costs_t[i, j], bu, bv, gu, gv)
-            labels[i, j, 0], labels[i, j, 1] = _decode(costs[i, j], bu, bv, gv)
+            _update_node(costs, mu, mv, i, j, scratch, labels)
 
 
 @njit(cache=True, nogil=True)
@@ -226,18 +237,24 @@ def _polish(costs, offsets, lam, trunc2, labels, max_pass):
 
     Each node takes the label minimising its data cost plus its smoothness to its
     neighbours' current displacements; that sum separates into a row term and a column
-    term, so a node costs ``O(Ly * Lx)``. The energy never increases.
+    term, so a node costs ``O(Ly * Lx)`` (a vector argmin per row). The energy never
+    increases. A node is looked at again only once a neighbour has changed since: with
+    the same neighbours it would keep its label, so skipping it changes nothing.
     """
     H, W, Ly, Lx = costs.shape
     sy = np.empty(Ly, np.float32)
-    sx = np.empty(Lx, np.float32)
+    sx = np.zeros(-(-Lx // LANES) * LANES, np.float32)
+    dirty = np.ones((H, W), np.bool_)
     for _ in range(max_pass):
         changed = False
         for colour in range(2):
             for i in range(H):
                 for j in range((i + colour) % 2, W, 2):
+                    if not dirty[i, j]:
+                        continue
+                    dirty[i, j] = False
                     sy[:] = 0.0
-                    sx[:] = 0.0
+                    sx[:Lx] = 0.0
                     for k in range(4):
                         pi = i + _DI[k]
                         pj = j + _DJ[k]
@@ -250,16 +267,16 @@ def _polish(costs, offsets, lam, trunc2, labels, max_pass):
                             sy[a] += lam * np.float32(min((a - ty) * (a - ty), trunc2))
                         for b in range(Lx):
                             sx[b] += lam * np.float32(min((b - tx) * (b - tx), trunc2))
-                    cost = costs[i, j]
+                    node = (i * W + j) * Ly
                     ly0 = labels[i, j, 0]
                     lx0 = labels[i, j, 1]
-                    current = cost[ly0, lx0] + sy[ly0] + sx[lx0]
+                    current = costs[i, j, ly0, lx0] + sy[ly0] + sx[lx0]
                     best = current
                     by = ly0
                     bx = lx0
                     for a in range(Ly):
-                        b = _row_argmin(cost[a], sx)
-                        x = cost[a, b] + sy[a] + sx[b]
+                        b = first_argmin(row_pointer(costs, node + a), sx, Lx)
+                        x = costs[i, j, a, b] + sy[a] + sx[b]
                         if x < best:
                             best = x
                             by = a
@@ -268,6 +285,11 @@ def _polish(costs, offsets, lam, trunc2, labels, max_pass):
                         labels[i, j, 0] = by
                         labels[i, j, 1] = bx
                         changed = True
+                        for k in range(4):
+                            pi = i + _DI[k]
+                            pj = j + _DJ[k]
+                            if 0 <= pi < H and 0 <= pj < W:
+                                dirty[pi, pj] = True
         if not changed:
             break
 
@@ -299,36 +321,13 @@ def labelling_energy(costs, offsets, lam, trunc2, labels):
     return data, lam * smooth
 
 
-def transpose_labels(costs):
-    """``costs`` with the two label axes swapped, C-contiguous: (H, W, Lx, Ly)."""
-    H, W, Ly, Lx = costs.shape
-    out = np.empty((H, W, Lx, Ly), costs.dtype)
-    _transpose_into(costs, out)
-    return out
-
-
-# The kernels write into arrays allocated by the caller: returning a new array from
-# nopython code costs about half a millisecond per call (numba unpickles its dtype).
-@njit(cache=True, nogil=True)
-def _transpose_into(costs, out):
-    H, W, Ly, Lx = costs.shape
-    for i in range(H):
-        for j in range(W):
-            for a in range(Ly):
-                for b in range(Lx):
-                    out[i, j, b, a] = costs[i, j, a, b]
-
-
-def dual_bp_iterations(costs, costs_t, offsets, lam, mu, mv, max_iter, tol, patience,
-                       trunc2=np.inf):
+def dual_bp_iterations(costs, offsets, lam, mu, mv, max_iter, tol, patience, trunc2=np.inf):
     """Checkerboard dual-layer min-sum BP; returns the best labelling seen.
 
     Parameters
     ----------
     costs : ndarray of shape (H, W, Ly, Lx), float32, C-contiguous
         Data costs; ``+inf`` forbids a label; every node needs a finite one.
-    costs_t : ndarray of shape (H, W, Lx, Ly), float32, C-contiguous
-        ``costs`` with the label axes swapped (:func:`transpose_labels`).
     offsets : ndarray of shape (H, W, 2), int64
         Label ``(ly, lx)`` at node ``p`` is the displacement ``(ly, lx) + offsets[p]``.
     lam : float32
@@ -359,31 +358,50 @@ def dual_bp_iterations(costs, costs_t, offsets, lam, mu, mv, max_iter, tol, pati
     n_iter : int
         Iterations run.
     """
-    best = np.empty(costs.shape[:2] + (2,), np.int64)
+    costs = np.ascontiguousarray(costs, dtype=np.float32)  # the kernels read raw rows
+    H, W, Ly, Lx = costs.shape
+    Px, Py = padded(Lx), padded(Ly)
+    # The sweep's layout: a node's four incoming messages per layer in one block, rows
+    # padded with zeros to whole vectors.
+    pmu = np.zeros((H, W, 4, Px), np.float32)
+    pmv = np.zeros((H, W, 4, Py), np.float32)
+    pmu[..., :Lx] = mu.transpose(1, 2, 0, 3)
+    pmv[..., :Ly] = mv.transpose(1, 2, 0, 3)
+    scratch = np.zeros((9, max(Px, Py)), np.float32)   # row 4 stays zero
+    # squares[centre + d] = d**2 for every distance (a + shift - b) a message meets
+    shift = max([int(np.abs(np.diff(offsets, axis=axis)).max(initial=0)) for axis in (0, 1)])
+    centre = shift + max(Px, Py)
+    squares = np.square(np.arange(-centre, centre + 1, dtype=np.float32))
+    best = np.empty((H, W, 2), np.int64)
     trunc2 = np.float32(trunc2)
     cap = np.float32(lam * trunc2) if lam > 0 else np.float32(np.inf)
-    n_iter = _dual_bp(costs, costs_t, offsets, lam, trunc2, cap, mu, mv, max_iter, tol,
-                      patience, best)
+    # the data-only labelling is that of zero messages
+    warm = mu.any() or mv.any()
+    n_iter = _dual_bp(costs, offsets, lam, trunc2, cap, pmu, pmv,
+                      np.zeros_like(pmu) if warm else pmu, np.zeros_like(pmv) if warm else pmv,
+                      max_iter, tol, patience, scratch, squares, centre, best)
+    mu[...] = pmu[..., :Lx].transpose(2, 0, 1, 3)
+    mv[...] = pmv[..., :Ly].transpose(2, 0, 1, 3)
     return best, n_iter
 
 
 @njit(cache=True, nogil=True)
-def _dual_bp(costs, costs_t, offsets, lam, trunc2, cap, mu, mv, max_iter, tol, patience, best):
+def _dual_bp(costs, offsets, lam, trunc2, cap, mu, mv, mu0, mv0, max_iter, tol,
+             patience, scratch, squares, centre, best):
     H, W, Ly, Lx = costs.shape
     labels = np.empty((H, W, 2), np.int64)
-    _data_only_labels(costs, costs_t, labels)
+    _decode_all(costs, mu0, mv0, labels, scratch)
     data, smooth = labelling_energy(costs, offsets, lam, trunc2, labels)
     best_energy = data + smooth
     best[:] = labels
-    row_delta = np.zeros(H, np.float32)
     stale = 0
     n_iter = 0
     for _ in range(max_iter):
         n_iter += 1
         delta = 0.0
         for colour in range(2):
-            _half_sweep(costs, costs_t, offsets, lam, cap, mu, mv, colour, labels, row_delta)
-            delta = max(delta, row_delta.max())
+            delta = max(delta, _half_sweep(costs, offsets, lam, cap, mu, mv, colour, labels,
+                                           scratch, squares, centre))
         data, smooth = labelling_energy(costs, offsets, lam, trunc2, labels)
         stale += 1
         if data + smooth < best_energy:
@@ -392,7 +410,7 @@ def _dual_bp(costs, costs_t, offsets, lam, trunc2, cap, mu, mv, max_iter, tol, p
             stale = 0
         if delta <= tol or (patience > 0 and stale >= patience):
             break
-    _decode_all(costs, costs_t, mu, mv, labels)
+    _decode_all(costs, mu, mv, labels, scratch)
     data, smooth = labelling_energy(costs, offsets, lam, trunc2, labels)
     if data + smooth < best_energy:
         best[:] = labels

@@ -26,7 +26,7 @@ import numpy as np
 
 from ._bp2d import bp_iterations
 from ._costs import _as_label_vectors, coarsen_costs, shift_label_grid
-from ._dual import dual_bp_iterations, transpose_labels
+from ._dual import dual_bp_iterations
 
 __all__ = ["BPResult", "bp_energy", "coarse_to_fine_bp", "dual_layer_bp", "min_sum_bp"]
 
@@ -167,9 +167,8 @@ def _solve_dual(costs, offsets, lam, max_iter, tol, patience, trunc2=np.inf):
     H, W, Ly, Lx = costs.shape
     mu = np.zeros((4, H, W, Lx), np.float32)
     mv = np.zeros((4, H, W, Ly), np.float32)
-    labels, n_iter = dual_bp_iterations(costs32, transpose_labels(costs32), offsets,
-                                        np.float32(lam), mu, mv, max_iter, tol, patience,
-                                        np.float32(trunc2))
+    labels, n_iter = dual_bp_iterations(costs32, offsets, np.float32(lam), mu, mv, max_iter,
+                                        tol, patience, np.float32(trunc2))
     return BPResult(labels, labels + offsets, *_energy(costs, labels, lam, offsets, trunc2),
                     n_iter), (mu, mv)
 
