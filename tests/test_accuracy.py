@@ -119,8 +119,8 @@ def test_pair_transfer_aligns_pairs_and_its_cache_extracts_each_image_once(
     # alignments; another lam aligns again but extracts nothing.
     import skcorr.flow._estimators as estimators
 
-    original_align = estimators.align
-    monkeypatch.setattr(estimators, "align", lambda *a, **k: flows.append(1) or
+    original_align = estimators._align_unchecked
+    monkeypatch.setattr(estimators, "_align_unchecked", lambda *a, **k: flows.append(1) or
                         original_align(*a, **k))
     copies = X.copy()
     copies[:, 1] = [image.copy() for image in X[:, 1]]

@@ -513,3 +513,8 @@ def _scaled_positions(source_grid, target_grid) -> np.ndarray:
     scale = [(t - 1) / max(s - 1, 1) for s, t in zip(source_grid, target_grid, strict=True)]
     grid = node_grid(source_grid)
     return np.rint(grid * np.array(scale)).astype(np.int64) - grid
+
+
+# align without its checks of the settings, for the estimators, which validate the same
+# settings with the same constraints once per fit or predict (not once per pair).
+_align_unchecked = align.__wrapped__

@@ -32,7 +32,7 @@ from .._image import check_images
 from .._validation import N_JOBS_CONSTRAINT, check_image_keypoints, pass_memory
 from ..features import ConvColumnExtractor
 from ..metrics import pck_score
-from ._align import align
+from ._align import _align_unchecked, align
 from ._presets import preset_settings
 from ._settings import FLOW_CONSTRAINTS, flow_settings
 
@@ -77,35 +77,38 @@ class _FlowTransfer(BaseEstimator):
         """
         return align(source_map, target_map, **flow_settings(self))
 
-    def _transfers(self, source_maps, target_maps, points):
-        """Per pair: (transferred points, deformation, data energy), cached in ``memory``.
+    def _transfers(self, groups):
+        """Per group of pairs: a list of (transferred points, deformation, data energy).
 
-        Pair ``i`` aligns ``source_maps[i]`` to ``target_maps[i]`` and moves ``points[i]``.
-        Runs over joblib (``n_jobs``) in chunks of pairs, with a progress bar.
+        A group is a list of ``(source_map, target_map, points)``: each pair aligns the
+        source to the target and moves the points. A group is one entry of the cache
+        (``memory``), keyed by the content of its maps, its points and the settings, and
+        the groups run over joblib (``n_jobs``) in chunks, with a progress bar.
         """
         settings = flow_settings(self)
         memory = self.memory
         memory = check_memory(os.fspath(memory) if isinstance(memory, os.PathLike) else memory)
-        cached = memory.cache(_transfer, ignore=["source", "target"])
-        digests = {id(m): m for m in (*source_maps, *target_maps)}
+        cached = memory.cache(_transfer_group, ignore=["pairs"])
+        digests = {id(m): m for group in groups for pair in group for m in pair[:2]}
         for key, fmap in digests.items():  # the maps' content is the cache key
             digests[key] = None if memory.location is None else joblib.hash(fmap)
-        work = [(digests[id(s)], digests[id(t)], np.asarray(p, dtype=np.float64), s, t)
-                for s, t, p in zip(source_maps, target_maps, points, strict=True)]
+        work = [([(digests[id(s)], digests[id(t)], np.asarray(p, dtype=np.float64))
+                  for s, t, p in group], group) for group in groups]
         n_workers = effective_n_jobs(self.n_jobs)
-        # Several chunks per worker balance the load; one pair per chunk when sequential.
+        # Several chunks per worker balance the load; one group per chunk when sequential.
         size = 1 if n_workers == 1 else max(1, -(-len(work) // (8 * n_workers)))
         chunks = [work[start:start + size] for start in range(0, len(work), size)]
         tasks = (delayed(_transfer_chunk)(cached, chunk, settings) for chunk in chunks)
         out = []
         # Several alignments at once: one BLAS thread each, or their threads fight.
         with (threadpool_limits(1, user_api="blas") if n_workers > 1 else nullcontext()), \
-                tqdm(total=len(work), desc="aligning", disable=not self.verbose) as progress:
+                tqdm(total=sum(map(len, groups)), desc="aligning",
+                     disable=not self.verbose) as progress:
             results = Parallel(n_jobs=self.n_jobs, prefer="threads", return_as="generator")(
                 tasks)
             for done in results:
                 out.extend(done)
-                progress.update(len(done))
+                progress.update(sum(map(len, done)))
         return out
 
     def __sklearn_tags__(self):
@@ -115,15 +118,19 @@ class _FlowTransfer(BaseEstimator):
         return tags
 
 
-def _transfer(source_digest, target_digest, points, settings, source, target):
-    """The cached computation: the digests and the settings are its key."""
-    flow = align(source, target, **settings)
-    return flow.transfer_points(points), flow.deformation, flow.data_energy
+def _transfer_group(keys, settings, pairs):
+    """The cached computation: the maps' digests, the points and the settings are its key
+    (``keys``); ``pairs`` holds the maps themselves. The settings were validated by the
+    estimator, with align's own constraints."""
+    out = []
+    for source, target, points in pairs:
+        flow = _align_unchecked(source, target, **settings)
+        out.append((flow.transfer_points(points), flow.deformation, flow.data_energy))
+    return out
 
 
 def _transfer_chunk(cached, chunk, settings):
-    return [cached(s_digest, t_digest, points, settings, source, target)
-            for s_digest, t_digest, points, source, target in chunk]
+    return [cached(keys, settings, pairs) for keys, pairs in chunk]
 
 
 def _default_features():
@@ -324,14 +331,12 @@ class FlowAligner(_FlowTransfer):
         images = check_images(X, name="X")
         neighbors = self.neighbors(images)
         maps = self.features_.extract_dense(images)
-        # Every (neighbour, query) alignment; the flow lives on the neighbour's grid.
-        done = self._transfers([self.train_maps_[j] for j in neighbors.ravel()],
-                               [maps[i] for i in range(len(images))
-                                for _ in range(self.n_neighbors)],
-                               self.keypoints_[neighbors.ravel()])
+        # Per query, its neighbours aligned to it (the flow lives on each neighbour's grid).
+        done = self._transfers([[(self.train_maps_[j], maps[i], self.keypoints_[j])
+                                 for j in neighbors[i]] for i in range(len(images))])
         out = np.empty((len(images), *self.keypoints_.shape[1:]))
         for i in range(len(images)):
-            mine = done[i * self.n_neighbors:(i + 1) * self.n_neighbors]
+            mine = done[i]
             key = [deformation if self.ordering == "deformation" else data
                    for _, deformation, data in mine]
             order = np.argsort(key, kind="stable")[:self.n_top]
@@ -493,7 +498,8 @@ class PairTransfer(_FlowTransfer):
         n = len(X)
         maps = _feature_maps(self.features_, [*X[:, 0], *X[:, 1]])
         points = [np.asarray(k, dtype=np.float64) for k in X[:, 2]]
-        predicted = np.stack([p for p, _, _ in self._transfers(maps[:n], maps[n:], points)])
+        groups = [[pair] for pair in zip(maps[:n], maps[n:], points, strict=True)]
+        predicted = np.stack([group[0][0] for group in self._transfers(groups)])
         if self.refine_ is not None:
             fine = _feature_maps(self.refine_, [*X[:, 0], *X[:, 1]])
             predicted = np.stack([_refined(fine[i], fine[n + i], points[i], predicted[i],

@@ -233,28 +233,6 @@ def shift_label_grid(costs, shift, shape):
     return out
 
 
-@njit(cache=True, nogil=True)
-def _min_filter(f, slack, tmp, out):
-    """``out[a, b] = min f[a', b']`` over ``|a' - a|, |b' - b| <= slack`` on the grid.
-
-    Separable, one shifted row at a time, so that the inner loops vectorise.
-    """
-    Ly, Lx = f.shape
-    for a in range(Ly):
-        row = tmp[a]
-        row[:] = f[a]
-        for o in range(1, slack + 1):
-            for b in range(Lx - o):
-                row[b] = _fmin(row[b], f[a, b + o])
-                row[b + o] = _fmin(row[b + o], f[a, b])
-    for a in range(Ly):
-        row = out[a]
-        row[:] = tmp[a]
-        for c in range(max(a - slack, 0), min(a + slack + 1, Ly)):
-            for b in range(Lx):
-                row[b] = _fmin(row[b], tmp[c, b])
-
-
 def coarsen_costs(costs, offsets, slack):
     """Data costs of 2x2 blocks of nodes that share a displacement up to ``slack``.
 
@@ -281,28 +259,50 @@ def coarsen_costs(costs, offsets, slack):
 
 @njit(cache=True, nogil=True)
 def _coarsen_into(costs, offsets, slack, coarse):
+    """Add every node's slack-minimum costs, shifted to its block's offset, into ``coarse``.
+
+    Plain index loops, no array views (a view costs a reference-count pair, more than a
+    row of labels), each inner loop along a contiguous row with no dependence between
+    iterations, so that it vectorises. The minimum over ``slack`` steps is separable
+    (along rows, then columns); labels whose displacement leaves the grid cost ``+inf``.
+    """
     H, W, Ly, Lx = costs.shape
     tmp = np.empty((Ly, Lx), costs.dtype)
     near = np.empty((Ly, Lx), costs.dtype)
     for i in range(H):
         for j in range(W):
-            _min_filter(costs[i, j], slack, tmp, near)
-            block = coarse[i // 2, j // 2]
+            for a in range(Ly):
+                for b in range(Lx):
+                    tmp[a, b] = costs[i, j, a, b]
+                for o in range(1, slack + 1):
+                    for b in range(o, Lx):
+                        tmp[a, b] = _fmin(tmp[a, b], costs[i, j, a, b - o])
+                    for b in range(Lx - o):
+                        tmp[a, b] = _fmin(tmp[a, b], costs[i, j, a, b + o])
+            for a in range(Ly):
+                for b in range(Lx):
+                    near[a, b] = tmp[a, b]
+                for c in range(max(a - slack, 0), min(a + slack + 1, Ly)):
+                    for b in range(Lx):
+                        near[a, b] = _fmin(near[a, b], tmp[c, b])
+            bi, bj = i // 2, j // 2
             sy = offsets[i - i % 2, j - j % 2, 0] - offsets[i, j, 0]
             sx = offsets[i - i % 2, j - j % 2, 1] - offsets[i, j, 1]
             # columns b whose b + sx lies on the label grid (as in _shift_label_grid)
             b0 = min(max(-sx, 0), Lx)
             b1 = max(min(Lx - sx, Lx), b0)
             for a in range(Ly):
-                row = block[a]
                 y = a + sy
                 if y < 0 or y >= Ly:
-                    row[:] = np.inf
+                    for b in range(Lx):
+                        coarse[bi, bj, a, b] = np.inf
                     continue
-                row[:b0] = np.inf
+                for b in range(b0):
+                    coarse[bi, bj, a, b] = np.inf
                 for b in range(b0, b1):
-                    row[b] += near[y, b + sx]
-                row[b1:] = np.inf
+                    coarse[bi, bj, a, b] += near[y, b + sx]
+                for b in range(b1, Lx):
+                    coarse[bi, bj, a, b] = np.inf
 
 
 def data_cost_window(fs, ft, radius, centers=None):
