@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
-__all__ = ["atomic_path", "write_text"]
+__all__ = ["atomic_path", "unique_names", "write_text"]
 
 
 @contextmanager
@@ -62,3 +62,17 @@ def write_text(path, text: str, *, newline: str | None = None) -> None:
     """Write ``text`` (UTF-8) to ``path`` whole or not at all."""
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline=newline) as handle:
         handle.write(text)
+
+
+def unique_names(bases, suffix: str = "", taken=()) -> list[str]:
+    """``base + suffix`` for each base, with ``_2``, ``_3``... where a name repeats or is
+    ``taken``: one file name per output, none overwriting another."""
+    names, seen = [], set(taken)
+    for base in bases:
+        name, n = f"{base}{suffix}", 1
+        while name in seen:
+            n += 1
+            name = f"{base}_{n}{suffix}"
+        seen.add(name)
+        names.append(name)
+    return names

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .._image import as_rgb, image_size
+from .._io import unique_names
 from ._align import Flow, align
 from ._files import write_flo, write_flow
 from ._presets import preset_settings
@@ -312,16 +313,7 @@ def _check_pairs(pairs) -> list[tuple[Path, Path]]:
 
 def _folder_names(pairs) -> list[str]:
     """``<source stem>_to_<target stem>`` per pair, with ``_2``, ``_3``... where they repeat."""
-    names, seen = [], set()
-    for source, target in pairs:
-        base = f"{source.stem}_to_{target.stem}"
-        name, n = base, 1
-        while name in seen:
-            n += 1
-            name = f"{base}_{n}"
-        seen.add(name)
-        names.append(name)
-    return names
+    return unique_names(f"{source.stem}_to_{target.stem}" for source, target in pairs)
 
 
 def _write_pair(folder: Path, source, target, flow: Flow, seconds: float, settings) -> None:

@@ -15,7 +15,7 @@ import numpy as np
 from sklearn.utils import Bunch
 
 from .._image import image_size
-from .._io import atomic_path
+from .._io import atomic_path, unique_names
 from ..datasets import read_annotations, write_keypoints_csv
 from ._presets import FEATURE_SETTINGS, preset_settings
 from ._settings import FLOW_CONSTRAINTS
@@ -220,16 +220,7 @@ def _image_files(images) -> list[Path]:
 
 def _picture_names(paths) -> list[str]:
     """``<stem>.png`` per image, with ``_2``, ``_3``... where stems repeat."""
-    names, seen = [], {KEYPOINTS_FILE}
-    for path in paths:
-        base = Path(path).stem
-        name, n = f"{base}.png", 1
-        while name in seen:
-            n += 1
-            name = f"{base}_{n}.png"
-        seen.add(name)
-        names.append(name)
-    return names
+    return unique_names((Path(path).stem for path in paths), ".png", taken={KEYPOINTS_FILE})
 
 
 def _write_outputs(output: Path, images, keypoint_names, keypoints, pictures) -> list[Path]:
