@@ -82,6 +82,11 @@ class ColumnDatabase:
         ``n_features``, ``normalize``, ``image_size``, ``dtype``, the layer's
         ``rf_size`` and ``stride`` in network-input pixels, and counts.
 
+    References
+    ----------
+    .. [1] J. Long, N. Zhang, T. Darrell. Do Convnets Learn Correspondence? NIPS 2014.
+       https://arxiv.org/abs/1411.1091
+
     Examples
     --------
     >>> import tempfile, numpy as np

@@ -142,6 +142,11 @@ def reconstruct(image, extractor, database, k=1, exclude_images=None):
     ndarray of shape (H, W, 3), uint8
         The reconstruction (see the module notes for the geometry).
 
+    References
+    ----------
+    .. [1] J. Long, N. Zhang, T. Darrell. Do Convnets Learn Correspondence? NIPS 2014.
+       https://arxiv.org/abs/1411.1091
+
     Examples
     --------
     >>> import tempfile, numpy as np

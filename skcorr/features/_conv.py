@@ -89,6 +89,11 @@ class ConvColumnExtractor(FeatureTransformer):
     device_ : str
         The device in use.
 
+    References
+    ----------
+    .. [1] J. Long, N. Zhang, T. Darrell. Do Convnets Learn Correspondence? NIPS 2014.
+       https://arxiv.org/abs/1411.1091
+
     Examples
     --------
     >>> import numpy as np

@@ -173,6 +173,13 @@ class DenseSIFT(FeatureTransformer):
     ``1.25 * radius`` plus the smoothing kernel) the descriptor is exactly
     ``vl_sift``'s on the unpadded image.
 
+    References
+    ----------
+    .. [1] D. G. Lowe. Distinctive Image Features from Scale-Invariant Keypoints. IJCV
+       60(2), 2004. https://doi.org/10.1023/B:VISI.0000029664.99615.94
+    .. [2] A. Vedaldi, B. Fulkerson. VLFeat: An Open and Portable Library of Computer
+       Vision Algorithms. ACM Multimedia 2010. https://doi.org/10.1145/1873951.1874249
+
     Examples
     --------
     >>> import numpy as np

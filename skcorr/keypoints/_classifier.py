@@ -84,6 +84,11 @@ class KeypointClassifier(FeaturesMixin, ClassifierMixin, BaseEstimator):
     Every parameter takes effect at the next ``fit``; ``predict`` uses only what
     ``fit`` learnt, so changing a parameter after ``fit`` changes nothing until then.
 
+    References
+    ----------
+    .. [1] J. Long, N. Zhang, T. Darrell. Do Convnets Learn Correspondence? NIPS 2014.
+       https://arxiv.org/abs/1411.1091
+
     Examples
     --------
     >>> import numpy as np

@@ -147,6 +147,11 @@ class SlidingKeypointDetector(FeaturesMixin, CropKeypointsMixin, BaseEstimator):
     n_negatives_ : ndarray of shape (K,)
         Final cache size per type.
 
+    References
+    ----------
+    .. [1] J. Long, N. Zhang, T. Darrell. Do Convnets Learn Correspondence? NIPS 2014.
+       https://arxiv.org/abs/1411.1091
+
     Examples
     --------
     >>> from skcorr import ConvColumnExtractor, GaussianNNPrior, SlidingKeypointDetector

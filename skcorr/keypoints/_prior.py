@@ -56,6 +56,11 @@ class GaussianNNPrior(FeaturesMixin, CropKeypointsMixin, BaseEstimator):
         Training keypoints in relative coordinates: ``((x + 0.5) / w, (y + 0.5) / h)``,
         NaN where absent.
 
+    References
+    ----------
+    .. [1] J. Long, N. Zhang, T. Darrell. Do Convnets Learn Correspondence? NIPS 2014.
+       https://arxiv.org/abs/1411.1091
+
     Examples
     --------
     >>> import numpy as np
