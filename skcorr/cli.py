@@ -139,8 +139,8 @@ def _match_options() -> list:
                 help="write into an output folder that already holds files, replacing the "
                      "pair folders of the same names"),
         _option("--preset", choices=["best", "paper"], default="best",
-                help="best: the settings nested cross-validation on PF-WILLOW chose "
-                     "(stage5+stage6 at 400 px, truncation 3, transport prices 0.2, sub-cell "
+                help="best: the settings cross-validation on PF-WILLOW chose "
+                     "(stage5+stage6 at 480 px, truncation 3, transport prices 0.2, sub-cell "
                      "matches, lam 0.05); paper: Long et al. 2014 (conv5 at 320 px, lam 0.1)"),
         _option("--lam", type=_flow_setting("lam"),
                 help="smoothness weight per squared grid step (default: the preset's)", **unset),

@@ -40,8 +40,8 @@ def match(source, target, *, preset: str = "best", features=None, memory=None,
         The two images (arrays or image files; see :ref:`concepts`).
     preset : {"best", "paper"}, default="best"
         The configuration (:data:`~skcorr.flow.PRESETS`): ``"best"`` is the one
-        nested cross-validation on PF-WILLOW chose (stage5+stage6 hypercolumns of
-        EfficientNet-Lite0 at 400 px, smoothness truncated at 3 steps, transport prices
+        cross-validation on PF-WILLOW chose (stage5+stage6 hypercolumns of
+        EfficientNet-Lite0 at 480 px, smoothness truncated at 3 steps, transport prices
         0.2, sub-cell matches, ``lam=0.05``); ``"paper"`` is Long et al. (2014)'s (conv5
         at 320 px, ``lam=0.1``).
     features : FeatureTransformer or None, default=None
