@@ -1,0 +1,31 @@
+"""PCK of keypoints transferred by skcorr.match (default settings) on PF-WILLOW's 900 pairs,
+against evaluate_pf_willow with the same settings: the entry point and the evaluation agree.
+
+Run:  SKCORR_DATA=../shared/data .venv/bin/python scripts/match_agrees_with_evaluation.py CACHE
+(CACHE: a folder for the feature and alignment cache; about 2 minutes on 2 cores)
+"""
+
+import os
+import sys
+import time
+
+import skcorr
+from skcorr.datasets import load_pf_willow
+from skcorr.evaluation import evaluate_pf_willow, transfer_pck_table
+from skcorr.flow import preset_settings
+
+cache = sys.argv[1]
+path = os.path.join(os.environ["SKCORR_DATA"], "PF-WILLOW")
+ds = load_pf_willow(path)
+t = time.time()
+via_match = transfer_pck_table(
+    ds, lambda s, tg, k: skcorr.match(s, tg, memory=cache, backward=False).transfer_points(k))
+print(via_match, f"\nvia skcorr.match: {time.time() - t:.0f} s", flush=True)
+features, flow = preset_settings("best")
+t = time.time()
+table = evaluate_pf_willow(path, layers=(features["layer"],), image_sizes=(features["image_size"],),
+                           lam=flow["lam"], truncations=(flow["truncation"],),
+                           ot_regs=(flow["ot_reg"],), subcell=flow["subcell"], memory=cache)
+print(table, f"\nvia evaluate_pf_willow: {time.time() - t:.0f} s")
+a = [r["PCK@0.1"] for r in via_match]; b = [r["PCK@0.1"] for r in table]
+print("identical per class:", a == b, "mean", 100 * a[-1], 100 * b[-1])
