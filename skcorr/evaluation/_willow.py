@@ -126,12 +126,13 @@ def evaluate_pf_willow(path, *, method="flow", features="conv",
     else:
         own = tempfile.TemporaryDirectory() if memory is None else None
         with own or contextlib.nullcontext(memory) as cache:
-            estimator = PairTransfer(extractor, **flow, n_jobs=n_jobs, memory=cache)
+            estimator = PairTransfer(extractor, **flow, n_jobs=n_jobs, memory=cache,
+                                     verbose=verbose)
             if lam == "cv":
                 table, _ = cross_validated_transfer(dataset, estimator, grid, alphas=alphas,
                                                     reference=reference, verbose=verbose)
             else:
-                estimator.set_params(lam=lam, verbose=verbose).fit(pair_samples(dataset)[0])
+                estimator.set_params(lam=lam).fit(pair_samples(dataset)[0])
                 table = transfer_pck_table(dataset, estimator, alphas=alphas,
                                            reference=reference)
     table.title = (f"PF-WILLOW, {len(dataset.pairs)} pairs, {what}; PCK threshold "

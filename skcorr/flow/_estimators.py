@@ -102,7 +102,7 @@ class _FlowTransfer(BaseEstimator):
         out = []
         # Several alignments at once: one BLAS thread each, or their threads fight.
         with (threadpool_limits(1, user_api="blas") if n_workers > 1 else nullcontext()), \
-                tqdm(total=sum(map(len, groups)), desc="aligning",
+                tqdm(total=sum(map(len, groups)), desc="aligning", leave=False,
                      disable=not self.verbose) as progress:
             results = Parallel(n_jobs=self.n_jobs, prefer="threads", return_as="generator")(
                 tasks)
