@@ -229,8 +229,11 @@ def _cmd_evaluate(args) -> int:
     from . import evaluation
 
     options = {key: value for key, value in vars(args).items() if key not in _OWN}
+    # With --output, protocols that fill their table row by row write it after each row.
+    rows = evaluation.ResultTable.rows_to(out) if out is not None else contextlib.nullcontext()
     try:
-        table = getattr(evaluation, args.function)(path, verbose=not args.quiet, **options)
+        with rows:
+            table = getattr(evaluation, args.function)(path, verbose=not args.quiet, **options)
     except BaseException as exc:
         # An interrupted protocol hands over the rows it finished (ResultTable's
         # keep_rows_on_interrupt): print them, and write them whole to --output.

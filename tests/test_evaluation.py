@@ -136,3 +136,38 @@ def test_names_that_left_keypoints_say_where_they_went():
         with pytest.raises(AttributeError, match=f"import it from {home}"):
             getattr(skcorr.keypoints, name)
         assert callable(getattr(__import__(home, fromlist=[name]), name))
+
+
+def test_rows_reach_the_output_as_they_finish_and_survive_a_kill(tmp_path):
+    """Under ResultTable.rows_to (skcorr evaluate --output), a protocol's table is written
+    whole after every finished row: a run killed with no chance to clean up keeps them."""
+    import signal
+    import subprocess
+    import sys
+
+    code = f"""
+import os, signal
+from skcorr.evaluation import ResultTable
+with ResultTable.rows_to({str(tmp_path)!r}):
+    table = ResultTable(name="study")
+    with table.keep_on_interrupt():
+        table.append({{"setting": "a", "PCK@0.1": 0.5}})
+        table.append({{"setting": "b", "PCK@0.1": 0.25}})
+        os.kill(os.getpid(), signal.SIGKILL)
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == -signal.SIGKILL
+    assert (tmp_path / "study.csv").read_text().splitlines() == [
+        "setting,PCK@0.1", "a,0.5", "b,0.25"]
+    assert "| b |" in (tmp_path / "study.md").read_text()
+    # Outside rows_to, or outside keep_on_interrupt, nothing is written.
+    from skcorr.evaluation import ResultTable
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    table = ResultTable(name="quiet")
+    with table.keep_on_interrupt():
+        table.append({"setting": "a"})
+    with ResultTable.rows_to(elsewhere):
+        ResultTable([{"setting": "a"}], name="built").append({"setting": "b"})
+    assert list(elsewhere.iterdir()) == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import csv
 import io
 from collections.abc import Iterator
@@ -11,6 +12,10 @@ from pathlib import Path
 from .._io import write_text
 
 __all__ = ["ResultTable"]
+
+# The folder that tables filled row by row are written to after every row (rows_to).
+_ROWS_FOLDER: contextvars.ContextVar = contextvars.ContextVar("skcorr_rows_folder",
+                                                              default=None)
 
 
 def _is_fraction(column: str) -> bool:
@@ -154,12 +159,74 @@ class ResultTable(list):
         row
         1
         """
+        folder = _ROWS_FOLDER.get()
+        self._on_row = None if folder is None else (lambda: self._write_to(folder))
         try:
             yield self
         except BaseException as exc:
             if self and getattr(exc, "partial_table", None) is None:
                 exc.partial_table = self
             raise
+        finally:
+            self._on_row = None
+
+    def append(self, row) -> None:
+        """Add a row; inside :meth:`keep_on_interrupt` under :meth:`rows_to`, write the table.
+
+        Parameters
+        ----------
+        row : dict
+            Column name -> value.
+        """
+        super().append(row)
+        if getattr(self, "_on_row", None) is not None:
+            self._on_row()
+
+    @staticmethod
+    @contextlib.contextmanager
+    def rows_to(folder) -> Iterator[Path]:
+        """Within the block, write each table a protocol fills row by row, after every row.
+
+        A protocol that fills its table inside :meth:`keep_on_interrupt` (one row per
+        setting, minutes each) then leaves ``folder/<name>.csv`` and ``.md`` holding the
+        rows finished so far, each write whole: a run that is killed, even without a
+        chance to clean up, keeps them. ``skcorr evaluate --output`` runs its protocol in
+        this block.
+
+        Parameters
+        ----------
+        folder : str or os.PathLike
+            An existing folder.
+
+        Yields
+        ------
+        folder : Path
+            The folder.
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> from skcorr.evaluation import ResultTable
+        >>> folder = tempfile.mkdtemp()
+        >>> with ResultTable.rows_to(folder):
+        ...     table = ResultTable(name="rows")
+        ...     with table.keep_on_interrupt():
+        ...         table.append({"row": 1})
+        ...         print((Path(folder) / "rows.csv").read_text(), end="")
+        row
+        1
+        """
+        token = _ROWS_FOLDER.set(Path(folder))
+        try:
+            yield Path(folder)
+        finally:
+            _ROWS_FOLDER.reset(token)
+
+    def _write_to(self, folder: Path) -> None:
+        for suffix in (".csv", ".md"):
+            self.write(folder / f"{self.name or 'table'}{suffix}")
+
 
     def write(self, path) -> Path:
         """Write the table to ``path``, whole or not at all.
