@@ -38,6 +38,10 @@ from ._settings import FLOW_CONSTRAINTS, flow_settings
 
 __all__ = ["FlowAligner", "PairTransfer"]
 
+# Part of every cached alignment's key: raise it when align's results change (the cache
+# outlives upgrades; joblib keys by the code of _transfer_group only, not of align).
+_ALIGN_FORMAT = 2
+
 
 class _FlowTransfer(BaseEstimator):
     """What the transfer estimators share: dense features, the flow's settings, the cache
@@ -92,8 +96,9 @@ class _FlowTransfer(BaseEstimator):
         digests = {id(m): m for group in groups for pair in group for m in pair[:2]}
         for key, fmap in digests.items():  # the maps' content is the cache key
             digests[key] = None if memory.location is None else joblib.hash(fmap)
-        work = [([(digests[id(s)], digests[id(t)], np.asarray(p, dtype=np.float64))
-                  for s, t, p in group], group) for group in groups]
+        work = [((_ALIGN_FORMAT, [(digests[id(s)], digests[id(t)],
+                                   np.asarray(p, dtype=np.float64)) for s, t, p in group]),
+                 group) for group in groups]
         n_workers = effective_n_jobs(self.n_jobs)
         # Several chunks per worker balance the load; one group per chunk when sequential.
         size = 1 if n_workers == 1 else max(1, -(-len(work) // (8 * n_workers)))
