@@ -1,13 +1,15 @@
 """Benchmark of the flow MRF solver: dual-layer BP against today's 2-D BP and SIFT Flow's C++.
 
-Run:  .venv/bin/python bench/bp.py [--energies N] [--quick]    (a few minutes on 2 cores)
+Run:  .venv/bin/python bench/bp.py [--baseline ../wt/base] [--energies N] [--quick]
+(a few minutes on 2 cores)
 
 1. Per full sweep (every node sends its messages once), on the grids and label windows
    of the issue's table (20x20 and 40x40 nodes, windows of 21x21 = 441 and 31x31 = 961
    labels, 128-d SIFT-like unit features with a known smooth flow), three kernels side
    by side: 2-D BP (``bp_iterations``, 2-D messages by separable distance transforms,
    float64; kept in-tree as the reference), the dual-layer kernel before issue 22's
-   vector sweep (a frozen copy, bench/_dual_frozen.py) and today's dual-layer kernel
+   vector sweep (``skcorr/flow/_dual.py`` of the checkout given as ``--baseline``, e.g.
+   commit 20bc60a; a self-contained module, loaded from its file) and today's kernel
    (``dual_bp_iterations``, float32 vector kernels). The two dual kernels run
    interleaved, a fixed number of sweeps (``patience=0, tol=0``), setup and ICM polish
    included; milliseconds per sweep and million node-labels per second (wall and CPU
@@ -28,6 +30,7 @@ import os
 import platform
 import sys
 import time
+import types
 
 import numba
 import numpy as np
@@ -38,7 +41,6 @@ from skcorr.flow._mrf._bp2d import bp_iterations
 from skcorr.flow._mrf._costs import data_cost_window, window_offsets
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
-import _dual_frozen  # noqa: E402  (bench/: the dual kernel before issue 22)
 from flow_reference import synthetic_flow_pair  # noqa: E402  (the tests' brute force)
 
 from skcorr.flow._mrf._dual import dual_bp_iterations
@@ -120,13 +122,29 @@ def dual_sweeps(costs, offsets, n):
     return dual_bp_iterations(costs, offsets, np.float32(LAM), mu, mv, n, -1.0, 0)
 
 
-def frozen_sweeps(costs, offsets, n):
-    """``n`` sweeps of the dual-layer kernel before issue 22 (transposed costs included)."""
+def load_baseline(checkout):
+    """The dual-layer kernel module of another checkout (before issue 22), or None.
+
+    Compiled afresh: its numba cache on disk belongs to its own module name.
+    """
+    if checkout is None:
+        return None
+    path = os.path.join(checkout, "skcorr", "flow", "_dual.py")
+    with open(path) as file:
+        source = file.read().replace("cache=True", "cache=False")
+    module = types.ModuleType("baseline_dual")
+    module.__file__ = path
+    exec(compile(source, path, "exec"), module.__dict__)
+    return module
+
+
+def baseline_sweeps(module, costs, offsets, n):
+    """``n`` sweeps of the baseline's dual-layer kernel (its transposed costs included)."""
     H, W, Ly, Lx = costs.shape
     mu = np.zeros((4, H, W, Lx), np.float32)
     mv = np.zeros((4, H, W, Ly), np.float32)
-    return _dual_frozen.dual_bp_iterations(costs, _dual_frozen.transpose_labels(costs), offsets,
-                                           np.float32(LAM), mu, mv, n, -1.0, 0)
+    return module.dual_bp_iterations(costs, module.transpose_labels(costs), offsets,
+                                     np.float32(LAM), mu, mv, n, -1.0, 0)
 
 
 def interleaved_times(runs, repeat):
@@ -141,7 +159,7 @@ def interleaved_times(runs, repeat):
     return wall, cpu
 
 
-def per_sweep(repeat=5):
+def per_sweep(baseline, repeat=5):
     print("\n1. One full sweep (every node sends its messages once), window labels, "
           f"lam = {LAM}; ms per sweep wall (CPU), best of {repeat}; M nl/s = million "
           "node-labels per second, wall (CPU)")
@@ -156,12 +174,15 @@ def per_sweep(repeat=5):
         costs64 = costs.astype(np.float64)
         n_today, n_dual = (2, 20) if side == 20 else (1, 10)
         runs = {"2d": (today_sweeps, (costs64, offsets, n_today)),
-                "before": (frozen_sweeps, (costs, offsets, n_dual)),
                 "today": (dual_sweeps, (costs, offsets, n_dual))}
+        if baseline is not None:
+            runs["before"] = (lambda *a: baseline_sweeps(baseline, *a), (costs, offsets, n_dual))
         for fn, (costs_, offsets_, _) in runs.values():
             fn(costs_, offsets_, 1)
-        wall, cpu = interleaved_times({"before": runs["before"], "today": runs["today"]},
-                                      repeat)
+        wall, cpu = interleaved_times({name: runs[name] for name in ("before", "today")
+                                       if name in runs}, repeat)
+        if baseline is None:  # no column to compare with: show it empty
+            wall["before"] = cpu["before"] = np.nan
         fn2, args2 = runs["2d"]
         w2, c2, _ = best_times(fn2, *args2, repeat=max(1, repeat // 2))
         ms = {name: (wall[name] / n_dual * 1e3, cpu[name] / n_dual * 1e3) for name in wall}
@@ -241,13 +262,16 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--energies", type=int, default=30,
                         help="PF-WILLOW pairs for part 3 (needs SKCORR_DATA; 0 skips it)")
+    parser.add_argument("--baseline", metavar="CHECKOUT",
+                        help="a checkout before issue 22 (e.g. commit 20bc60a), whose "
+                             "dual-layer kernel is timed beside today's")
     parser.add_argument("--quick", action="store_true",
                         help="one timing of each (a check that the benchmark runs, not "
                              "numbers to quote)")
     args = parser.parse_args()
     print("Machine:", machine())
     start = time.perf_counter()
-    per_sweep(repeat=1 if args.quick else 5)
+    per_sweep(load_baseline(args.baseline), repeat=1 if args.quick else 5)
     end_to_end(repeat=1 if args.quick else 3)
     if args.energies and os.environ.get("SKCORR_DATA"):
         energies(args.energies)
