@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
-__all__ = ["atomic_path", "unique_names", "write_text"]
+__all__ = ["atomic_path", "check_output_folder", "unique_names", "write_text"]
 
 
 @contextmanager
@@ -76,3 +76,17 @@ def unique_names(bases, suffix: str = "", taken=()) -> list[str]:
         seen.add(name)
         names.append(name)
     return names
+
+
+def check_output_folder(path, overwrite: bool, *, fix: str = "overwrite=True") -> Path:
+    """``path`` as a Path if it may take a command's results: missing, or a folder that is
+    empty unless ``overwrite``. ``fix`` names the switch that allows a full one."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"Output path {str(path)!r} exists and is not a folder; choose a "
+                         "folder for the results.")
+    if path.is_dir() and any(path.iterdir()) and not overwrite:
+        raise ValueError(f"Output folder {str(path)!r} already holds files; pass {fix} to "
+                         "replace the files of the same names in it, or choose another "
+                         "folder.")
+    return path

@@ -28,6 +28,8 @@ import sys
 import threading
 from pathlib import Path
 
+from ._io import check_output_folder
+
 __all__ = ["main"]
 
 #: Output folders this process created, removed again if a command fails while empty.
@@ -55,15 +57,7 @@ class _ArgumentParser(argparse.ArgumentParser):
 
 def prepare_output_dir(path, overwrite: bool) -> Path:
     """Create the output folder; refuse one that already holds files unless ``overwrite``."""
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise ValueError(f"output path {path} exists and is not a folder; choose a folder "
-                         "with --output.")
-    if path.is_dir() and any(path.iterdir()) and not overwrite:
-        raise ValueError(
-            f"output folder {path} already holds files; pass --overwrite to replace "
-            "skcorr's files in it, or choose another folder with --output."
-        )
+    path = check_output_folder(path, overwrite, fix="--overwrite")
     if not path.exists():
         path.mkdir(parents=True)
         _created_dirs.append(path)

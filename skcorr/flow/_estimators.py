@@ -93,9 +93,9 @@ class _FlowTransfer(BaseEstimator):
         memory = self.memory
         memory = check_memory(os.fspath(memory) if isinstance(memory, os.PathLike) else memory)
         cached = memory.cache(_transfer_group, ignore=["pairs"])
-        digests = {id(m): m for group in groups for pair in group for m in pair[:2]}
-        for key, fmap in digests.items():  # the maps' content is the cache key
-            digests[key] = None if memory.location is None else joblib.hash(fmap)
+        maps = {id(m): m for group in groups for pair in group for m in pair[:2]}
+        digests = {key: None if memory.location is None else joblib.hash(fmap)
+                   for key, fmap in maps.items()}  # the maps' content is the cache key
         work = [((_ALIGN_FORMAT, [(digests[id(s)], digests[id(t)],
                                    np.asarray(p, dtype=np.float64)) for s, t, p in group]),
                  group) for group in groups]

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .._image import as_rgb, image_size
-from .._io import unique_names
+from .._io import check_output_folder, unique_names
 from ._align import Flow, align
 from ._files import write_flo, write_flow
 from ._presets import preset_settings
@@ -253,15 +253,7 @@ def match_files(pairs, output, *, preset: str = "best", overwrite: bool = False,
     from tqdm.auto import tqdm
 
     pairs = _check_pairs(pairs)
-    output = Path(output)
-    if output.exists() and not output.is_dir():
-        raise ValueError(f"Output path {str(output)!r} exists and is not a folder; choose a "
-                         "folder for the results.")
-    if output.is_dir() and any(output.iterdir()) and not overwrite:
-        raise ValueError(
-            f"Output folder {str(output)!r} already holds files; pass overwrite=True "
-            "(--overwrite) to replace the pair folders in it, or choose another folder."
-        )
+    output = check_output_folder(output, overwrite, fix="overwrite=True (--overwrite)")
     feature_settings = preset_settings(preset, **settings)[0]  # bad names fail first
     images = list(dict.fromkeys(path for pair in pairs for path in pair))
     for path in images:

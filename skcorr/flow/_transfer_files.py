@@ -15,7 +15,7 @@ import numpy as np
 from sklearn.utils import Bunch
 
 from .._image import image_size
-from .._io import atomic_path, unique_names
+from .._io import atomic_path, check_output_folder, unique_names
 from ..datasets import read_annotations, write_keypoints_csv
 from ._presets import FEATURE_SETTINGS, preset_settings
 from ._settings import FLOW_CONSTRAINTS
@@ -167,15 +167,7 @@ def _check_count(value, name: str) -> int:
 def _check_output(output, overwrite: bool) -> Path:
     if not isinstance(output, str | os.PathLike):
         raise TypeError(f"output must be a folder path, got {type(output).__name__}.")
-    output = Path(output)
-    if output.exists() and not output.is_dir():
-        raise ValueError(f"Output path {str(output)!r} exists and is not a folder; choose a "
-                         "folder for the results.")
-    if output.is_dir() and any(output.iterdir()) and not overwrite:
-        raise ValueError(f"Output folder {str(output)!r} already holds files; pass "
-                         "overwrite=True (--overwrite) to replace the files of the same "
-                         "names in it, or choose another folder.")
-    return output
+    return check_output_folder(output, overwrite, fix="overwrite=True (--overwrite)")
 
 
 def _image_suffixes() -> set[str]:
