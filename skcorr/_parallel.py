@@ -15,7 +15,7 @@ import threading
 
 import joblib
 
-__all__ = ["dask_backend"]
+__all__ = ["chunks", "dask_backend"]
 
 
 @contextlib.contextmanager
@@ -112,3 +112,11 @@ def _handshake(address: str, timeout: float, no_answer: str) -> None:
         f"The server at {address!r} answered, but not as a dask scheduler "
         f"({type(error).__name__}: {error}); give the address `dask scheduler` prints."
     ) from error
+
+
+def chunks(items, n_jobs):
+    """``items`` in chunks for ``n_jobs`` joblib workers: about eight per worker, so that
+    the load balances; one item per chunk when the work is sequential."""
+    n_workers = joblib.effective_n_jobs(n_jobs)
+    size = 1 if n_workers == 1 else max(1, -(-len(items) // (8 * n_workers)))
+    return [items[start:start + size] for start in range(0, len(items), size)]

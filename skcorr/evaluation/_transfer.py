@@ -11,13 +11,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from joblib import Parallel, delayed, effective_n_jobs
+from joblib import Parallel, delayed
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
 from .._geometry import rescale_points
 from .._image import image_size
+from .._parallel import chunks
 from .._validation import check_alpha
 from ..metrics import image_boxes, pck_score
 from ._defaults import TUNED_LAM
@@ -189,18 +190,15 @@ def _pck_table(dataset, pairs, predictions, *, alphas=(0.05, 0.1, 0.15), average
 def _predict_pairs_parallel(dataset, pairs, predict_fn, n_jobs, verbose) -> np.ndarray:
     """Predictions (n_pairs, K, 2) of ``predict_fn`` over the pairs, in chunks via joblib."""
     keypoints, images = dataset.keypoints, dataset.images
-    n_workers = effective_n_jobs(n_jobs)
-    # Several chunks per worker balance the load; one pair per chunk when sequential.
-    size = 1 if n_workers == 1 else max(1, -(-len(pairs) // (8 * n_workers)))
-    chunks = [pairs[start:start + size] for start in range(0, len(pairs), size)]
+    parts = chunks(pairs, n_jobs)
     results = Parallel(n_jobs=n_jobs, prefer="threads", return_as="generator")(
         delayed(_predict_pairs)(predict_fn, [(images[s], images[t], keypoints[s])
-                                             for s, t in chunk]) for chunk in chunks)
+                                             for s, t in chunk]) for chunk in parts)
     predictions = np.empty((len(pairs), *keypoints.shape[1:]))
     # A context manager, so that an interrupt closes the bar before the CLI's message.
     with tqdm(total=len(pairs), desc="pairs", disable=not verbose) as progress:
         p = 0
-        for chunk, predicted in zip(chunks, results, strict=True):
+        for chunk, predicted in zip(parts, results, strict=True):
             for (s, t), value in zip(chunk, predicted, strict=True):
                 if value.shape != keypoints.shape[1:]:
                     raise ValueError(

@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 
 from .._array import l2_normalize
 from .._image import check_images
+from .._parallel import chunks
 from .._validation import N_JOBS_CONSTRAINT, check_image_keypoints, pass_memory
 from ..features import ConvColumnExtractor
 from ..metrics import pck_score
@@ -99,14 +100,12 @@ class _FlowTransfer(BaseEstimator):
         work = [((_ALIGN_FORMAT, [(digests[id(s)], digests[id(t)],
                                    np.asarray(p, dtype=np.float64)) for s, t, p in group]),
                  group) for group in groups]
-        n_workers = effective_n_jobs(self.n_jobs)
-        # Several chunks per worker balance the load; one group per chunk when sequential.
-        size = 1 if n_workers == 1 else max(1, -(-len(work) // (8 * n_workers)))
-        chunks = [work[start:start + size] for start in range(0, len(work), size)]
-        tasks = (delayed(_transfer_chunk)(cached, chunk, settings) for chunk in chunks)
+        tasks = (delayed(_transfer_chunk)(cached, chunk, settings)
+                 for chunk in chunks(work, self.n_jobs))
         out = []
         # Several alignments at once: one BLAS thread each, or their threads fight.
-        with (threadpool_limits(1, user_api="blas") if n_workers > 1 else nullcontext()), \
+        several = effective_n_jobs(self.n_jobs) > 1
+        with (threadpool_limits(1, user_api="blas") if several else nullcontext()), \
                 tqdm(total=sum(map(len, groups)), desc="aligning", leave=False,
                      disable=not self.verbose) as progress:
             results = Parallel(n_jobs=self.n_jobs, prefer="threads", return_as="generator")(
