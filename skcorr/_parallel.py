@@ -2,25 +2,60 @@
 
 skcorr's parallel loops are plain ``joblib.Parallel`` calls, so any joblib backend
 runs them; :func:`dask_backend` connects to a dask scheduler and makes it the backend
-(dask is an optional dependency: ``pip install "dask[distributed]"``).
+(dask is an optional dependency: ``pip install "dask[distributed]"``). Under it, feature
+extraction is mapped over the images on the workers (:func:`dask_client` tells the
+feature transformers where they run) and :func:`chunks` sizes the work from the
+cluster's threads.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import logging
 import math
 import numbers
+import sys
 import threading
 
 import joblib
 
-__all__ = ["chunks", "dask_backend"]
+__all__ = ["SchedulerLost", "chunks", "dask_backend", "dask_client"]
+
+#: Seconds between two checks that the scheduler still answers, during the work.
+HEARTBEAT_INTERVAL = 5.0
+
+#: Seconds the work has, once the scheduler is found lost and the futures cancelled, to
+#: notice; then the thread running it is interrupted.
+ABANDON_GRACE = 5.0
+
+#: Chunks under a dask scheduler: about this many per worker thread, and no chunk holds
+#: more than 1 / MIN_CHUNKS of the items, so that the progress bar moves in small steps.
+CHUNKS_PER_THREAD = 8
+MIN_CHUNKS = 100
+
+
+class SchedulerLost(ValueError):
+    """The dask scheduler stopped answering, or its connection was lost, during the work."""
+
+
+def _check_seconds(name: str, value) -> float:
+    if (isinstance(value, bool) or not isinstance(value, numbers.Real)
+            or not 0 < value < math.inf):
+        raise ValueError(f"{name} must be a number of seconds > 0, got {value!r}.")
+    return float(value)
 
 
 @contextlib.contextmanager
-def dask_backend(address: str, timeout: float = 5.0):
+def dask_backend(address: str, timeout: float = 5.0, wait_for_workers: float = 30.0,
+                 heartbeat: float = 30.0):
     """Run joblib work inside the block on the dask cluster whose scheduler is at ``address``.
+
+    Every wait has a time limit: connecting (``timeout``), the first worker
+    (``wait_for_workers``) and, during the work, the scheduler's answer to a check made
+    every few seconds (``heartbeat``). A scheduler that dies or stops answering during
+    the work ends the block with :class:`SchedulerLost`, which names the address.
 
     Parameters
     ----------
@@ -29,6 +64,12 @@ def dask_backend(address: str, timeout: float = 5.0):
         prints it).
     timeout : float, default=5.0
         Seconds to wait for the scheduler to answer.
+    wait_for_workers : float, default=30.0
+        Seconds to wait for at least one worker to join the scheduler (at the start, and
+        whenever joblib finds the cluster without workers).
+    heartbeat : float, default=30.0
+        Seconds within which the scheduler must answer each check during the work (a
+        check every few seconds); a scheduler that does not is reported lost.
 
     Yields
     ------
@@ -38,9 +79,19 @@ def dask_backend(address: str, timeout: float = 5.0):
     Raises
     ------
     ValueError
-        When ``address`` is empty, dask.distributed is not installed, or no scheduler
+        When ``address`` is empty, dask.distributed is not installed, no scheduler
         answers at ``address`` within ``timeout`` seconds (also when a server there
-        accepts the connection but does not speak dask).
+        accepts the connection but does not speak dask), or no worker joins within
+        ``wait_for_workers`` seconds.
+    SchedulerLost
+        (a ValueError) when the connection is lost or the scheduler stops answering
+        inside the block.
+
+    Examples
+    --------
+    >>> from skcorr._parallel import dask_backend
+    >>> with dask_backend("tcp://10.0.0.5:8786", wait_for_workers=60):  # doctest: +SKIP
+    ...     table = evaluate_pf_willow(...)
     """
     if not isinstance(address, str) or not address.strip() or any(
             c.isspace() for c in address):
@@ -48,9 +99,9 @@ def dask_backend(address: str, timeout: float = 5.0):
             f"address must be a dask scheduler's address such as 'tcp://10.0.0.5:8786' (as "
             f"`dask scheduler` prints it), got {address!r}."
         )
-    if (isinstance(timeout, bool) or not isinstance(timeout, numbers.Real)
-            or not 0 < timeout < math.inf):
-        raise ValueError(f"timeout must be a number of seconds > 0, got {timeout!r}.")
+    timeout = _check_seconds("timeout", timeout)
+    wait_for_workers = _check_seconds("wait_for_workers", wait_for_workers)
+    heartbeat = _check_seconds("heartbeat", heartbeat)
     try:
         from distributed import Client
     except ImportError as exc:
@@ -68,11 +119,136 @@ def dask_backend(address: str, timeout: float = 5.0):
         client = Client(address, timeout=f"{timeout}s")
     except (OSError, TimeoutError) as exc:
         raise ValueError(no_answer) from exc
+    watchdog = _Watchdog(client, heartbeat)
+    # Once the connection is lost, SchedulerLost says so in one line: distributed's
+    # own reports of it (reconnection attempts, their tracebacks) are dropped.
+    quiet = _QuietWhenLost(client, watchdog)
+    logger = logging.getLogger("distributed.client")
+    logger.addFilter(quiet)
     try:
-        with joblib.parallel_config(backend="dask"):
+        _wait_for_workers(client, address, wait_for_workers)
+        watchdog.owner = threading.get_ident()
+        watchdog.start()
+        with joblib.parallel_config(backend="dask", wait_for_workers_timeout=wait_for_workers):
             yield client
+    except BaseException as exc:
+        lost = watchdog.lost or (_is_disconnection(exc) and client.status != "running")
+        if lost:
+            how = (f"it did not answer within {heartbeat:g} s" if watchdog.lost
+                   else "the connection was closed")
+            raise SchedulerLost(
+                f"Lost the dask scheduler at {address!r} during the work ({how}); check "
+                "that it is running (restart it and its workers), then run again: with a "
+                "shared --memory folder, features already computed are read, not computed "
+                "again."
+            ) from exc
+        if isinstance(exc, TimeoutError) and "has no worker after" in str(exc):
+            raise ValueError(_no_worker(address, wait_for_workers, "during the work")) from exc
+        raise
     finally:
-        client.close()
+        watchdog.stop()
+        quiet.closing = True
+        with contextlib.suppress(Exception):
+            client.close(timeout=min(timeout, 5.0))
+        logger.removeFilter(quiet)
+
+
+def _no_worker(address: str, seconds: float, when: str) -> str:
+    return (f"The dask scheduler at {address!r} had no worker for {seconds:g} s {when}; "
+            f"start workers with `dask worker {address}`, or wait longer for them "
+            "(skcorr --scheduler-wait SECONDS, dask_backend(wait_for_workers=...)).")
+
+
+def _wait_for_workers(client, address: str, seconds: float) -> None:
+    try:
+        client.wait_for_workers(1, timeout=seconds)
+    except TimeoutError as exc:
+        raise ValueError(_no_worker(address, seconds, "after connecting")) from exc
+
+
+def _is_disconnection(exc: BaseException) -> bool:
+    """Whether ``exc`` is what distributed raises when the scheduler goes away."""
+    from concurrent.futures import CancelledError
+
+    from distributed.comm import CommClosedError
+
+    return isinstance(exc, (CancelledError, asyncio.CancelledError, CommClosedError,
+                            TimeoutError, OSError))
+
+
+class _Abandoned(Exception):
+    """Raised in the thread that waits on a scheduler found lost (see _Watchdog)."""
+
+
+class _QuietWhenLost(logging.Filter):
+    """Drops distributed's log records once the connection is lost or being closed."""
+
+    def __init__(self, client, watchdog):
+        super().__init__()
+        self.client, self.watchdog, self.closing = client, watchdog, False
+
+    def filter(self, record):
+        return not (self.closing or self.watchdog.lost or self.client.status != "running")
+
+
+class _Watchdog:
+    """Asks the scheduler for its identity every few seconds during the work; when no
+    answer comes within ``heartbeat`` seconds (a frozen or unreachable scheduler, which
+    distributed would wait on for ever), marks the connection ``lost``, cancels every
+    future the work waits on (as distributed does when the connection closes) and
+    closes the client."""
+
+    def __init__(self, client, heartbeat: float):
+        self.client, self.heartbeat = client, heartbeat
+        self.lost = False
+        self.owner = None  # the thread running the block, while it runs
+        self.lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="skcorr-dask-heartbeat",
+                                        daemon=True)
+
+    def start(self):
+        self._thread.start()
+
+    def stop(self):
+        with self.lock:
+            self.owner = None
+        self._stop.set()
+
+    def _run(self):
+        interval = min(HEARTBEAT_INTERVAL, self.heartbeat)
+        while not self._stop.wait(interval):
+            try:
+                self.client.sync(self.client.scheduler.identity,
+                                 callback_timeout=self.heartbeat)
+            except Exception:  # noqa: BLE001 - any failure to answer is a lost scheduler
+                if self._stop.is_set():
+                    return
+                self.lost = True
+                self._abandon()
+                return
+
+    def _abandon(self):
+        client = self.client
+
+        def cancel_all():
+            for state in list(client.futures.values()):
+                state.cancel(reason="scheduler-unresponsive",
+                             msg="The scheduler stopped answering.")
+
+        with contextlib.suppress(Exception):
+            client.loop.add_callback(cancel_all)
+        # Those waiting on the futures see them cancelled before the client closes.
+        if not self._stop.wait(1.0):
+            with contextlib.suppress(Exception):
+                client.close(timeout=5.0)
+        # Some waits never see the cancellation (joblib polls its own job list): the
+        # thread inside the block is interrupted, as Ctrl-C would.
+        if not self._stop.wait(ABANDON_GRACE):
+            with self.lock:
+                if self.owner is not None:
+                    ctypes.pythonapi.PyThreadState_SetAsyncExc(
+                        ctypes.c_ulong(self.owner), ctypes.py_object(_Abandoned))
 
 
 def _handshake(address: str, timeout: float, no_answer: str) -> None:
@@ -114,9 +290,52 @@ def _handshake(address: str, timeout: float, no_answer: str) -> None:
     ) from error
 
 
+def dask_client():
+    """The dask client that joblib's active backend runs on, or None when it is not dask.
+
+    Inside a dask task it is None too: the work is already spread, and nested work
+    runs where it is.
+
+    Returns
+    -------
+    client : distributed.Client or None
+        Set by :func:`dask_backend` or ``joblib.parallel_config(backend="dask")``.
+    """
+    from joblib.parallel import get_active_backend
+
+    if _in_dask_task():
+        return None
+    backend, _ = get_active_backend()
+    if type(backend).__name__ != "DaskDistributedBackend":
+        return None
+    return getattr(backend, "client", None)
+
+
+def _in_dask_task() -> bool:
+    distributed = sys.modules.get("distributed")
+    if distributed is None:
+        return False
+    try:
+        distributed.get_worker()
+    except ValueError:
+        return False
+    return True
+
+
 def chunks(items, n_jobs):
-    """``items`` in chunks for ``n_jobs`` joblib workers: about eight per worker, so that
-    the load balances; one item per chunk when the work is sequential."""
-    n_workers = joblib.effective_n_jobs(n_jobs)
-    size = 1 if n_workers == 1 else max(1, -(-len(items) // (8 * n_workers)))
-    return [items[start:start + size] for start in range(0, len(items), size)]
+    """``items`` in chunks for joblib's workers, so that the load balances.
+
+    Locally, about eight chunks per worker of ``n_jobs`` (one item per chunk when the
+    work is sequential). Under a dask scheduler ``n_jobs`` is ignored, as joblib's dask
+    backend does: about eight chunks per thread of the cluster, and none larger than
+    1/100 of the items, so that the progress bar moves in small steps.
+    """
+    n = len(items)
+    client = dask_client()
+    if client is not None:
+        threads = max(1, sum(client.nthreads().values()))
+        size = max(1, min(-(-n // (CHUNKS_PER_THREAD * threads)), -(-n // MIN_CHUNKS)))
+    else:
+        n_workers = joblib.effective_n_jobs(n_jobs)
+        size = 1 if n_workers == 1 else max(1, -(-n // (CHUNKS_PER_THREAD * n_workers)))
+    return [items[start:start + size] for start in range(0, n, size)]

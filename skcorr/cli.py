@@ -41,7 +41,7 @@ BACKBONE_NAMES = ("efficientnet_lite0", "alexnet", "vgg16", "resnet50", "efficie
 
 # Arguments the command line keeps for itself; every other one is a protocol's keyword.
 _OWN = {"command", "protocol", "handler", "function", "folder", "data", "output",
-        "overwrite", "scheduler", "quiet"}
+        "overwrite", "scheduler", "scheduler_wait", "quiet"}
 
 #: The largest image side the protocols take (--image-size, --crop-size, --box-size): the
 #: bound of the feature transformers' image_size (skcorr.features.MAX_IMAGE_SIZE).
@@ -368,6 +368,10 @@ def _parallel_options(default_jobs=None) -> list:
         _option("--scheduler", metavar="ADDRESS", type=_parse_address,
                 help="run the work on a dask cluster whose scheduler is at ADDRESS "
                      "(e.g. tcp://10.0.0.5:8786); local processes when absent"),
+        _option("--scheduler-wait", metavar="SECONDS", type=_number(float, 0, above=True),
+                default=30.0,
+                help="with --scheduler: seconds to wait for a worker to join the cluster "
+                     "before giving up (default: 30)"),
     ]
 
 
@@ -627,7 +631,8 @@ def _run(args) -> int:
         if scheduler:  # joblib and dask load only when asked for
             from ._parallel import dask_backend
 
-            backend = dask_backend(scheduler)
+            backend = dask_backend(scheduler,
+                                   wait_for_workers=getattr(args, "scheduler_wait", 30.0))
         with backend:
             return args.handler(args)
     except (ValueError, TypeError, OSError) as exc:

@@ -76,7 +76,8 @@ def test_every_protocol_takes_its_options_as_keywords():
         assert args["folder"] == folder
         options = {key: value for key, value in args.items()
                    if key not in {"command", "protocol", "handler", "function", "folder",
-                                  "data", "output", "overwrite", "scheduler", "quiet"}}
+                                  "data", "output", "overwrite", "scheduler",
+                                  "scheduler_wait", "quiet"}}
         assert options, name
         signature = inspect.signature(getattr(skcorr.evaluation, function))
         signature.bind("path", verbose=True, **options)  # raises on an unknown keyword

@@ -15,9 +15,11 @@ Data conventions
 
 from __future__ import annotations
 
+import copy
 import numbers
 import os
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,14 +31,16 @@ from tqdm.auto import tqdm
 
 from .._geometry import grid_coordinate, sample_grid
 from .._image import as_rgb, check_images
+from .._parallel import chunks, dask_client
 from .._validation import check_image_keypoints, check_points_inside
 from ._cache import FeatureCache, check_memory_folder, signature
 
 __all__ = ["FeatureMap", "keypoint_samples", "split_keypoint_samples"]
 
 #: Version of what the feature cache stores; bump it when that changes, so that older
-#: entries are not served (2: FeatureMap.bin_size; 3: entries hold a checksum).
-_CACHE_FORMAT = 3
+#: entries are not served (2: FeatureMap.bin_size; 3: entries hold a checksum; 4: convnet
+#: columns from a forward pass on one thread, the same whatever the machine's threads).
+_CACHE_FORMAT = 4
 
 #: The largest ``image_size`` (longer side, pixels) a transformer resizes images to: a
 #: convnet's activations at 4096 px already take gigabytes.
@@ -82,6 +86,12 @@ class FeatureMap:
     image_shape: tuple[int, int]
     receptive_fields: dict | None = None
     bin_size: float | None = None
+
+    def __sizeof__(self) -> int:
+        # What dask's sizeof (sys.getsizeof) sees: the arrays, not only the object, so
+        # that dask weighs a map by its real size when it moves or scatters it.
+        arrays = (self.features, self.xs, self.ys)
+        return object.__sizeof__(self) + sum(int(getattr(a, "nbytes", 0)) for a in arrays)
 
     @property
     def grid_shape(self) -> tuple[int, int]:
@@ -303,18 +313,13 @@ class FeatureTransformer(TransformerMixin, BaseEstimator):
         """
         check_is_fitted(self)
         groups = split_keypoint_samples(X)
+        columns = self._map_chunks(_points_chunk, [(image, points) for image, _, points
+                                                   in groups])
         out = None
-        with self._progress(len(groups)) as progress:
-            for chunk in _chunks(groups, self._chunk_size()):
-                rgbs = [as_rgb(image, name=_describe(image)) for image, _, _ in chunk]
-                for rgb, (image, _, points) in zip(rgbs, chunk, strict=True):
-                    check_points_inside(points, rgb.shape[:2], image=_describe(image))
-                columns = self._cached_at_points(rgbs, [points for _, _, points in chunk])
-                for (_, rows, _), values in zip(chunk, columns, strict=True):
-                    if out is None:
-                        out = np.empty((len(X), values.shape[1]), dtype=values.dtype)
-                    out[rows] = values
-                progress.update(len(chunk))
+        for (_, rows, _), values in zip(groups, columns, strict=True):
+            if out is None:
+                out = np.empty((len(X), values.shape[1]), dtype=values.dtype)
+            out[rows] = values
         return out
 
     def extract_dense(self, images) -> list[FeatureMap]:
@@ -331,7 +336,7 @@ class FeatureTransformer(TransformerMixin, BaseEstimator):
             The dense features of each image, in order.
         """
         check_is_fitted(self)
-        return self._per_chunk("dense", images, self._dense_batch)
+        return self._per_chunk("dense", images)
 
     def extract_global(self, images) -> np.ndarray:
         """One feature vector per image, whatever the mode: (n_images, n_features).
@@ -347,7 +352,7 @@ class FeatureTransformer(TransformerMixin, BaseEstimator):
             One global feature vector per image (by default the mean of the dense map).
         """
         check_is_fitted(self)
-        return np.stack(self._per_chunk("global", images, self._global_batch))
+        return np.stack(self._per_chunk("global", images))
 
     @property
     def snaps_to_grid(self) -> bool:
@@ -367,16 +372,57 @@ class FeatureTransformer(TransformerMixin, BaseEstimator):
     def _chunk_size(self) -> int:
         return max(1, int(getattr(self, "batch_size", 1) or 1))
 
-    def _per_chunk(self, kind: str, images, compute) -> list:
-        """``compute`` (through the cache) over the RGB images, a chunk at a time."""
-        indexed = list(enumerate(check_images(images)))
-        results = []
-        with self._progress(len(indexed)) as progress:
-            for chunk in _chunks(indexed, self._chunk_size()):
-                rgbs = [as_rgb(image, name=_describe(image, i)) for i, image in chunk]
-                results.extend(self._cached(kind, rgbs, compute))
-                progress.update(len(chunk))
-        return results
+    def _image_threads(self) -> int:
+        """Threads over images when computed here (one forward pass each); a subclass
+        whose computation releases the GIL and runs on one core says how many."""
+        return 1
+
+    def _start_image_thread(self) -> None:
+        """Set up a thread of ``_image_threads`` (at its start)."""
+
+    def _end_image_threads(self) -> None:
+        """Undo what ``_start_image_thread`` changed for the whole process."""
+
+    def _per_chunk(self, kind: str, images) -> list:
+        """The ``kind`` features (through the cache) of each image, a chunk at a time."""
+        return self._map_chunks(_images_chunk, list(enumerate(check_images(images))), kind)
+
+    def _map_chunks(self, function, items: list, *args) -> list:
+        """``function(self, chunk, *args)`` over chunks of ``items``, concatenated, with a
+        progress bar over the items.
+
+        Under a dask backend (:func:`skcorr._parallel.dask_backend`) the chunks run on
+        the cluster's workers, this transformer sent once per worker and images sent as
+        they are given (file paths, not pixels); with a shared ``memory`` folder, the
+        workers fill the cache. Otherwise they run here, in ``_image_threads`` threads.
+        """
+        client = dask_client() if items else None
+        with self._progress(len(items)) as progress:
+            if client is not None:
+                return _on_dask(client, self, function, items, args, progress)
+            threads = self._image_threads()
+            size = self._chunk_size()
+            if threads > 1:  # every thread busy, even with few images
+                size = max(1, min(size, -(-len(items) // threads)))
+            parts = list(_chunks(items, size))
+            if threads <= 1 or len(parts) <= 1:
+                results = []
+                for part in parts:
+                    results.extend(function(self, part, *args))
+                    progress.update(len(part))
+                return results
+            pool = ThreadPoolExecutor(threads, thread_name_prefix="skcorr-features",
+                                      initializer=self._start_image_thread)
+            try:
+                results = []
+                for part, done in zip(parts, pool.map(lambda part: function(self, part, *args),
+                                                      parts), strict=True):
+                    results.extend(done)
+                    progress.update(len(part))
+                return results
+            finally:
+                pool.shutdown(wait=True, cancel_futures=True)
+                self._end_image_threads()
 
     def _progress(self, n_images: int):
         """A progress bar over images on stderr, shown with ``verbose`` when the work
@@ -507,6 +553,80 @@ def _describe(image, index: int | None = None) -> str:
     if isinstance(image, (str, os.PathLike)):
         return f"image {os.fspath(image)!r}"
     return "image" if index is None else f"images[{index}]"
+
+
+def _read(image, index=None, remote=False) -> np.ndarray:
+    """``image`` as RGB; on a dask worker, a path it cannot see is explained."""
+    try:
+        return as_rgb(image, name=_describe(image, index))
+    except (OSError, ValueError) as exc:
+        if remote and isinstance(image, (str, os.PathLike)) and not os.path.exists(image):
+            raise ValueError(
+                f"{_describe(image)} does not exist on the dask worker that was to compute its "
+                "features; every worker reads the images at the paths the client gives, so "
+                "put them in a folder every machine sees at the same path."
+            ) from exc
+        raise
+
+
+def _images_chunk(transformer, chunk, kind, remote=False) -> list:
+    """The ``kind`` features of ``chunk``, a list of (index, image), through the cache."""
+    rgbs = [_read(image, i, remote) for i, image in chunk]
+    compute = transformer._dense_batch if kind == "dense" else transformer._global_batch
+    return transformer._cached(kind, rgbs, compute)
+
+
+def _points_chunk(transformer, chunk, remote=False) -> list:
+    """The columns at the points of ``chunk``, a list of (image, points (n, 2))."""
+    rgbs = [_read(image, remote=remote) for image, _ in chunk]
+    for rgb, (image, points) in zip(rgbs, chunk, strict=True):
+        check_points_inside(points, rgb.shape[:2], image=_describe(image))
+    return transformer._cached_at_points(rgbs, [points for _, points in chunk])
+
+
+def _remote(function, transformer, chunk, *args):
+    """A task on a dask worker: ``function`` there, with the worker's hints on errors."""
+    return function(transformer, chunk, *args, remote=True)
+
+
+#: Transformers sent to dask clusters: (client id, token) -> the scattered copy's future,
+#: so that a transformer is sent once per cluster, not once per call; the last few kept.
+_SCATTERED: dict = {}
+_SCATTERED_KEPT = 4
+
+
+def _scattered(client, transformer):
+    """A future of ``transformer`` on every worker of ``client``'s cluster (sent once)."""
+    token = (client.id, signature(transformer, frozenset({"verbose"}),
+                                  ("dask", _CACHE_FORMAT, transformer._cache_identity())))
+    future = _SCATTERED.get(token)
+    if future is None or future.status != "finished":
+        remote = copy.copy(transformer)
+        if "verbose" in remote.get_params(deep=False):
+            remote.set_params(verbose=False)  # the client shows the progress
+        future = client.scatter(remote, broadcast=True, hash=False)
+        _SCATTERED[token] = future
+        while len(_SCATTERED) > _SCATTERED_KEPT:
+            del _SCATTERED[next(iter(_SCATTERED))]
+    return future
+
+
+def _on_dask(client, transformer, function, items, args, progress) -> list:
+    """``function`` over chunks of ``items`` on the workers of ``client``, in order."""
+    from distributed import as_completed
+
+    size = min(transformer._chunk_size(), len(chunks(items, None)[0]))
+    parts = list(_chunks(items, size))
+    remote = _scattered(client, transformer)
+    futures = [client.submit(_remote, function, remote, part, *args, pure=False)
+               for part in parts]
+    position = {future.key: i for i, future in enumerate(futures)}
+    results: list = [None] * len(parts)
+    for future, result in as_completed(futures, with_results=True):
+        i = position[future.key]
+        results[i] = result
+        progress.update(len(parts[i]))
+    return [value for part in results for value in part]
 
 
 def _chunks(items: list, size: int):

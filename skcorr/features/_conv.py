@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import numbers
 import os
 
@@ -240,8 +241,33 @@ class ConvColumnExtractor(FeatureTransformer):
         return self._forward([as_rgb(image, name=f"images[{i}]")
                               for i, image in enumerate(images)])
 
+    def _on_cpu(self) -> bool:
+        return torch.device(self.device_).type == "cpu"
+
+    def _image_threads(self) -> int:
+        # Each forward pass runs on one thread (see _forward); the images keep the
+        # cores that torch would have used busy instead.
+        return max(1, torch.get_num_threads()) if self._on_cpu() else 1
+
+    def _start_image_thread(self) -> None:
+        torch.set_num_threads(1)  # for good: no switching back and forth per batch
+
+    def _end_image_threads(self) -> None:
+        # The threads' setting also became the default of new threads: restore it.
+        torch.set_num_threads(torch.get_num_threads())
+
     def _forward(self, images: list[np.ndarray]) -> list[list[np.ndarray]]:
-        """Per image, the outputs of each layer as (C, h, w) or (C,) float32 arrays."""
+        """Per image, the outputs of each layer as (C, h, w) or (C,) float32 arrays.
+
+        On the CPU the network runs on one thread: torch's kernels split their sums
+        differently on different numbers of threads, which changes the columns by
+        about 1e-7, so features computed on a one-thread dask worker and on a laptop
+        would differ, and so would anything the cache serves to either.
+        """
+        with _one_thread() if self._on_cpu() else contextlib.nullcontext():
+            return self._forward_batches(images)
+
+    def _forward_batches(self, images: list[np.ndarray]) -> list[list[np.ndarray]]:
         outputs: list = [None] * len(images)
         by_shape: dict = {}
         for i, image in enumerate(images):
@@ -345,6 +371,24 @@ class ConvColumnExtractor(FeatureTransformer):
             network.load_state_dict(network_state)
             self.device_ = _resolve_device(self.device, fallback=True)
             self.network_ = network.to(self.device_).eval()
+
+
+@contextlib.contextmanager
+def _one_thread():
+    """torch's intra-op threads of the calling thread set to one inside the block.
+
+    The setting is per thread (OpenMP's), so other threads are not affected; a thread
+    already on one thread (a dask worker, skcorr's image threads) switches nothing.
+    """
+    saved = torch.get_num_threads()
+    if saved == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved)
 
 
 def _check_layer_weights(weights, n_layers: int) -> np.ndarray:
