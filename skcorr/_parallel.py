@@ -86,12 +86,6 @@ def dask_backend(address: str, timeout: float = 5.0, wait_for_workers: float = 3
     SchedulerLost
         (a ValueError) when the connection is lost or the scheduler stops answering
         inside the block.
-
-    Examples
-    --------
-    >>> from skcorr._parallel import dask_backend
-    >>> with dask_backend("tcp://10.0.0.5:8786", wait_for_workers=60):  # doctest: +SKIP
-    ...     table = evaluate_pf_willow(...)
     """
     if not isinstance(address, str) or not address.strip() or any(
             c.isspace() for c in address):
