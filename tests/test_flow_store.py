@@ -7,8 +7,7 @@ import torch
 from skcorr.datasets import load_sample_pairs
 from skcorr.evaluation import pair_samples
 from skcorr.features import ConvColumnExtractor
-from skcorr.flow import PairTransfer
-from skcorr.flow import _estimators
+from skcorr.flow import PairTransfer, _estimators
 from skcorr.flow._store import FlowStore, map_digest
 
 
