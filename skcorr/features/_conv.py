@@ -34,6 +34,40 @@ _NETWORKS_LOCK = threading.Lock()
 _MAX_NETWORKS = 4
 
 
+def _copy_module(module, memo: dict):
+    """A copy of ``module`` with parameters, buffers, submodules and hooks of its own.
+
+    Its code and traced graph stay shared (they are never edited in place). This takes
+    milliseconds where :func:`copy.deepcopy` of a traced network takes a tenth of a
+    second and more (it copies and recompiles the graph). A submodule used twice stays
+    one module.
+    """
+    if id(module) in memo:
+        return memo[id(module)]
+    new = copy.copy(module)
+    memo[id(module)] = new
+    # Hooks and the other per-module tables are dicts: the copy gets its own.
+    new.__dict__.update({name: value.copy() for name, value in vars(module).items()
+                         if isinstance(value, dict)})
+    new._parameters = {
+        name: None if p is None else torch.nn.Parameter(_copy_tensor(p), p.requires_grad)
+        for name, p in module._parameters.items()}
+    new._buffers = {name: None if b is None else _copy_tensor(b)
+                    for name, b in module._buffers.items()}
+    new._modules = {name: None if m is None else _copy_module(m, memo)
+                    for name, m in module._modules.items()}
+    return new
+
+
+def _copy_tensor(tensor):
+    # numpy's copy is one memcpy; torch's clone starts its thread pool for every tensor,
+    # which on a busy machine costs more than the copy.
+    tensor = tensor.detach()
+    if tensor.device.type == "cpu" and tensor.dtype not in (torch.bfloat16,):
+        return torch.from_numpy(tensor.numpy().copy())
+    return tensor.clone()
+
+
 def _network_key(backbone: str, weights, layers) -> tuple | None:
     """The memo key of a network, or None when it must be built anew (random weights,
     a weights file that cannot be read)."""
@@ -238,7 +272,7 @@ class ConvColumnExtractor(FeatureTransformer):
 
     def _use_copy(self, network, digest: str) -> None:
         """Make a copy of ``network`` (whose weights digest is ``digest``) this fit's own."""
-        self.network_ = copy.deepcopy(network).to(self.device_).eval()
+        self.network_ = _copy_module(network, {}).to(self.device_).eval()
         carry_weights_digest(self.network_, digest)
 
     def _probe_channels(self) -> list[int]:
