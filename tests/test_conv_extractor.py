@@ -254,6 +254,11 @@ def test_fits_build_a_network_once_but_never_share_it(image, tmp_path, monkeypat
     assert len(built) == 1
     assert first.network_ is not second.network_
     before = second.extract_dense([image])[0].features
+    seen = []
+    for module in first.network_.modules():
+        module.register_forward_hook(lambda *args: seen.append(1))
+    second.extract_dense([image])
+    assert not seen  # hooks are per copy too
     with torch.no_grad():
         for parameter in first.network_.parameters():
             parameter.mul_(2.0)
