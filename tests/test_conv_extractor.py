@@ -1,5 +1,6 @@
 """ConvColumnExtractor: columns at keypoints, dense grids, global vectors, sklearn API."""
 
+import os
 import pickle
 
 import numpy as np
@@ -233,3 +234,40 @@ def test_image_files_are_read_lazily_and_match_arrays(random_stage2, image, tmp_
     X_file, _, _ = keypoint_samples([str(path)], [[[50.0, 50.0]]])
     X_array, _, _ = keypoint_samples([image], [[[50.0, 50.0]]])
     np.testing.assert_allclose(random_stage2.transform(X_file), random_stage2.transform(X_array))
+
+
+def test_fits_build_a_network_once_but_never_share_it(image, tmp_path, monkeypatch):
+    """Fitting clones of one extractor builds its network once per process; each fit
+    gets its own copy (editing one leaves the others alone), and a rewritten weights
+    file is read again."""
+    from skcorr.features import _conv
+
+    path = tmp_path / "weights.pth"
+    torch.manual_seed(1)
+    torch.save(load_network("efficientnet_lite0", None).state_dict(), path)
+    built = []
+    original = _conv.load_network
+    monkeypatch.setattr(_conv, "load_network",
+                        lambda *a, **k: built.append(a) or original(*a, **k))
+    extractor = ConvColumnExtractor(layer="stage2", weights=str(path), mode="dense")
+    first, second = clone(extractor).fit(), clone(extractor).fit()
+    assert len(built) == 1
+    assert first.network_ is not second.network_
+    before = second.extract_dense([image])[0].features
+    seen = []
+    for module in first.network_.modules():
+        module.register_forward_hook(lambda *args: seen.append(1))
+    second.extract_dense([image])
+    assert not seen  # hooks are per copy too
+    with torch.no_grad():
+        for parameter in first.network_.parameters():
+            parameter.mul_(2.0)
+    np.testing.assert_array_equal(second.extract_dense([image])[0].features, before)
+    assert first._cache_identity() != second._cache_identity()
+
+    torch.manual_seed(2)
+    torch.save(load_network("efficientnet_lite0", None).state_dict(), path)
+    os.utime(path, ns=(1, 1))  # a new stamp, as a rewrite gives
+    third = clone(extractor).fit()
+    assert len(built) == 2
+    assert not np.array_equal(third.extract_dense([image])[0].features, before)

@@ -28,7 +28,7 @@ from sklearn.utils.validation import check_memory
 
 from .._image import image_digest
 
-__all__ = ["FeatureCache", "check_memory_folder", "weights_digest"]
+__all__ = ["FeatureCache", "carry_weights_digest", "check_memory_folder", "weights_digest"]
 
 
 def check_memory_folder(memory):
@@ -102,6 +102,12 @@ def weights_digest(module) -> str:
     digest = h.hexdigest()
     _WEIGHT_DIGESTS[module] = (fingerprint, digest)
     return digest
+
+
+def carry_weights_digest(module, digest: str) -> None:
+    """Record ``digest`` as the weights digest of ``module``, a fresh copy of a module
+    whose digest it is (so that :func:`weights_digest` need not hash the copy again)."""
+    _WEIGHT_DIGESTS[module] = (_weights_fingerprint(module.state_dict()), digest)
 
 
 class _NotCached(Exception):

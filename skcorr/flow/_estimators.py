@@ -18,7 +18,6 @@ import numbers
 import os
 from contextlib import nullcontext
 
-import joblib
 import numpy as np
 from joblib import Parallel, delayed, effective_n_jobs
 from sklearn.base import BaseEstimator, _fit_context, clone
@@ -36,13 +35,9 @@ from ..metrics import pck_score
 from ._align import _align_unchecked, align
 from ._presets import preset_settings
 from ._settings import FLOW_CONSTRAINTS, flow_settings
+from ._store import FlowStore, map_digest
 
 __all__ = ["FlowAligner", "PairTransfer"]
-
-# Part of every cached alignment's key: raise it when align's results change (the cache
-# outlives upgrades; joblib keys by the code of _transfer_group only, not of align).
-_ALIGN_FORMAT = 2
-
 
 class _FlowTransfer(BaseEstimator):
     """What the transfer estimators share: dense features, the flow's settings, the cache
@@ -86,33 +81,49 @@ class _FlowTransfer(BaseEstimator):
         """Per group of pairs: a list of (transferred points, deformation, data energy).
 
         A group is a list of ``(source_map, target_map, points)``: each pair aligns the
-        source to the target and moves the points. A group is one entry of the cache
-        (``memory``), keyed by the content of its maps, its points and the settings, and
-        the groups run over joblib (``n_jobs``) in chunks, with a progress bar.
+        source to the target and moves the points. With ``memory``, each pair's result
+        is stored in the alignment cache (:class:`~skcorr.flow._store.FlowStore`, keyed by
+        the content of its maps, its points and the settings) and only the pairs not
+        found there are aligned, over joblib (``n_jobs``) in chunks, with a progress bar.
         """
         settings = flow_settings(self)
         memory = self.memory
-        memory = check_memory(os.fspath(memory) if isinstance(memory, os.PathLike) else memory)
-        cached = memory.cache(_transfer_group, ignore=["pairs"])
-        maps = {id(m): m for group in groups for pair in group for m in pair[:2]}
-        digests = {key: None if memory.location is None else joblib.hash(fmap)
-                   for key, fmap in maps.items()}  # the maps' content is the cache key
-        work = [((_ALIGN_FORMAT, [(digests[id(s)], digests[id(t)],
-                                   np.asarray(p, dtype=np.float64)) for s, t, p in group]),
-                 group) for group in groups]
-        tasks = (delayed(_transfer_chunk)(cached, chunk, settings)
+        location = check_memory(os.fspath(memory) if isinstance(memory, os.PathLike)
+                                else memory).location
+        store = None if location is None else FlowStore(location)
+        pairs = [(s, t, np.asarray(p, dtype=np.float64)) for group in groups
+                 for s, t, p in group]
+        results: list = [None] * len(pairs)
+        keys = [None] * len(pairs)
+        if store is not None:
+            digests = {id(m): map_digest(m) for pair in pairs for m in pair[:2]}
+            keys = [store.key(digests[id(s)], digests[id(t)], p, settings)
+                    for s, t, p in pairs]
+            results = [store.get(key, len(p)) for key, (_, _, p) in zip(keys, pairs,
+                                                                         strict=True)]
+        todo: dict = {}  # the same pair asked twice is aligned once
+        for i, result in enumerate(results):
+            if result is None:
+                todo.setdefault(keys[i] if store is not None else i, []).append(i)
+        work = [(key, pairs[rows[0]]) for key, rows in todo.items()]
+        tasks = (delayed(_transfer_chunk)(chunk, settings, store)
                  for chunk in chunks(work, self.n_jobs))
-        out = []
         # Several alignments at once: one BLAS thread each, or their threads fight.
         several = effective_n_jobs(self.n_jobs) > 1
         with (threadpool_limits(1, user_api="blas") if several else nullcontext()), \
-                tqdm(total=sum(map(len, groups)), desc="aligning", leave=False,
-                     disable=not self.verbose) as progress:
-            results = Parallel(n_jobs=self.n_jobs, prefer="threads", return_as="generator")(
+                tqdm(total=len(work), desc="aligning", leave=False,
+                     disable=not self.verbose or not work) as progress:
+            done = Parallel(n_jobs=self.n_jobs, prefer="threads", return_as="generator")(
                 tasks)
-            for done in results:
-                out.extend(done)
-                progress.update(sum(map(len, done)))
+            for chunk in done:
+                for key, result in chunk:
+                    for i in todo[key]:
+                        results[i] = result
+                progress.update(len(chunk))
+        out, start = [], 0
+        for group in groups:
+            out.append(results[start:start + len(group)])
+            start += len(group)
         return out
 
     def __sklearn_tags__(self):
@@ -122,19 +133,18 @@ class _FlowTransfer(BaseEstimator):
         return tags
 
 
-def _transfer_group(keys, settings, pairs):
-    """The cached computation: the maps' digests, the points and the settings are its key
-    (``keys``); ``pairs`` holds the maps themselves. The settings were validated by the
-    estimator, with align's own constraints."""
+def _transfer_chunk(chunk, settings, store):
+    """Align each ``(key, (source, target, points))`` of ``chunk`` and move its points;
+    each result goes into ``store`` (when there is one) as soon as it is computed. The
+    settings were validated by the estimator, with align's own constraints."""
     out = []
-    for source, target, points in pairs:
+    for key, (source, target, points) in chunk:
         flow = _align_unchecked(source, target, **settings)
-        out.append((flow.transfer_points(points), flow.deformation, flow.data_energy))
+        result = (flow.transfer_points(points), flow.deformation, flow.data_energy)
+        if store is not None:
+            store.put(key, result)
+        out.append((key, result))
     return out
-
-
-def _transfer_chunk(cached, chunk, settings):
-    return [cached(keys, settings, pairs) for keys, pairs in chunk]
 
 
 def _default_features():
