@@ -1,0 +1,235 @@
+"""A dask cluster that pays (issue 24): PF-WILLOW on a cluster of separate processes.
+
+    SKCORR_DATA=../shared/data .venv/bin/python bench/dask.py [--part features|willow|all]
+
+* ``features``: extraction of PF-WILLOW images in one process, the issue-24 way (each
+  forward pass on one thread, the images over the cores in threads; features the same
+  whatever the thread count) against the former way (one image batch at a time, torch's
+  threads inside each pass), interleaved twice, no cache.
+* ``willow``: the whole ``skcorr evaluate pf-willow --features conv`` command, a fresh
+  process and a fresh (cold) ``--memory`` folder each, with ``--n-jobs 1`` and
+  ``--n-jobs 2`` locally and with ``--scheduler`` on a scheduler and two
+  single-threaded worker processes started as separate processes on 127.0.0.1 (no
+  dashboard), as a user with several machines starts them. For the cluster run: the
+  bytes the client sent (every TCP write of its dask connections) against the size of
+  the feature maps, the seconds of each kind of task on the workers (dask's task
+  stream), and from those a projection of SPair-71k's 12,234 test pairs on 1, 8 and 64
+  workers. The three CSV tables must be byte-identical.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+SPAIR_TEST_PAIRS = 12_234
+SPAIR_IMAGES = 1_800  # every SPair-71k image: an upper bound on those its test pairs use
+
+
+def bench_features(root: Path, n_images: int = 40) -> None:
+    import torch
+
+    from skcorr.datasets import load_pf_willow
+    from skcorr.evaluation import flow_features
+
+    paths = load_pf_willow(root / "PF-WILLOW").images[:n_images]
+    images = [np.asarray(image) for image in paths]
+    print(f"Dense conv5 features (the evaluation's) of {len(images)} PF-WILLOW images, one "
+          f"process, torch threads {torch.get_num_threads()}, no cache\n")
+    print("| run | one forward pass per thread, images in threads (s) | "
+          "torch threads inside each pass, one batch at a time (former) (s) | ratio |")
+    print("|---|---|---|---|")
+    new = flow_features("conv").set_params(mode="dense").fit()
+    old = flow_features("conv").set_params(mode="dense").fit()
+    old._forward = old._forward_batches  # the former forward: torch's own threads
+    old._image_threads = lambda: 1
+    for repeat in range(2):
+        times = []
+        for ext in (new, old):
+            start = time.perf_counter()
+            ext.extract_dense(images)
+            times.append(time.perf_counter() - start)
+        print(f"| repeat {repeat + 1} | {times[0]:.1f} | {times[1]:.1f} | "
+              f"{times[0] / times[1]:.2f} |", flush=True)
+    print()
+
+
+@contextlib.contextmanager
+def separate_cluster(n_workers: int = 2):
+    """``dask scheduler`` and ``dask worker --nworkers N --nthreads 1`` as processes of
+    their own on 127.0.0.1, without dashboards; killed at the end."""
+    from distributed import Client
+
+    folder = Path(tempfile.mkdtemp(prefix="skcorr-bench-dask-"))
+    info = folder / "scheduler.json"
+    processes = []
+    logs = [open(folder / name, "w") for name in ("scheduler.log", "workers.log")]
+    try:
+        processes.append(subprocess.Popen(
+            [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
+             "--port", "0", "--no-dashboard", "--scheduler-file", str(info)],
+            stdout=logs[0], stderr=subprocess.STDOUT))
+        deadline = time.monotonic() + 120
+        while not info.exists() or not info.read_text().strip():
+            if time.monotonic() > deadline:
+                raise RuntimeError("the scheduler did not start within 120 s")
+            time.sleep(0.2)
+        time.sleep(0.5)
+        address = json.loads(info.read_text())["address"]
+        processes.append(subprocess.Popen(
+            [sys.executable, "-m", "distributed.cli.dask_worker", "--nworkers",
+             str(n_workers), "--nthreads", "1", "--no-dashboard", "--host", "127.0.0.1",
+             "--scheduler-file", str(info)], stdout=logs[1], stderr=subprocess.STDOUT))
+        with Client(address, timeout="30s") as client:
+            client.wait_for_workers(n_workers, timeout=120)
+        yield address
+    finally:
+        for process in processes:
+            process.kill()
+            process.wait(30)
+        for log in logs:
+            log.close()
+
+
+def _run(command: list[str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def bench_willow(root: Path) -> None:
+    from distributed import Client, get_task_stream
+
+    from skcorr.datasets import load_pf_willow
+    from skcorr.evaluation import flow_features
+
+    out = Path(tempfile.mkdtemp(prefix="skcorr-bench-willow-"))
+    base = [sys.executable, str(Path(__file__).resolve()), "--cli", "evaluate", "pf-willow",
+            "--features", "conv", "--data", str(root / "PF-WILLOW"), "--quiet"]
+    print("| skcorr evaluate pf-willow --features conv, cold cache | wall (s) | "
+          "vs --n-jobs 1 | vs --n-jobs 2 |")
+    print("|---|---|---|---|")
+    walls = {}
+    for name in ("n1", "n2"):
+        walls[name] = _run(base + ["--n-jobs", name[1], "--memory", str(out / f"cache-{name}"),
+                                   "--output", str(out / name)])
+        print(f"| --n-jobs {name[1]} (local) | {walls[name]:.1f} | "
+              f"{walls['n1'] / walls[name]:.2f}x faster | |", flush=True)
+    sent_file = out / "sent.json"
+    with separate_cluster(2) as address:
+        with Client(address, timeout="30s") as watcher, get_task_stream(client=watcher) as ts:
+            walls["dask"] = _run(base + ["--scheduler", address, "--memory",
+                                         str(out / "cache-dask"), "--output", str(out / "dask"),
+                                         "--bytes-to", str(sent_file)])
+            stream = ts.data
+    print(f"| --scheduler (2 single-thread worker processes, separate scheduler) | "
+          f"{walls['dask']:.1f} | {walls['dask'] / walls['n1']:.2f}x the wall | "
+          f"{walls['dask'] / walls['n2']:.2f}x the wall |\n")
+    tables = {name: (out / name / "pf-willow-flow-conv.csv").read_bytes()
+              for name in ("n1", "n2", "dask")}
+    print(f"CSV tables byte-identical: {len(set(tables.values())) == 1}\n")
+
+    # The maps: read back from the cluster's cache (no network pass).
+    dataset = load_pf_willow(root / "PF-WILLOW")
+    ext = flow_features("conv").set_params(mode="dense", memory=str(out / "cache-dask")).fit()
+    maps = ext.extract_dense(dataset.images)
+    map_bytes = sum(m.features.nbytes + m.xs.nbytes + m.ys.nbytes for m in maps)
+    sent = json.loads(sent_file.read_text())
+    print(f"bytes the client sent to the cluster: {sent['sent'] / 1e6:.1f} MB; received: "
+          f"{sent['received'] / 1e6:.1f} MB; the {len(maps)} feature maps: "
+          f"{map_bytes / 1e6:.1f} MB; sent / maps = {sent['sent'] / map_bytes:.2f}\n")
+
+    # Per-task costs from the task stream: seconds of compute on the workers.
+    kinds: dict = {}
+    for task in stream:
+        seconds = sum(s["stop"] - s["start"] for s in task.get("startstops", ())
+                      if s.get("action") == "compute")
+        prefix = task["key"].split("-")[0] if isinstance(task["key"], str) else str(task["key"])
+        kind = "features" if prefix.startswith("_remote") else "alignments"
+        kinds[kind] = kinds.get(kind, 0.0) + seconds
+    n_images, n_pairs = len(dataset.images), len(dataset.pairs)
+    busy = sum(kinds.values())
+    client_side = walls["dask"] - busy / 2
+    per_image = kinds.get("features", 0.0) / n_images
+    per_pair = kinds.get("alignments", 0.0) / n_pairs
+    print("| task kind | worker-seconds | per item (s) |")
+    print("|---|---|---|")
+    print(f"| features ({n_images} images) | {kinds.get('features', 0.0):.1f} | "
+          f"{per_image:.3f} |")
+    print(f"| alignments ({n_pairs} pairs) | {kinds.get('alignments', 0.0):.1f} | "
+          f"{per_pair:.4f} |")
+    print(f"\nwall {walls['dask']:.1f} s = {busy / 2:.1f} s of work over 2 workers + "
+          f"{client_side:.1f} s on the client and in transit (start-up, loading, "
+          "collection)\n")
+    print(f"Projection, SPair-71k test ({SPAIR_TEST_PAIRS} pairs, at most {SPAIR_IMAGES} "
+          "images), at PF-WILLOW's per-item costs and the same client-side seconds:\n")
+    print("| workers | projected wall (s) |")
+    print("|---|---|")
+    work = SPAIR_IMAGES * per_image + SPAIR_TEST_PAIRS * per_pair
+    for workers in (1, 8, 64):
+        print(f"| {workers} | {client_side + work / workers:.0f} |")
+    print()
+
+
+def run_cli(argv: list[str]) -> int:
+    """The skcorr command, counting the bytes of every dask TCP write and read."""
+    counts = {"sent": 0, "received": 0}
+    bytes_to = None
+    if "--bytes-to" in argv:
+        at = argv.index("--bytes-to")
+        bytes_to = Path(argv[at + 1])
+        del argv[at:at + 2]
+        from distributed.comm import tcp
+
+        write, read_bytes = tcp.TCP.write, tcp.read_bytes_rw
+
+        async def counted_write(self, msg, serializers=None, on_error="message"):
+            n = await write(self, msg, serializers=serializers, on_error=on_error)
+            counts["sent"] += int(n or 0)
+            return n
+
+        async def counted_read_bytes(stream, n):
+            counts["received"] += int(n)
+            return await read_bytes(stream, n)
+
+        tcp.TCP.write = counted_write
+        tcp.read_bytes_rw = counted_read_bytes
+    from skcorr.cli import main as skcorr_main
+
+    status = skcorr_main(argv)
+    if bytes_to is not None:
+        bytes_to.write_text(json.dumps(counts))
+    return status
+
+
+def main():
+    if len(sys.argv) > 1 and sys.argv[1] == "--cli":
+        sys.exit(run_cli(sys.argv[2:]))
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--part", choices=["features", "willow", "all"], default="all")
+    args = parser.parse_args()
+    root = Path(os.environ.get("SKCORR_DATA", Path(__file__).parents[1] / "../shared/data"))
+    import torch
+
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+          f"load average {os.getloadavg()[0]:.1f} at start; torch threads "
+          f"{torch.get_num_threads()}\n")
+    if args.part in ("features", "all"):
+        bench_features(root)
+    if args.part in ("willow", "all"):
+        bench_willow(root)
+    print(f"load average {os.getloadavg()[0]:.1f} at the end")
+
+
+if __name__ == "__main__":
+    main()
