@@ -43,12 +43,13 @@ SPAIR_IMAGES = 1_800  # every SPair-71k image: an upper bound on those its test 
 
 def bench_features(root: Path, n_images: int = 40) -> None:
     import torch
+    from PIL import Image
 
     from skcorr.datasets import load_pf_willow
     from skcorr.evaluation import flow_features
 
     paths = load_pf_willow(root / "PF-WILLOW").images[:n_images]
-    images = [np.asarray(image) for image in paths]
+    images = [np.asarray(Image.open(path).convert("RGB")) for path in paths]
     print(f"Dense conv5 features (the evaluation's) of {len(images)} PF-WILLOW images, one "
           f"process, torch threads {torch.get_num_threads()}, no cache\n")
     print("| run | one forward pass per thread, images in threads (s) | "
