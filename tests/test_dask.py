@@ -100,7 +100,8 @@ class ImagesThroughTheNetwork:
 def _maps_equal(a, b):
     return len(a) == len(b) and all(
         x.features.dtype == y.features.dtype and np.array_equal(x.features, y.features)
-        and np.array_equal(x.xs, y.xs) and np.array_equal(x.ys, y.ys) for x, y in zip(a, b))
+        and np.array_equal(x.xs, y.xs) and np.array_equal(x.ys, y.ys)
+        for x, y in zip(a, b, strict=True))
 
 
 # --- the same features everywhere ---------------------------------------------------------
