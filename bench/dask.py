@@ -16,7 +16,9 @@
   bytes the client sent (every TCP write of its dask connections) against the size of
   the feature maps, the seconds of each kind of task on the workers (dask's task
   stream), and from those a projection of SPair-71k's 12,234 test pairs on 1, 8 and 64
-  workers. The three CSV tables must be byte-identical.
+  workers. The CSV tables must be byte-identical.
+* ``aligner``: FlowAligner fit on 40 and predict on 40 PF-WILLOW images and a
+  GridSearchCV over lam, locally (n_jobs 1 and 2) and on the cluster; identical outputs.
 """
 
 from __future__ import annotations
@@ -190,6 +192,57 @@ def bench_willow(root: Path) -> None:
     print()
 
 
+def bench_aligner(root: Path, n_train: int = 40, n_test: int = 40) -> None:
+    """FlowAligner fit on 40 and predict on 40 PF-WILLOW images, then a GridSearchCV over
+    lam on the 40: locally with n_jobs 1 and 2, and on the separate cluster (warmed
+    first), each with a fresh memory folder; the outputs must be identical."""
+    from sklearn.model_selection import GridSearchCV
+
+    from skcorr import FlowAligner
+    from skcorr._parallel import dask_backend
+    from skcorr.datasets import load_pf_willow
+    from skcorr.metrics import pck_scorer
+
+    data = load_pf_willow(root / "PF-WILLOW")
+    order = np.random.default_rng(0).permutation(len(data.images))
+    train, test = order[:n_train], order[n_train:n_train + n_test]
+    images = list(data.images)
+    print(f"FlowAligner(n_neighbors=5, n_top=2) fit on {n_train} and predict on {n_test} "
+          "PF-WILLOW images, then GridSearchCV over lam in (0.05, 0.2), cv=2, on the "
+          "training images; default features; a fresh memory folder each\n")
+    print("| run | fit + predict (s) | search (s) |")
+    print("|---|---|---|")
+
+    def run(n_jobs):
+        memory = tempfile.mkdtemp(prefix="skcorr-bench-aligner-")
+        start = time.perf_counter()
+        aligner = FlowAligner(n_neighbors=5, n_top=2, memory=memory, n_jobs=n_jobs)
+        predicted = aligner.fit([images[i] for i in train], data.keypoints[train]).predict(
+            [images[i] for i in test])
+        middle = time.perf_counter()
+        search = GridSearchCV(FlowAligner(n_neighbors=5, n_top=2, memory=memory,
+                                          n_jobs=n_jobs), {"lam": [0.05, 0.2]}, cv=2,
+                              scoring=pck_scorer(alpha=0.1))
+        search.fit([images[i] for i in train], data.keypoints[train])
+        end = time.perf_counter()
+        return middle - start, end - middle, predicted, search.cv_results_["mean_test_score"]
+
+    results = {}
+    for name, n_jobs in (("--n-jobs 1 (local)", 1), ("--n-jobs 2 (local)", 2)):
+        results[name] = run(n_jobs)
+        print(f"| {name} | {results[name][0]:.1f} | {results[name][1]:.1f} |", flush=True)
+    with separate_cluster(2) as address, dask_backend(address, timeout=30):
+        FlowAligner(n_neighbors=1, n_top=1).fit(images[:2], data.keypoints[:2]).predict(
+            images[2:4])  # warm the workers: imports, networks, compiled kernels
+        name = "dask cluster, 2 one-thread workers (warm)"
+        results[name] = run(None)
+        print(f"| {name} | {results[name][0]:.1f} | {results[name][1]:.1f} |", flush=True)
+    first = next(iter(results.values()))
+    same = all(np.array_equal(r[2], first[2]) and np.array_equal(r[3], first[3])
+               for r in results.values())
+    print(f"\npredictions and cross-validated scores identical: {same}\n")
+
+
 def run_cli(argv: list[str]) -> int:
     """The skcorr command, counting the bytes of every dask TCP write and read (with
     ``--bytes-to FILE``) and the dense feature maps the client gets."""
@@ -239,7 +292,8 @@ def main():
     if len(sys.argv) > 1 and sys.argv[1] == "--cli":
         sys.exit(run_cli(sys.argv[2:]))
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--part", choices=["features", "willow", "all"], default="all")
+    parser.add_argument("--part", choices=["features", "willow", "aligner", "all"],
+                        default="all")
     args = parser.parse_args()
     root = Path(os.environ.get("SKCORR_DATA", Path(__file__).parents[1] / "../shared/data"))
     import torch
@@ -251,6 +305,8 @@ def main():
         bench_features(root)
     if args.part in ("willow", "all"):
         bench_willow(root)
+    if args.part in ("aligner", "all"):
+        bench_aligner(root)
     print(f"load average {os.getloadavg()[0]:.1f} at the end")
 
 
