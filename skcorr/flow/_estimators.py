@@ -96,7 +96,8 @@ class _FlowTransfer(BaseEstimator):
         results: list = [None] * len(pairs)
         keys = [None] * len(pairs)
         if store is not None:
-            digests = {id(m): map_digest(m) for pair in pairs for m in pair[:2]}
+            maps = {id(m): m for pair in pairs for m in pair[:2]}
+            digests = {key: map_digest(fmap) for key, fmap in maps.items()}
             keys = [store.key(digests[id(s)], digests[id(t)], p, settings)
                     for s, t, p in pairs]
             results = [store.get(key, len(p)) for key, (_, _, p) in zip(keys, pairs,
