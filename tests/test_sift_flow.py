@@ -352,3 +352,89 @@ def test_estimators_carry_the_energy_to_align():
     assert (settings["energy"], settings["eta"], settings["data_truncation"]) == (
         "sift-flow", 0.02, 5.0)
     assert flow_settings(PairTransfer())["energy"] == "l2"
+
+
+# --------------------------------------------------------------------------------------
+# The command line
+# --------------------------------------------------------------------------------------
+def test_cli_pf_willow_passes_the_energy_and_its_candidates(tmp_path, monkeypatch, capsys):
+    import inspect
+
+    import skcorr.evaluation
+    from skcorr.cli import main
+    from skcorr.evaluation import ResultTable
+
+    signature = inspect.signature(skcorr.evaluation.evaluate_pf_willow)
+    calls = []
+
+    def record(path, **options):
+        signature.bind(path, **options)
+        calls.append(options)
+        return ResultTable([{"rows": 1}], title="recorded", name="recorded")
+
+    monkeypatch.setattr(skcorr.evaluation, "evaluate_pf_willow", record)
+    assert main(["evaluate", "pf-willow", "--data", str(tmp_path)]) == 0
+    assert {k: calls[-1][k] for k in ("energy", "etas", "data_truncations")} == {
+        "energy": "l2", "etas": [0.0], "data_truncations": [None]}
+    assert main(["evaluate", "pf-willow", "--data", str(tmp_path), "--energy", "sift-flow",
+                 "--lam", "cv", "--eta", "0", "0.05", "--data-truncation", "none", "6"]) == 0
+    assert {k: calls[-1][k] for k in ("energy", "etas", "data_truncations", "lam")} == {
+        "energy": "sift-flow", "etas": [0.0, 0.05], "data_truncations": [None, 6.0],
+        "lam": "cv"}
+    capsys.readouterr()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--eta", "-1"], "argument --eta: must be a float in the range"),
+    (["--eta", "nan"], "argument --eta: must be a float in the range"),
+    (["--data-truncation", "0"], "argument --data-truncation: must be a float"),
+    (["--energy", "l1"], "argument --energy: invalid choice"),
+    (["--energy", "sift-flow"], "sift-flow has no tuned --lam"),
+])
+def test_cli_pf_willow_refuses_bad_energy_flags_at_parse_time(argv, message, tmp_path,
+                                                              capsys):
+    from skcorr.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["evaluate", "pf-willow", "--data", str(tmp_path / "missing"), *argv])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_evaluate_pf_willow_needs_a_lam_for_sift_flow():
+    from skcorr.evaluation import evaluate_pf_willow
+
+    with pytest.raises(ValueError, match="energy='sift-flow' has no tuned lam"):
+        evaluate_pf_willow("missing", energy="sift-flow")
+    with pytest.raises(ValueError, match="--eta or --data-truncation values are candidates"):
+        evaluate_pf_willow("missing", lam=0.5, etas=(0.0, 0.1))
+
+
+def test_cli_match_passes_the_energy(tmp_path, monkeypatch):
+    import skcorr.flow
+    from skcorr.cli import main
+
+    calls = []
+
+    def record(pairs, output, **settings):
+        calls.append(settings)
+        return []
+
+    monkeypatch.setattr(skcorr.flow, "match_files", record)
+    for name in ("a.png", "b.png"):
+        (tmp_path / name).write_bytes(b"")
+    argv = ["match", str(tmp_path / "a.png"), str(tmp_path / "b.png"), "--output",
+            str(tmp_path / "out")]
+    assert main(argv) == 0
+    assert not {"energy", "eta", "data_truncation"} & set(calls[-1])  # the preset's
+    assert main([*argv, "--energy", "sift-flow", "--eta", "0.1", "--data-truncation",
+                 "4", "--lam", "0.5"]) == 0
+    assert {k: calls[-1][k] for k in ("energy", "eta", "data_truncation", "lam")} == {
+        "energy": "sift-flow", "eta": 0.1, "data_truncation": 4.0, "lam": 0.5}
+
+
+def test_presets_take_the_energy():
+    from skcorr.flow import preset_settings
+
+    _, flow = preset_settings("paper", energy="sift-flow", eta=0.1, data_truncation=3.0)
+    assert (flow["energy"], flow["eta"], flow["data_truncation"]) == ("sift-flow", 0.1, 3.0)
