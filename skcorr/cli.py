@@ -440,7 +440,9 @@ def _energy_options(candidates: bool, default=None) -> list:
                 help="the flow's energy: l2, squared distances of features and of "
                      "displacements (Long et al.); sift-flow, SIFT Flow's truncated L1 data "
                      "and smoothness terms, --lam then its alpha and --truncation its d/alpha "
-                     "in grid steps (default: l2)"),
+                     "in grid steps"
+                     + (" (--lam cv candidates: 0.25 0.5 1 2 4 unless --lam-grid)"
+                        if candidates else "") + " (default: l2)"),
         _option("--eta", dest="etas" if candidates else "eta", metavar="ETA",
                 type=_flow_setting("eta"), default=default_of(0.0),
                 help="SIFT Flow's small-displacement term: each match costs ETA per grid "

@@ -20,7 +20,7 @@ _REFERENCES = {"bbox": "keypoint box", "image": "image"}
 # Candidates of lam="cv" with energy="sift-flow" (alpha per grid step): its data costs are
 # L1 distances of the features, several times their squared distances, and its smoothness
 # grows with |d| rather than d**2.
-SIFT_FLOW_CV_LAMS = (0.25, 0.5, 1.0, 2.0)
+SIFT_FLOW_CV_LAMS = (0.25, 0.5, 1.0, 2.0, 4.0)
 
 
 def evaluate_pf_willow(path, *, method="flow", features="conv",
