@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from functools import partial
 
 import numpy as np
 from bp import CPP_SECONDS, feature_map, machine, sift_like_pair
@@ -68,12 +69,12 @@ def synthetic(repeat):
         source, target = feature_map(fs), feature_map(ft)
         for radius in (10, 15):
             labels = (2 * radius + 1) ** 2
-            runs = {"costs l2": lambda: data_cost_window(fs, ft, radius),
-                    "costs sf": lambda: data_cost_window(fs, ft, radius, metric="cityblock")}
+            runs = {"costs l2": partial(data_cost_window, fs, ft, radius),
+                    "costs sf": partial(data_cost_window, fs, ft, radius, metric="cityblock")}
             for levels in (0, 2):
                 for name, settings in ENERGIES.items():
-                    runs[f"{levels} {name}"] = (lambda levels=levels, settings=settings: align(
-                        source, target, radius=radius, levels=levels, **settings))
+                    runs[f"{levels} {name}"] = partial(align, source, target, radius=radius,
+                                                       levels=levels, **settings)
             wall, cpu = turns(runs, repeat)
             cells = {name: f"{wall[name] * 1e3:6.1f} ({cpu[name] * 1e3:5.1f})" for name in runs}
             flat, c2f = CPP_SECONDS[(side, labels)]
