@@ -408,7 +408,8 @@ def align(source: FeatureMap, target: FeatureMap, *, lam: float = 0.1, radius=No
     lam : float, default=0.1
         Smoothness weight per squared grid step (data costs are squared distances of
         the features, in [0, 4] for L2-normalised ones). 0 is plain nearest-column
-        matching: every node takes its cheapest label, whatever ``levels``.
+        matching: every node takes its cheapest label, whatever ``levels``. With
+        ``energy="sift-flow"``, per grid step (SIFT Flow's ``alpha``).
     radius : int or None, default=None
         ``None``: every target grid position is a label. An integer ``R``: the labels of
         node ``p`` are the ``(2R + 1)^2`` target nodes around ``p``'s position scaled
@@ -429,7 +430,8 @@ def align(source: FeatureMap, target: FeatureMap, *, lam: float = 0.1, radius=No
         Per-axis truncation of the smoothness, in grid steps: an edge costs
         ``lam (min(dy^2, T^2) + min(dx^2, T^2))``, so the flow may break (between an
         object and its background, or at a part that moved) for a bounded price.
-        ``None``: the paper's plain quadratic.
+        ``None``: the paper's plain quadratic. With ``energy="sift-flow"`` an edge costs
+        ``lam (min(|dy|, T) + min(|dx|, T))``.
     ot_reg : float or None, default=None
         Add to every match the price of its target node from entropic optimal transport
         between the two grids with this regularisation (in units of the data costs,
