@@ -116,7 +116,8 @@ def _cmd_match(args) -> int:
     return 0
 
 
-_MATCH_SETTINGS = ("lam", "truncation", "ot_reg", "subcell", "image_size")
+_MATCH_SETTINGS = ("lam", "truncation", "ot_reg", "subcell", "energy", "eta", "data_truncation",
+                   "image_size")
 
 
 def _match_options() -> list:
@@ -146,6 +147,7 @@ def _match_options() -> list:
                      "regularisation; 'none' is off (default: the preset's)", **unset),
         _option("--subcell", action=argparse.BooleanOptionalAction,
                 help="refine matches between grid nodes (default: the preset's)", **unset),
+        *_energy_options(candidates=False, default=argparse.SUPPRESS),
         _option("--image-size", type=_at_least(16),
                 help="longer image side, in pixels, the features are computed at (default: "
                      "the preset's)", **unset),
@@ -426,6 +428,37 @@ def _flow_options(candidates: bool) -> list:
     ]
 
 
+def _energy_options(candidates: bool, default=None) -> list:
+    """--energy, --eta and --data-truncation: SIFT Flow's energy (skcorr.flow.align);
+    with ``candidates``, several --eta or --data-truncation values for --lam cv."""
+    unset = default is argparse.SUPPRESS
+    several = {"nargs": "+"} if candidates else {}
+    also = "; several values are candidates for --lam cv" if candidates else ""
+
+    def default_of(value):
+        return argparse.SUPPRESS if unset else [value] if candidates else value
+
+    return [
+        _option("--energy", choices=["l2", "sift-flow"],
+                default=argparse.SUPPRESS if unset else "l2",
+                help="the flow's energy: l2, squared distances of features and of "
+                     "displacements (Long et al.); sift-flow, SIFT Flow's truncated L1 data "
+                     "and smoothness terms, --lam then its alpha and --truncation its d/alpha "
+                     "in grid steps"
+                     + (" (--lam cv candidates: 0.25 0.5 1 2 4 unless --lam-grid)"
+                        if candidates else "") + " (default: l2)"),
+        _option("--eta", dest="etas" if candidates else "eta", metavar="ETA",
+                type=_flow_setting("eta"), default=default_of(0.0),
+                help="SIFT Flow's small-displacement term: each match costs ETA per grid "
+                     f"step it moves{also} (default: 0)", **several),
+        _option("--data-truncation", dest="data_truncations" if candidates
+                else "data_truncation", metavar="T",
+                type=_flow_setting("data_truncation", none=True), default=default_of(None),
+                help="truncate every data cost at T (in the data term's units); 'none' is "
+                     f"off{also} (default: none)", **several),
+    ]
+
+
 def _backbone_option():
     return _option("--backbone", default="efficientnet_lite0", metavar="NAME",
                    help="convnet backbone (efficientnet_lite1/2 need pip install "
@@ -451,6 +484,7 @@ def _protocols() -> list:
                      help="flow: align each pair with the flow MRF; identity: each keypoint "
                           "at the same relative position (the baseline)"),
              *_flow_options(candidates=True),
+             *_energy_options(candidates=True),
              _option("--radius", type=_flow_setting("radius", int), default=None,
                      help="label window radius in target grid steps "
                           "(default: every target position)"),
@@ -581,6 +615,11 @@ def _check_together(parser, args) -> None:
         prog = f"{parser.prog} {args.command} {args.protocol}"
         parser.exit(2, f"{prog}: error: argument --lam-grid: the candidates are only used "
                        "by --lam cv; add --lam cv or leave --lam-grid out\n")
+    if (getattr(args, "energy", None) == "sift-flow" and lam is None
+            and getattr(args, "method", "flow") == "flow" and args.command == "evaluate"):
+        prog = f"{parser.prog} {args.command} {args.protocol}"
+        parser.exit(2, f"{prog}: error: argument --energy: sift-flow has no tuned --lam; "
+                       "give --lam (SIFT Flow's alpha per grid step, e.g. 0.5) or --lam cv\n")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,12 +15,13 @@ from skcorr._geometry import node_grid
 from skcorr.flow._mrf._numba import _DI, _DJ
 
 
-def _smoothness(diff, lam, trunc2):
-    """``lam * sum over the last axis of min(d^2, trunc2)``."""
-    return lam * np.minimum(diff**2, trunc2).sum(-1)
+def _smoothness(diff, lam, trunc2, power=2):
+    """``lam * sum over the last axis of min(d^2, trunc2)`` (``min(|d|, trunc2)`` with
+    ``power=1``, SIFT Flow's)."""
+    return lam * np.minimum(np.abs(diff) ** power, trunc2).sum(-1)
 
 
-def min_sum_bp_reference(costs, lam, offsets, n_iter, trunc2=np.inf):
+def min_sum_bp_reference(costs, lam, offsets, n_iter, trunc2=np.inf, power=2):
     """Run ``n_iter`` checkerboard min-sum BP iterations by brute force.
 
     Parameters
@@ -52,7 +53,7 @@ def min_sum_bp_reference(costs, lam, offsets, n_iter, trunc2=np.inf):
     def pairwise(s):
         if s not in pair_costs:
             diff = grid[:, None, :] + np.array(s) - grid[None, :, :]
-            pair_costs[s] = _smoothness(diff, lam, trunc2)
+            pair_costs[s] = _smoothness(diff, lam, trunc2, power)
         return pair_costs[s]
 
     flat = costs.reshape(H, W, -1)
@@ -75,7 +76,7 @@ def min_sum_bp_reference(costs, lam, offsets, n_iter, trunc2=np.inf):
     return labels, messages.reshape(4, H, W, Ly, Lx)
 
 
-def dual_bp_reference(costs, lam, offsets, n_iter, trunc2=np.inf):
+def dual_bp_reference(costs, lam, offsets, n_iter, trunc2=np.inf, power=2):
     """Run ``n_iter`` checkerboard dual-layer min-sum BP iterations by brute force.
 
     The schedule and normalisation of :func:`skcorr.flow._mrf._solve.dual_layer_bp`: each node of a
@@ -99,7 +100,7 @@ def dual_bp_reference(costs, lam, offsets, n_iter, trunc2=np.inf):
     def message(h, shift):
         labels = np.arange(len(h))
         diff = (labels[:, None] + shift - labels[None, :])[..., None]
-        m = (h[None, :] + _smoothness(diff, lam, trunc2)).min(axis=1)
+        m = (h[None, :] + _smoothness(diff, lam, trunc2, power)).min(axis=1)
         return m - m.min()
 
     for _ in range(n_iter):
@@ -119,10 +120,11 @@ def dual_bp_reference(costs, lam, offsets, n_iter, trunc2=np.inf):
     return mu, mv
 
 
-def exhaustive_minimum(costs, lam, offsets, trunc2=np.inf):
+def exhaustive_minimum(costs, lam, offsets, trunc2=np.inf, power=2):
     """The lowest energy of any labelling, by enumerating them all (tiny problems only).
 
-    ``trunc2`` is the squared per-axis truncation of the smoothness.
+    ``trunc2`` is the per-axis truncation of the smoothness's distance, squared
+    (``power=2``) or absolute (``power=1``, SIFT Flow's truncated L1 smoothness).
 
     Returns
     -------
@@ -142,10 +144,44 @@ def exhaustive_minimum(costs, lam, offsets, trunc2=np.inf):
     wy = (ly + offsets[..., 0].ravel()).reshape(-1, H, W)
     wx = (lx + offsets[..., 1].ravel()).reshape(-1, H, W)
     for w in (wy, wx):
-        energy = energy + lam * (np.minimum(np.diff(w, axis=1) ** 2, trunc2).sum(axis=(1, 2))
-                                 + np.minimum(np.diff(w, axis=2) ** 2, trunc2).sum(axis=(1, 2)))
+        energy = energy + lam * (
+            np.minimum(np.abs(np.diff(w, axis=1)) ** power, trunc2).sum(axis=(1, 2))
+            + np.minimum(np.abs(np.diff(w, axis=2)) ** power, trunc2).sum(axis=(1, 2)))
     best = int(np.argmin(energy))
     return float(energy[best]), np.stack([ly[best], lx[best]], axis=-1).reshape(H, W, 2)
+
+
+def l1_transform_reference(f, weight, shift, truncation=np.inf):
+    """``m[a] = min_b f[b] + weight * min(|a + shift - b|, truncation)``, by brute force."""
+    f = np.asarray(f, dtype=np.float64)
+    a = np.arange(len(f))
+    d = np.minimum(np.abs(a[:, None] + shift - a[None, :]), truncation)
+    return (f[None, :] + weight * d).min(axis=1)
+
+
+def sift_flow_energy(fs, ft, target_index, alpha, d=np.inf, eta=0.0, t=np.inf):
+    """SIFT Flow's energy of a flow, from the features, in float64 (Liu et al. 2011).
+
+    ``sum_p min(||fs(p) - ft(p + w(p))||_1, t) + eta (|u(p)| + |v(p)|)
+    + sum_{(p, q)} min(alpha |u(p) - u(q)|, d) + min(alpha |v(p) - v(q)|, d)`` with
+    ``w(p) = target_index[p] - p`` (same-shaped grids). Returns ``(data, smoothness)``,
+    the data part with the small-displacement term.
+    """
+    fs = np.asarray(fs, dtype=np.float64)
+    ft = np.asarray(ft, dtype=np.float64)
+    H, W = fs.shape[:2]
+    data = smooth = 0.0
+    w = np.asarray(target_index) - node_grid((H, W))
+    for i in range(H):
+        for j in range(W):
+            y, x = target_index[i, j]
+            data += min(np.abs(fs[i, j] - ft[y, x]).sum(), t)
+            data += eta * (abs(w[i, j, 0]) + abs(w[i, j, 1]))
+            for ii, jj in ((i + 1, j), (i, j + 1)):
+                if ii < H and jj < W:
+                    for axis in (0, 1):
+                        smooth += min(alpha * abs(w[i, j, axis] - w[ii, jj, axis]), d)
+    return data, smooth
 
 
 def synthetic_flow_pair(shape, n_features=16, amplitude=2.0, noise=0.1, seed=0):
@@ -225,7 +261,7 @@ def label_prices_reference(prices, offsets, shape):
     return np.where(inside, picked, 0.0)
 
 
-def subcell_reference(costs, labels, offsets, lam, trunc2, sweeps=3):
+def subcell_reference(costs, labels, offsets, lam, trunc2, sweeps=3, power=2):
     """Per node and axis, the vertex of the parabola through its energy at ``l - 1, l, l + 1``.
 
     The energy of node ``p`` at a label is its data cost plus its (truncated) smoothness
@@ -259,7 +295,8 @@ def subcell_reference(costs, labels, offsets, lam, trunc2, sweeps=3):
             below, here, above = (
                 data[axis, step].astype(np.float64)
                 + sum(np.where(np.isnan(q), 0.0, lam * np.minimum(
-                    (w[..., axis] + step - np.nan_to_num(q)) ** 2, trunc2)) for q in there)
+                    np.abs(w[..., axis] + step - np.nan_to_num(q)) ** power, trunc2))
+                    for q in there)
                 for step in (-1, 0, 1))
             curvature = below - 2 * here + above
             ok = np.isfinite(below) & np.isfinite(above) & (curvature > 0)

@@ -17,11 +17,17 @@ __all__ = ["evaluate_identity_pf_willow", "evaluate_pf_willow"]
 
 _REFERENCES = {"bbox": "keypoint box", "image": "image"}
 
+# Candidates of lam="cv" with energy="sift-flow" (alpha per grid step): its data costs are
+# L1 distances of the features, several times their squared distances, and its smoothness
+# grows with |d| rather than d**2.
+SIFT_FLOW_CV_LAMS = (0.25, 0.5, 1.0, 2.0, 4.0)
+
 
 def evaluate_pf_willow(path, *, method="flow", features="conv",
                        backbones=("efficientnet_lite0",), layers=("conv5",), lam=None,
                        lam_grid=None, radius=None, levels=2, image_sizes=(320,),
-                       truncations=(None,), ot_regs=(None,), subcell=False,
+                       truncations=(None,), ot_regs=(None,), subcell=False, energy="l2",
+                       etas=(0.0,), data_truncations=(None,),
                        alphas=(0.05, 0.1, 0.15), reference="bbox", n_jobs=None,
                        memory=None, verbose=False) -> ResultTable:
     """Keypoint transfer over PF-WILLOW's 900 pairs: PCK per sub-class and their mean.
@@ -44,9 +50,11 @@ def evaluate_pf_willow(path, *, method="flow", features="conv",
         Of ``features="conv"`` (a layer may be a list: hypercolumns); more than one of
         either are candidates of ``lam="cv"``.
     lam : float, "cv" or None, default=None
-        Smoothness weight; ``None``: ``TUNED_LAM[features]`` (tuned on PF-WILLOW itself).
+        Smoothness weight; ``None``: ``TUNED_LAM[features]`` (tuned on PF-WILLOW itself;
+        with ``energy="sift-flow"`` give it).
     lam_grid : sequence of float, default=None
-        Candidates of ``lam="cv"``; ``None``: ``CV_LAMS[features]``.
+        Candidates of ``lam="cv"``; ``None``: ``CV_LAMS[features]``
+        (:data:`SIFT_FLOW_CV_LAMS` with ``energy="sift-flow"``).
     radius, levels : int or None, int, default=None, 2
         As in :func:`skcorr.flow.align`.
     image_sizes : sequence of int, default=(320,)
@@ -58,6 +66,11 @@ def evaluate_pf_willow(path, *, method="flow", features="conv",
         ``lam="cv"``.
     subcell : bool, default=False
         Refine matches between grid nodes (:func:`skcorr.flow.align`).
+    energy : {"l2", "sift-flow"}, default="l2"
+        The flow's energy (:func:`skcorr.flow.align`).
+    etas, data_truncations : sequence of float (or None), default=(0.0,), (None,)
+        SIFT Flow's small-displacement weight and data truncation (see
+        :func:`skcorr.flow.align`); more than one are candidates of ``lam="cv"``.
     alphas, reference
         As in :func:`transfer_pck_table`.
     n_jobs : int or None, default=None
@@ -85,26 +98,33 @@ def evaluate_pf_willow(path, *, method="flow", features="conv",
     """
     from ..datasets import load_pf_willow
 
-    several = (max(len(image_sizes), len(truncations), len(ot_regs)) > 1
+    several = (max(len(image_sizes), len(truncations), len(ot_regs), len(etas),
+                   len(data_truncations)) > 1
                or (features == "conv" and max(len(layers), len(backbones)) > 1))
     if several and lam != "cv":
-        raise ValueError("several --layer, --backbone, --image-size, --truncation or --ot-reg "
-                         "values are candidates for cross-validation; add --lam cv, or give "
-                         "one of each.")
+        raise ValueError("several --layer, --backbone, --image-size, --truncation, --ot-reg, "
+                         "--eta or --data-truncation values are candidates for "
+                         "cross-validation; add --lam cv, or give one of each.")
+    sift_flow = energy == "sift-flow"
+    if sift_flow and lam is None and method != "identity":
+        raise ValueError("energy='sift-flow' has no tuned lam: give lam (SIFT Flow's alpha per "
+                         "grid step, e.g. 0.5; --lam 0.5) or lam='cv' (--lam cv).")
     start = time.perf_counter()
     dataset = load_pf_willow(path)
     extractor = flow_features(features, backbone=backbones[0], layer=layers[0],
                               image_size=image_sizes[0]).set_params(verbose=verbose)
-    grid = {"lam": list(lam_grid or CV_LAMS[features])}
+    grid = {"lam": list(lam_grid or (SIFT_FLOW_CV_LAMS if sift_flow else CV_LAMS[features]))}
     if features == "conv":
         grid.update({f"features__{name}": list(values) for name, values
                      in [("layer", layers), ("backbone", backbones)] if len(values) > 1})
     if len(image_sizes) > 1:
         grid["features__image_size"] = list(image_sizes)
     grid.update({name: list(values) for name, values
-                 in [("truncation", truncations), ("ot_reg", ot_regs)] if len(values) > 1})
+                 in [("truncation", truncations), ("ot_reg", ot_regs), ("eta", etas),
+                     ("data_truncation", data_truncations)] if len(values) > 1})
     flow = {"radius": radius, "levels": levels, "truncation": truncations[0],
-            "ot_reg": ot_regs[0], "subcell": subcell}
+            "ot_reg": ot_regs[0], "subcell": subcell, "energy": energy, "eta": etas[0],
+            "data_truncation": data_truncations[0]}
     lam = TUNED_LAM[features] if lam is None else lam
     if method == "identity":
         what, name = "identity baseline", "pf-willow-identity"
@@ -115,11 +135,15 @@ def evaluate_pf_willow(path, *, method="flow", features="conv",
     else:
         what = f"flow on {_describe_features(extractor)}, lam={lam:g}"
     if method != "identity":
-        name = f"pf-willow-flow-{features}-lam{lam if lam == 'cv' else f'{lam:g}'}"
+        name = (f"pf-willow-flow-{features}-lam{lam if lam == 'cv' else f'{lam:g}'}"
+                + ("-siftflow" if sift_flow else ""))
         what += (f", levels={levels}, labels={'all' if radius is None else f'radius {radius}'}"
                  f", image_size={' | '.join(map(str, image_sizes))}"
                  f", truncation={' | '.join(map(str, truncations))}"
                  f", ot_reg={' | '.join(map(str, ot_regs))}, subcell={subcell}")
+        if sift_flow or any(etas) or any(t is not None for t in data_truncations):
+            what += (f", energy={energy}, eta={' | '.join(map(str, etas))}"
+                     f", data_truncation={' | '.join(map(str, data_truncations))}")
     if method == "identity":
         table = transfer_pck_table(dataset, identity_transfer, alphas=alphas,
                                    reference=reference)

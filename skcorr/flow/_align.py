@@ -9,6 +9,12 @@ with displacements ``w`` counted in grid steps (so ``lam`` does not depend on th
 stride), minimised by min-sum belief propagation (:mod:`skcorr.flow._mrf`); with a
 ``truncation`` ``T`` each axis's smoothness term stops growing at ``T`` steps.
 
+``energy="sift-flow"`` minimises SIFT Flow's energy (Liu et al., TPAMI 2011) with the
+same solvers instead: L1 distances of the features as the data term and
+``lam (min(|du|, T) + min(|dv|, T))`` per edge as the smoothness. Its data truncation
+(``data_truncation``: ``min(D, t)``) and small-displacement term (``eta (|u| + |v|)``,
+added to every label's data cost) are settings of their own, and apply to either energy.
+
 The labelling is discrete: each node matches a target node. With ``subcell=True`` each
 match then moves by up to half a step along each axis, to the vertex of the parabola
 through the node's energy (its data cost plus its smoothness to its neighbours' matches)
@@ -35,10 +41,12 @@ from .._image import as_rgb
 from ..features import FeatureMap
 from ._mrf._costs import (
     absolute_offsets,
+    add_displacement_costs,
     add_label_prices,
     data_cost,
     data_cost_window,
     shift_label_grid,
+    truncate_costs,
     window_offsets,
 )
 from ._mrf._refine import subcell_offsets
@@ -67,11 +75,14 @@ class Flow:
         (height, width) of the two images.
     data_energy : float
         ``sum_p ||f_s(p) - f_t(p + w(p))||^2`` (plus the target nodes' transport prices
-        when aligned with ``ot_reg``).
+        when aligned with ``ot_reg``); with ``energy="sift-flow"`` the L1 distances, and
+        with ``data_truncation`` or ``eta`` the truncated distances plus the
+        small-displacement term.
     deformation : float
         ``sum_{(p, q)} ||w(p) - w(q)||^2`` over 4-neighbour edges, in squared grid
         steps, each axis's term truncated as the flow's smoothness was (the smoothness
-        energy without ``lam``; the paper orders neighbours by it).
+        energy without ``lam``; the paper orders neighbours by it); with
+        ``energy="sift-flow"``, ``sum_{(p, q)} min(|du|, T) + min(|dv|, T)``.
     lam : float
         The smoothness weight the flow was solved with.
     n_iter : int
@@ -385,7 +396,8 @@ class Flow:
 def align(source: FeatureMap, target: FeatureMap, *, lam: float = 0.1, radius=None,
           levels: int = 2, max_iter: int = 50, tol: float = 1e-6, patience: int = 5,
           solver: str = "dual", truncation: float | None = None, ot_reg: float | None = None,
-          subcell: bool = False) -> Flow:
+          subcell: bool = False, energy: str = "l2", eta: float = 0.0,
+          data_truncation: float | None = None) -> Flow:
     """Align two feature grids by min-sum belief propagation.
 
     Parameters
@@ -396,7 +408,8 @@ def align(source: FeatureMap, target: FeatureMap, *, lam: float = 0.1, radius=No
     lam : float, default=0.1
         Smoothness weight per squared grid step (data costs are squared distances of
         the features, in [0, 4] for L2-normalised ones). 0 is plain nearest-column
-        matching: every node takes its cheapest label, whatever ``levels``.
+        matching: every node takes its cheapest label, whatever ``levels``. With
+        ``energy="sift-flow"``, per grid step (SIFT Flow's ``alpha``).
     radius : int or None, default=None
         ``None``: every target grid position is a label. An integer ``R``: the labels of
         node ``p`` are the ``(2R + 1)^2`` target nodes around ``p``'s position scaled
@@ -417,7 +430,8 @@ def align(source: FeatureMap, target: FeatureMap, *, lam: float = 0.1, radius=No
         Per-axis truncation of the smoothness, in grid steps: an edge costs
         ``lam (min(dy^2, T^2) + min(dx^2, T^2))``, so the flow may break (between an
         object and its background, or at a part that moved) for a bounded price.
-        ``None``: the paper's plain quadratic.
+        ``None``: the paper's plain quadratic. With ``energy="sift-flow"`` an edge costs
+        ``lam (min(|dy|, T) + min(|dx|, T))``.
     ot_reg : float or None, default=None
         Add to every match the price of its target node from entropic optimal transport
         between the two grids with this regularisation (in units of the data costs,
@@ -426,6 +440,26 @@ def align(source: FeatureMap, target: FeatureMap, *, lam: float = 0.1, radius=No
     subcell : bool, default=False
         Refine each match between the target's grid nodes (half a step at most per axis)
         by a parabola through its energy at the neighbouring labels (``Flow.subcell``).
+    energy : {"l2", "sift-flow"}, default="l2"
+        ``"l2"``: the energy above (squared distances of the features and of the
+        displacements). ``"sift-flow"``: SIFT Flow's energy [2]_,
+
+        ``E(w) = sum_p min(||f_s(p) - f_t(p + w(p))||_1, t) + eta (|u(p)| + |v(p)|)
+        + sum_{(p, q)} lam (min(|u(p) - u(q)|, T) + min(|v(p) - v(q)|, T))``,
+
+        so ``lam`` is SIFT Flow's ``alpha`` per grid step, ``truncation`` its ``d /
+        alpha`` in grid steps, ``data_truncation`` its ``t`` and ``eta`` its ``eta``
+        (``gamma`` in its MATLAB code). The solvers, coarse-to-fine, ``radius``,
+        ``ot_reg`` and ``subcell`` work as for ``"l2"``.
+    eta : float, default=0.0
+        Weight of SIFT Flow's small-displacement term, per grid step: every match costs
+        ``eta (|dy| + |dx|)`` more, ``(dy, dx)`` its displacement from the node's
+        position scaled into the target grid (from the node itself when the two grids
+        have the same shape). Added to the data costs with either ``energy``.
+    data_truncation : float or None, default=None
+        Truncate every data cost at this value (in the data costs' units: L1 distances
+        of the features for ``"sift-flow"``, squared distances for ``"l2"``), so an
+        occluded node pays a bounded price. ``None``: no truncation.
 
     Returns
     -------
@@ -472,40 +506,48 @@ def align(source: FeatureMap, target: FeatureMap, *, lam: float = 0.1, radius=No
                 "the flow needs at least 2x2. Use larger images, a larger image_size, or an "
                 "earlier layer."
             )
-    trunc2 = _trunc2(truncation)
+    power, metric = (1, "cityblock") if energy == "sift-flow" else (2, "sqeuclidean")
+    trunc2 = _trunc2(truncation, power)
     iteration = (max_iter, tol, patience)
     rows, cols = source.grid_shape
+    centers = _scaled_positions((rows, cols), target.grid_shape)
     full = None
     if radius is None or ot_reg is not None:
-        full = data_cost(source.features, target.features)
+        full = data_cost(source.features, target.features, metric)
+        if data_truncation is not None:
+            full = truncate_costs(full, data_truncation)
     if radius is None:
         costs = full
         offsets = absolute_offsets((rows, cols))
     else:
-        centers = _scaled_positions((rows, cols), target.grid_shape)
         offsets = window_offsets((rows, cols), radius, centers)
         if full is None:
-            costs = data_cost_window(source.features, target.features, radius, centers)
+            costs = data_cost_window(source.features, target.features, radius, centers,
+                                     metric)
+            if data_truncation is not None:
+                costs = truncate_costs(costs, data_truncation)
         else:  # the window of the full costs (target node = node + offset + label)
             size = (2 * radius + 1,) * 2
             costs = shift_label_grid(full, node_grid((rows, cols)) + offsets, size)
     if ot_reg is not None:
         costs = add_label_prices(costs, target_prices(full, ot_reg), offsets)
+    if eta > 0:
+        costs = add_displacement_costs(costs, offsets, eta, centers)
     # The costs are finite (or +inf off the target grid, with a finite label per node).
     if lam == 0:  # independent nodes: one pass gives each node its best label exactly
         result = _SOLVE[solver](costs, offsets, 0.0, 1, tol, patience)[0]
     else:
         result = _coarse_to_fine(costs, offsets, float(lam), int(levels), 2, iteration, solver,
-                                 trunc2)
+                                 trunc2, power)
     target_index = node_grid((rows, cols)) + result.displacements
     return Flow(target_index=target_index, source_xs=source.xs, source_ys=source.ys,
                 target_xs=target.xs, target_ys=target.ys,
                 source_shape=tuple(source.image_shape), target_shape=tuple(target.image_shape),
                 data_energy=float(result.data_energy),
-                deformation=_deformation(result.displacements, trunc2),
+                deformation=_deformation(result.displacements, trunc2, power),
                 lam=float(lam), n_iter=int(result.n_iter),
-                subcell=(subcell_offsets(costs, result.labels, offsets, float(lam), trunc2)
-                         if subcell else None))
+                subcell=(subcell_offsets(costs, result.labels, offsets, float(lam), trunc2,
+                                         power=power) if subcell else None))
 
 
 def _scaled_positions(source_grid, target_grid) -> np.ndarray:

@@ -96,7 +96,8 @@ class _FlowTransfer(BaseEstimator):
         results: list = [None] * len(pairs)
         keys = [None] * len(pairs)
         if store is not None:
-            digests = {id(m): map_digest(m) for pair in pairs for m in pair[:2]}
+            maps = {id(m): m for pair in pairs for m in pair[:2]}
+            digests = {key: map_digest(fmap) for key, fmap in maps.items()}
             keys = [store.key(digests[id(s)], digests[id(t)], p, settings)
                     for s, t, p in pairs]
             results = [store.get(key, len(p)) for key, (_, _, p) in zip(keys, pairs,
@@ -203,6 +204,11 @@ class FlowAligner(_FlowTransfer):
     subcell : bool, default=True
         Refine every match between grid nodes. These three are as in
         :func:`skcorr.flow.align`.
+    energy : {"l2", "sift-flow"}, default="l2"
+    eta : float, default=0.0
+    data_truncation : float or None, default=None
+        The flow's energy: the paper's, or SIFT Flow's with its small-displacement
+        weight and data truncation (see :func:`skcorr.flow.align`).
 
         The defaults of ``features``, ``lam``, ``truncation``, ``ot_reg`` and
         ``subcell`` are the "best" preset (:data:`skcorr.flow.PRESETS`), chosen by a
@@ -260,8 +266,8 @@ class FlowAligner(_FlowTransfer):
 
     def __init__(self, *, features=None, retrieval=None, lam=0.05, n_neighbors=25, n_top=5,
                  ordering="deformation", radius=None, levels=2, max_iter=50,
-                 truncation=3.0, ot_reg=0.2, subcell=True, n_jobs=None, verbose=False,
-                 memory=None):
+                 truncation=3.0, ot_reg=0.2, subcell=True, energy="l2", eta=0.0,
+                 data_truncation=None, n_jobs=None, verbose=False, memory=None):
         self.features = features
         self.retrieval = retrieval
         self.lam = lam
@@ -274,6 +280,9 @@ class FlowAligner(_FlowTransfer):
         self.truncation = truncation
         self.ot_reg = ot_reg
         self.subcell = subcell
+        self.energy = energy
+        self.eta = eta
+        self.data_truncation = data_truncation
         self.n_jobs = n_jobs
         self.verbose = verbose
         self.memory = memory
@@ -410,6 +419,10 @@ class PairTransfer(_FlowTransfer):
     subcell : bool, default=True
         As in :func:`skcorr.flow.align`; the defaults are the "best" preset, as in
         :class:`FlowAligner`.
+    energy : {"l2", "sift-flow"}, default="l2"
+    eta : float, default=0.0
+    data_truncation : float or None, default=None
+        The flow's energy, as in :func:`skcorr.flow.align`.
     refine : transformer or None, default=None
         Finer dense features (e.g. hypercolumns with a stride-8 layer) for a
         coarse-to-fine last step: each transferred keypoint moves to the node of the
@@ -454,8 +467,9 @@ class PairTransfer(_FlowTransfer):
     }
 
     def __init__(self, features=None, *, lam=0.05, radius=None, levels=2, max_iter=50,
-                 truncation=3.0, ot_reg=0.2, subcell=True, refine=None, refine_radius=2,
-                 n_jobs=None, verbose=False, memory=None):
+                 truncation=3.0, ot_reg=0.2, subcell=True, energy="l2", eta=0.0,
+                 data_truncation=None, refine=None, refine_radius=2, n_jobs=None,
+                 verbose=False, memory=None):
         self.features = features
         self.lam = lam
         self.radius = radius
@@ -464,6 +478,9 @@ class PairTransfer(_FlowTransfer):
         self.truncation = truncation
         self.ot_reg = ot_reg
         self.subcell = subcell
+        self.energy = energy
+        self.eta = eta
+        self.data_truncation = data_truncation
         self.refine = refine
         self.refine_radius = refine_radius
         self.n_jobs = n_jobs

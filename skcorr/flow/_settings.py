@@ -37,6 +37,9 @@ FLOW_CONSTRAINTS: dict = {
     "truncation": [_Number(numbers.Real, 0, None, closed="neither"), None],
     "ot_reg": [_Number(numbers.Real, 0, None, closed="neither"), None],
     "subcell": ["boolean"],
+    "energy": [StrOptions({"l2", "sift-flow"})],
+    "eta": [_Number(numbers.Real, 0, None, closed="left")],
+    "data_truncation": [_Number(numbers.Real, 0, None, closed="neither"), None],
 }
 
 # Every keyword argument of align: the shared settings and the solver's own.

@@ -90,6 +90,25 @@ def _dt1d(f, weight, shift, out, v, z, top):
 
 
 @njit(cache=True, nogil=True)
+def _dt1d_abs(f, weight, shift, out, g):
+    """``out[i] = min_q f[q] + weight * |i + shift - q|`` for ``i < len(out)``: the L1
+    transform, by a forward and a backward pass (``g``: float work buffer, ``>= len(f)``).
+
+    Off ``[0, n)`` the nearest end's value grows by ``weight`` per step, exactly.
+    """
+    n = f.shape[0]
+    g[0] = f[0]
+    for q in range(1, n):
+        g[q] = min(f[q], g[q - 1] + weight)
+    for q in range(n - 2, -1, -1):
+        g[q] = min(g[q], g[q + 1] + weight)
+    for i in range(out.shape[0]):
+        x = i + shift
+        c = min(max(x, 0), n - 1)
+        out[i] = g[c] + weight * abs(x - c)
+
+
+@njit(cache=True, nogil=True)
 def _cap(f, out, cap):
     """``out = min(out, min(f) + cap)``: the truncation of a 1-D transform."""
     top = f.min() + cap
@@ -98,20 +117,31 @@ def _cap(f, out, cap):
 
 
 @njit(cache=True, nogil=True)
-def _dt2d(f, weight, shift_y, shift_x, out, tmp, v, z, top, cap=np.inf):
+def _dt1d_power(f, weight, shift, out, v, z, top, power):
+    """:func:`_dt1d` (``power`` 2: squared distances) or :func:`_dt1d_abs` (1: absolute)."""
+    if power == 1:
+        _dt1d_abs(f, weight, shift, out, top)
+    else:
+        _dt1d(f, weight, shift, out, v, z, top)
+
+
+@njit(cache=True, nogil=True)
+def _dt2d(f, weight, shift_y, shift_x, out, tmp, v, z, top, cap=np.inf, power=2):
     """Separable 2-D transform: rows (x axis) into ``tmp``, then columns into ``out``.
 
     ``out[y, x] = min_{a, b} f[a, b] + weight ((y + shift_y - a)^2 + (x + shift_x - b)^2)``;
     ``f``, ``out`` and ``tmp`` have the same ``(Ly, Lx)`` shape; ``v``, ``z``, ``top`` as
     in :func:`_dt1d` for ``max(Ly, Lx)``. A finite ``cap`` (``weight * T**2``) truncates
-    each axis's term at it: ``weight (min(dy^2, T^2) + min(dx^2, T^2))``.
+    each axis's term at it: ``weight (min(dy^2, T^2) + min(dx^2, T^2))``. With
+    ``power=1`` the distances are absolute instead, ``weight (|dy| + |dx|)``, and ``cap``
+    is ``weight * T``.
     """
     for a in range(f.shape[0]):
-        _dt1d(f[a], weight, shift_x, tmp[a], v, z, top)
+        _dt1d_power(f[a], weight, shift_x, tmp[a], v, z, top, power)
         if cap < np.inf:
             _cap(f[a], tmp[a], cap)
     for b in range(f.shape[1]):
-        _dt1d(tmp[:, b], weight, shift_y, out[:, b], v, z, top)
+        _dt1d_power(tmp[:, b], weight, shift_y, out[:, b], v, z, top, power)
         if cap < np.inf:
             _cap(tmp[:, b], out[:, b], cap)
 
@@ -146,11 +176,13 @@ def _as_out(out, shape):
     return out
 
 
-def distance_transform_1d(f, weight=1.0, shift=0, out=None):
-    """Squared-Euclidean distance transform of a 1-D sampled function.
+def distance_transform_1d(f, weight=1.0, shift=0, out=None, *, distance="squared"):
+    """Squared-Euclidean (or L1) distance transform of a 1-D sampled function.
 
     ``d[p] = min_q f[q] + weight * (p + shift - q)**2`` over integer ``q``, computed as the
-    lower envelope of parabolas (Felzenszwalb & Huttenlocher) in ``O(n)``.
+    lower envelope of parabolas (Felzenszwalb & Huttenlocher) in ``O(n)``; with
+    ``distance="absolute"``, ``d[p] = min_q f[q] + weight * |p + shift - q|`` by a forward
+    and a backward pass, also ``O(n)``.
 
     Parameters
     ----------
@@ -162,24 +194,38 @@ def distance_transform_1d(f, weight=1.0, shift=0, out=None):
         Evaluate the transform at ``p + shift``; positions off ``[0, n)`` are exact too.
     out : ndarray of shape (n,), dtype float64, optional
         Where to write the result.
+    distance : {"squared", "absolute"}, default="squared"
+        The distance the weight multiplies.
 
     Returns
     -------
     d : ndarray of shape (n,), dtype float64
         All ``+inf`` when every entry of ``f`` is ``+inf``.
     """
+    power = _as_power(distance)
     f = _as_costs(f, 1)
     out = _as_out(out, f.shape)
     n = f.shape[0]
-    _dt1d(f, _as_weight(weight), int(shift), out, *_work_buffers(n))
+    _dt1d_power(f, _as_weight(weight), int(shift), out, *_work_buffers(n), power)
     return out
 
 
-def distance_transform_2d(f, weight=1.0, shift=(0, 0), out=None):
-    """Squared-Euclidean distance transform on a 2-D label grid, separable over the axes.
+# The distances of the smoothness term: the power of |d| a weight multiplies.
+DISTANCES = {"squared": 2, "absolute": 1}
+
+
+def _as_power(distance):
+    if not isinstance(distance, str) or distance not in DISTANCES:
+        raise ValueError(f"distance must be 'squared' or 'absolute'; got {distance!r}.")
+    return DISTANCES[distance]
+
+
+def distance_transform_2d(f, weight=1.0, shift=(0, 0), out=None, *, distance="squared"):
+    """Squared-Euclidean (or L1) distance transform on a 2-D label grid, separable.
 
     ``d[y, x] = min_{a, b} f[a, b] + weight * ((y + sy - a)**2 + (x + sx - b)**2)`` with
-    ``(sy, sx) = shift``, in ``O(Ly * Lx)``.
+    ``(sy, sx) = shift``, in ``O(Ly * Lx)``; with ``distance="absolute"``, ``weight *
+    (|y + sy - a| + |x + sx - b|)``.
 
     Parameters
     ----------
@@ -191,15 +237,19 @@ def distance_transform_2d(f, weight=1.0, shift=(0, 0), out=None):
         Offset ``(sy, sx)`` of the evaluation positions (exact off the grid as well).
     out : ndarray of shape (Ly, Lx), dtype float64, optional
         Where to write the result.
+    distance : {"squared", "absolute"}, default="squared"
+        The distance the weight multiplies.
 
     Returns
     -------
     d : ndarray of shape (Ly, Lx), dtype float64
     """
+    power = _as_power(distance)
     f = _as_costs(f, 2)
     out = _as_out(out, f.shape)
     sy, sx = (int(s) for s in shift)
-    _dt2d(f, _as_weight(weight), sy, sx, out, np.empty_like(f), *_work_buffers(max(f.shape)))
+    _dt2d(f, _as_weight(weight), sy, sx, out, np.empty_like(f), *_work_buffers(max(f.shape)),
+          np.inf, power)
     return out
 
 
@@ -230,7 +280,8 @@ def _argmin_labels(costs, messages, labels):
 
 
 @njit(cache=True, nogil=True)
-def bp_iterations(costs, offsets, lam, messages, max_iter, tol, patience, trunc2=np.inf):
+def bp_iterations(costs, offsets, lam, messages, max_iter, tol, patience, trunc2=np.inf,
+                  power=2):
     """Run checkerboard min-sum BP iterations in place on ``messages``.
 
     One iteration: every "black" node (``(i + j)`` even) sends its four messages, then
@@ -265,6 +316,9 @@ def bp_iterations(costs, offsets, lam, messages, max_iter, tol, patience, trunc2
     trunc2 : float, default=inf
         Squared truncation ``T**2`` of the smoothness, per axis:
         ``lam (min(dy**2, T**2) + min(dx**2, T**2))``; ``inf`` is the plain quadratic.
+    power : int, default=2
+        2: squared distances as above; 1: absolute ones (SIFT Flow's smoothness),
+        ``lam (min(|dy|, T) + min(|dx|, T))`` with ``trunc2`` then ``T`` itself.
 
     Returns
     -------
@@ -306,7 +360,7 @@ def bp_iterations(costs, offsets, lam, messages, max_iter, tol, patience, trunc2
                                 h[a, b] = belief[a, b] - incoming[a, b]
                         _dt2d(h, lam, offsets[pi, pj, 0] - offsets[i, j, 0],
                               offsets[pi, pj, 1] - offsets[i, j, 1], new, tmp, v, z, top,
-                              cap)
+                              cap, power)
                         low = new.min()
                         target = messages[k ^ 1, pi, pj]
                         for a in range(Ly):

@@ -13,6 +13,11 @@ of offsets:
 * a window of radius ``R`` of displacements around a centre ``c_p``, with
   :func:`data_cost_window` and :func:`window_offsets` (``o_p = c_p - R``).
 
+Both compute squared Euclidean distances (one BLAS product) or, with
+``metric="cityblock"``, L1 distances (SIFT Flow's data term, a numba kernel). SIFT Flow's
+truncation of the data term and its small-displacement term act on either:
+:func:`truncate_costs` and :func:`add_displacement_costs`.
+
 Coarse-to-fine solving resamples label grids (:func:`shift_label_grid`) and merges 2x2
 blocks of nodes (:func:`coarsen_costs`).
 """
@@ -25,8 +30,12 @@ from numba import njit
 from ..._geometry import node_grid
 from ._numba import _FASTMATH, _fmin
 
-__all__ = ["absolute_offsets", "add_label_prices", "coarsen_costs", "data_cost",
-           "data_cost_window", "shift_label_grid", "window_offsets"]
+__all__ = ["absolute_offsets", "add_displacement_costs", "add_label_prices", "coarsen_costs",
+           "data_cost", "data_cost_window", "shift_label_grid", "truncate_costs",
+           "window_offsets"]
+
+# The data costs' metrics: squared Euclidean (the paper's) and L1 (SIFT Flow's).
+METRICS = ("sqeuclidean", "cityblock")
 
 
 def absolute_offsets(shape):
@@ -77,8 +86,8 @@ def _as_features(x, name):
     return x
 
 
-def data_cost(fs, ft):
-    """Squared Euclidean distances from every source feature to every target feature.
+def data_cost(fs, ft, metric="sqeuclidean"):
+    """Squared Euclidean (or L1) distances from every source feature to every target one.
 
     ``D[i, j, y, x] = ||fs[i, j] - ft[y, x]||^2``, in float32, as
     ``|a|^2 + |b|^2 - 2 <a, b>`` with one matrix product (BLAS ``sgemm``; it runs on as
@@ -93,6 +102,9 @@ def data_cost(fs, ft):
         Source features.
     ft : array-like of shape (Ht, Wt, d)
         Target features.
+    metric : {"sqeuclidean", "cityblock"}, default="sqeuclidean"
+        ``"cityblock"``: ``D[i, j, y, x] = ||fs[i, j] - ft[y, x]||_1`` instead (SIFT
+        Flow's data term), summed directly in float32 by a numba kernel.
 
     Returns
     -------
@@ -100,12 +112,113 @@ def data_cost(fs, ft):
         The data costs of the label set "every target position" (label = target
         position ``(y, x)``).
     """
+    metric = _as_metric(metric)
     fs, ft = _as_feature_pair(fs, ft)
     a = fs.reshape(-1, fs.shape[2])
     b = ft.reshape(-1, ft.shape[2])
-    out = np.matmul(a, b.T)
-    _finish_distances(out, a, b, _squared_norms(a), _squared_norms(b))
+    if metric == "cityblock":
+        out = np.empty((a.shape[0], b.shape[0]), np.float32)
+        _l1_distances(a, b, out)
+    else:
+        out = np.matmul(a, b.T)
+        _finish_distances(out, a, b, _squared_norms(a), _squared_norms(b))
     return out.reshape(fs.shape[:2] + ft.shape[:2])
+
+
+def _as_metric(metric):
+    if not isinstance(metric, str) or metric not in METRICS:
+        raise ValueError(f"metric must be one of {', '.join(map(repr, METRICS))}; "
+                         f"got {metric!r}.")
+    return metric
+
+
+@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def _l1_distances(a, b, out):
+    """``out[p, q] = sum_k |a[p, k] - b[q, k]|`` (float32 sums; plain index loops, no
+    row views, so that the sum over ``k`` vectorises)."""
+    d = a.shape[1]
+    for p in range(a.shape[0]):
+        for q in range(b.shape[0]):
+            acc = np.float32(0.0)
+            for k in range(d):
+                acc += abs(a[p, k] - b[q, k])
+            out[p, q] = acc
+
+
+@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def _l1_window(fs, ft, shift, out):
+    """L1 costs of the window labels: ``out[i, j, a, b] = ||fs[i, j] - ft[y, x]||_1`` with
+    ``(y, x) = (i, j) + shift[i, j] + (a, b)``, ``+inf`` off the target grid."""
+    H, W, d = fs.shape
+    Ht, Wt = ft.shape[:2]
+    Ky, Kx = out.shape[2:]
+    for i in range(H):
+        for j in range(W):
+            for a in range(Ky):
+                y = i + shift[i, j, 0] + a
+                for b in range(Kx):
+                    x = j + shift[i, j, 1] + b
+                    if 0 <= y < Ht and 0 <= x < Wt:
+                        acc = np.float32(0.0)
+                        for k in range(d):
+                            acc += abs(fs[i, j, k] - ft[y, x, k])
+                        out[i, j, a, b] = acc
+                    else:
+                        out[i, j, a, b] = np.inf
+
+
+def truncate_costs(costs, truncation):
+    """SIFT Flow's truncated data term: ``min(D, truncation)`` of every allowed label.
+
+    Parameters
+    ----------
+    costs : ndarray of shape (H, W, Ly, Lx), float32 or float64
+        Data costs; ``+inf`` (labels that are not allowed) stays ``+inf``.
+    truncation : float
+        ``> 0``, in the units of ``costs``.
+
+    Returns
+    -------
+    truncated : ndarray of shape (H, W, Ly, Lx), dtype of ``costs``
+        A new array.
+    """
+    costs = np.array(costs, dtype=np.float32 if np.asarray(costs).dtype == np.float32
+                     else np.float64)
+    np.minimum(costs, costs.dtype.type(truncation), out=costs, where=np.isfinite(costs))
+    return costs
+
+
+def add_displacement_costs(costs, offsets, weight, centers=None):
+    """``costs`` plus SIFT Flow's small-displacement term of every (node, label).
+
+    Label ``l`` of node ``p`` is the displacement ``w = l + offsets[p]``; it costs
+    ``weight * (|w_y - c_y| + |w_x - c_x|)`` more, with ``c = centers[p]`` the
+    displacement that counts as none (zero when the two grids have the same shape).
+
+    Parameters
+    ----------
+    costs : ndarray of shape (H, W, Ly, Lx), float32 or float64
+        Data costs; ``+inf`` stays ``+inf``.
+    offsets : ndarray of int, shape (H, W, 2)
+    weight : float
+        ``>= 0``, per grid step.
+    centers : array-like of int, shape (H, W, 2) or (2,), optional
+        Default zero.
+
+    Returns
+    -------
+    out : ndarray of shape (H, W, Ly, Lx), dtype of ``costs``
+        Each sum taken in float64, rounded once to ``costs``' dtype.
+    """
+    costs = np.asarray(costs)
+    H, W, Ly, Lx = costs.shape
+    rel = (_as_label_vectors(offsets, (H, W), "offsets")
+           - _as_label_vectors(centers, (H, W), "centers"))
+    dy = np.abs(np.arange(Ly) + rel[..., :1])   # (H, W, Ly)
+    dx = np.abs(np.arange(Lx) + rel[..., 1:])   # (H, W, Lx)
+    extra = float(weight) * (dy[..., :, None] + dx[..., None, :])
+    dtype = np.float32 if costs.dtype == np.float32 else np.float64
+    return (costs.astype(np.float64) + extra).astype(dtype)
 
 
 def _as_feature_pair(fs, ft):
@@ -305,7 +418,7 @@ def _coarsen_into(costs, offsets, slack, coarse):
                     coarse[bi, bj, a, b] = np.inf
 
 
-def data_cost_window(fs, ft, radius, centers=None):
+def data_cost_window(fs, ft, radius, centers=None, metric="sqeuclidean"):
     """Data costs of the displacements in a window of radius ``R`` around each node.
 
     ``D[i, j, a, b] = ||fs[i, j] - ft[i + cy + a - R, j + cx + b - R]||^2`` with
@@ -325,12 +438,15 @@ def data_cost_window(fs, ft, radius, centers=None):
         ``R >= 0``; the window has ``(2R + 1)**2`` labels.
     centers : array-like of int, shape (H, W, 2) or (2,), optional
         Window centres ``(dy, dx)`` per node; default zero.
+    metric : {"sqeuclidean", "cityblock"}, default="sqeuclidean"
+        ``"cityblock"``: L1 distances instead, as :func:`data_cost` has them.
 
     Returns
     -------
     D : ndarray of shape (H, W, 2R + 1, 2R + 1), dtype float32
     """
     radius = _as_radius(radius)
+    metric = _as_metric(metric)
     fs = _as_features(fs, "fs")
     H, W = fs.shape[:2]
     centers = _as_label_vectors(centers, (H, W), "centers")
@@ -338,6 +454,10 @@ def data_cost_window(fs, ft, radius, centers=None):
     size = 2 * radius + 1
     Ht, Wt, d = ft.shape
     shift = centers - radius
+    if metric == "cityblock":
+        out = np.empty((H, W, size, size), np.float32)
+        _l1_window(fs, ft, shift, out)
+        return out
     ns = _squared_norms(fs.reshape(-1, d)).reshape(H, W)
     nt = _squared_norms(ft.reshape(-1, d)).reshape(Ht, Wt)
     out = np.empty((H, W, size, size), np.float32)

@@ -13,7 +13,9 @@ Min-sum BP on it passes
   ``p``'s message (``s = o_p - o_q`` in that axis), ``O(L_axis**2)`` by brute force
   (for the label widths of flow problems, up to a few dozen, this beats the branchy
   ``O(L)`` lower envelope); with a truncated smoothness ``lam min(d**2, T**2)`` the
-  message is capped at ``min(h) + lam T**2``;
+  message is capped at ``min(h) + lam T**2``. The distances come from a table, so the
+  same kernel is SIFT Flow's L1 transform ``min_{l'} h(l') + lam |l + s - l'|`` (capped
+  at ``min(h) + lam T``) when the table holds ``|d|`` instead of ``d**2`` (``power=1``);
 * through the data factor: ``min_ly D_p(ly, lx) + B_v(ly)`` to ``u_p`` and
   ``min_lx D_p(ly, lx) + B_u(lx)`` to ``v_p``, ``O(Ly * Lx)``, both in one pass over
   the rows of ``D``.
@@ -231,8 +233,14 @@ def _decode_all(costs, mu, mv, labels, scratch):
             _update_node(costs, mu, mv, i, j, scratch, labels)
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _distance(d, power):
+    """``d**2`` (``power`` 2) or ``|d|`` (1) of an integer difference of labels."""
+    return d * d if power == 2 else abs(d)
+
+
 @njit(cache=True, nogil=True)
-def _polish(costs, offsets, lam, trunc2, labels, max_pass):
+def _polish(costs, offsets, lam, trunc2, labels, max_pass, power=2):
     """Iterated conditional modes on ``labels``, in place, by checkerboard colour.
 
     Each node takes the label minimising its data cost plus its smoothness to its
@@ -264,9 +272,9 @@ def _polish(costs, offsets, lam, trunc2, labels, max_pass):
                         ty = labels[pi, pj, 0] + offsets[pi, pj, 0] - offsets[i, j, 0]
                         tx = labels[pi, pj, 1] + offsets[pi, pj, 1] - offsets[i, j, 1]
                         for a in range(Ly):
-                            sy[a] += lam * np.float32(min((a - ty) * (a - ty), trunc2))
+                            sy[a] += lam * np.float32(min(_distance(a - ty, power), trunc2))
                         for b in range(Lx):
-                            sx[b] += lam * np.float32(min((b - tx) * (b - tx), trunc2))
+                            sx[b] += lam * np.float32(min(_distance(b - tx, power), trunc2))
                     node = (i * W + j) * Ly
                     ly0 = labels[i, j, 0]
                     lx0 = labels[i, j, 1]
@@ -295,10 +303,11 @@ def _polish(costs, offsets, lam, trunc2, labels, max_pass):
 
 
 @njit(cache=True, nogil=True)
-def labelling_energy(costs, offsets, lam, trunc2, labels):
+def labelling_energy(costs, offsets, lam, trunc2, labels, power=2):
     """``(data, smoothness)`` energy of ``labels`` (float64 sums).
 
-    The smoothness of an edge is ``lam (min(dy**2, trunc2) + min(dx**2, trunc2))``.
+    The smoothness of an edge is ``lam (min(dy**2, trunc2) + min(dx**2, trunc2))``, or
+    with ``power=1`` ``lam (min(|dy|, trunc2) + min(|dx|, trunc2))``.
     """
     H, W = costs.shape[:2]
     data = 0.0
@@ -313,15 +322,16 @@ def labelling_energy(costs, offsets, lam, trunc2, labels):
             if i + 1 < H:
                 dy = labels[i + 1, j, 0] + offsets[i + 1, j, 0] - wy
                 dx = labels[i + 1, j, 1] + offsets[i + 1, j, 1] - wx
-                smooth += min(dy * dy, trunc2) + min(dx * dx, trunc2)
+                smooth += min(_distance(dy, power), trunc2) + min(_distance(dx, power), trunc2)
             if j + 1 < W:
                 dy = labels[i, j + 1, 0] + offsets[i, j + 1, 0] - wy
                 dx = labels[i, j + 1, 1] + offsets[i, j + 1, 1] - wx
-                smooth += min(dy * dy, trunc2) + min(dx * dx, trunc2)
+                smooth += min(_distance(dy, power), trunc2) + min(_distance(dx, power), trunc2)
     return data, lam * smooth
 
 
-def dual_bp_iterations(costs, offsets, lam, mu, mv, max_iter, tol, patience, trunc2=np.inf):
+def dual_bp_iterations(costs, offsets, lam, mu, mv, max_iter, tol, patience, trunc2=np.inf,
+                       power=2):
     """Checkerboard dual-layer min-sum BP; returns the best labelling seen.
 
     Parameters
@@ -348,6 +358,9 @@ def dual_bp_iterations(costs, offsets, lam, mu, mv, max_iter, tol, patience, tru
     trunc2 : float, default=inf
         Squared truncation ``T**2`` of the smoothness: an edge costs
         ``lam (min(dy**2, T**2) + min(dx**2, T**2))``; ``inf`` is the plain quadratic.
+    power : int, default=2
+        2: squared distances as above; 1: absolute ones (SIFT Flow's smoothness),
+        ``lam (min(|dy|, T) + min(|dx|, T))``, with ``trunc2`` then ``T`` itself.
 
     Returns
     -------
@@ -368,10 +381,11 @@ def dual_bp_iterations(costs, offsets, lam, mu, mv, max_iter, tol, patience, tru
     pmu[..., :Lx] = mu.transpose(1, 2, 0, 3)
     pmv[..., :Ly] = mv.transpose(1, 2, 0, 3)
     scratch = np.zeros((9, max(Px, Py)), np.float32)   # row 4 stays zero
-    # squares[centre + d] = d**2 for every distance (a + shift - b) a message meets
+    # squares[centre + d] = d**2 (or |d|) for every distance (a + shift - b) a message meets
     shift = max([int(np.abs(np.diff(offsets, axis=axis)).max(initial=0)) for axis in (0, 1)])
     centre = shift + max(Px, Py)
-    squares = np.square(np.arange(-centre, centre + 1, dtype=np.float32))
+    steps = np.arange(-centre, centre + 1, dtype=np.float32)
+    squares = np.square(steps) if power == 2 else np.abs(steps)
     best = np.empty((H, W, 2), np.int64)
     trunc2 = np.float32(trunc2)
     cap = np.float32(lam * trunc2) if lam > 0 else np.float32(np.inf)
@@ -379,7 +393,7 @@ def dual_bp_iterations(costs, offsets, lam, mu, mv, max_iter, tol, patience, tru
     warm = mu.any() or mv.any()
     n_iter = _dual_bp(costs, offsets, lam, trunc2, cap, pmu, pmv,
                       np.zeros_like(pmu) if warm else pmu, np.zeros_like(pmv) if warm else pmv,
-                      max_iter, tol, patience, scratch, squares, centre, best)
+                      max_iter, tol, patience, scratch, squares, centre, best, power)
     mu[...] = pmu[..., :Lx].transpose(2, 0, 1, 3)
     mv[...] = pmv[..., :Ly].transpose(2, 0, 1, 3)
     return best, n_iter
@@ -387,11 +401,11 @@ def dual_bp_iterations(costs, offsets, lam, mu, mv, max_iter, tol, patience, tru
 
 @njit(cache=True, nogil=True)
 def _dual_bp(costs, offsets, lam, trunc2, cap, mu, mv, mu0, mv0, max_iter, tol,
-             patience, scratch, squares, centre, best):
+             patience, scratch, squares, centre, best, power):
     H, W, Ly, Lx = costs.shape
     labels = np.empty((H, W, 2), np.int64)
     _decode_all(costs, mu0, mv0, labels, scratch)
-    data, smooth = labelling_energy(costs, offsets, lam, trunc2, labels)
+    data, smooth = labelling_energy(costs, offsets, lam, trunc2, labels, power)
     best_energy = data + smooth
     best[:] = labels
     stale = 0
@@ -402,7 +416,7 @@ def _dual_bp(costs, offsets, lam, trunc2, cap, mu, mv, mu0, mv0, max_iter, tol,
         for colour in range(2):
             delta = max(delta, _half_sweep(costs, offsets, lam, cap, mu, mv, colour, labels,
                                            scratch, squares, centre))
-        data, smooth = labelling_energy(costs, offsets, lam, trunc2, labels)
+        data, smooth = labelling_energy(costs, offsets, lam, trunc2, labels, power)
         stale += 1
         if data + smooth < best_energy:
             best_energy = data + smooth
@@ -411,8 +425,8 @@ def _dual_bp(costs, offsets, lam, trunc2, cap, mu, mv, mu0, mv0, max_iter, tol,
         if delta <= tol or (patience > 0 and stale >= patience):
             break
     _decode_all(costs, mu, mv, labels, scratch)
-    data, smooth = labelling_energy(costs, offsets, lam, trunc2, labels)
+    data, smooth = labelling_energy(costs, offsets, lam, trunc2, labels, power)
     if data + smooth < best_energy:
         best[:] = labels
-    _polish(costs, offsets, lam, trunc2, best, 10)
+    _polish(costs, offsets, lam, trunc2, best, 10, power)
     return n_iter

@@ -19,7 +19,7 @@ from numba import njit
 __all__ = ["subcell_offsets"]
 
 
-def subcell_offsets(costs, labels, offsets, lam, trunc2, sweeps=3) -> np.ndarray:
+def subcell_offsets(costs, labels, offsets, lam, trunc2, sweeps=3, power=2) -> np.ndarray:
     """Per node and axis, the vertex of the parabola through its energy at ``l - 1, l, l + 1``.
 
     Parameters
@@ -34,6 +34,9 @@ def subcell_offsets(costs, labels, offsets, lam, trunc2, sweeps=3) -> np.ndarray
         Smoothness weight and squared per-axis truncation (``inf``: none).
     sweeps : int, default=3
         Jacobi sweeps; the first measures the smoothness to the neighbours' labels.
+    power : int, default=2
+        The smoothness's distance: squared (2, ``trunc2 = T**2``) or absolute (1, SIFT
+        Flow's, ``trunc2 = T``).
 
     Returns
     -------
@@ -46,7 +49,7 @@ def subcell_offsets(costs, labels, offsets, lam, trunc2, sweeps=3) -> np.ndarray
     out = np.zeros(costs.shape[:2] + (2,))
     _subcell(costs, np.ascontiguousarray(labels, dtype=np.int64),
              np.ascontiguousarray(offsets, dtype=np.int64), float(lam), float(trunc2),
-             int(sweeps), out)
+             int(sweeps), int(power), out)
     return out
 
 
@@ -55,7 +58,7 @@ _NEIGHBOURS = ((1, 0), (-1, 0), (0, 1), (0, -1))
 
 
 @njit(cache=True, nogil=True)
-def _subcell(costs, labels, offsets, lam, trunc2, sweeps, out):
+def _subcell(costs, labels, offsets, lam, trunc2, sweeps, power, out):
     # No fastmath: the parabola's tests rely on +inf and NaN as IEEE has them.
     H, W, Ly, Lx = costs.shape
     # data[axis, step + 1, i, j]: the data cost one step off the label along axis
@@ -89,7 +92,7 @@ def _subcell(costs, labels, offsets, lam, trunc2, sweeps, out):
                             jj = j + dj
                             if 0 <= ii < H and 0 <= jj < W:
                                 d = (w[i, j, axis] + step) - positions[ii, jj]
-                                smooth += lam * min(d * d, trunc2)
+                                smooth += lam * min(d * d if power == 2 else abs(d), trunc2)
                         energy[step + 1] = data[axis, step + 1, i, j] + smooth
                     below, here, above = energy[0], energy[1], energy[2]
                     curvature = below - 2 * here + above

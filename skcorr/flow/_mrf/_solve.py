@@ -11,8 +11,12 @@ with displacements in label-grid steps (the caller scales ``lam`` for pixel unit
 With a truncation ``T`` each axis's term of the smoothness stops growing at ``T`` steps,
 ``lam (min(dy^2, T^2) + min(dx^2, T^2))``: a robust prior that lets the flow break
 where the scene does (an object's edge, a part that moved) instead of smearing the
-break over its neighbours. Both solvers take it at no extra cost (SIFT Flow truncates
-its L1 smoothness the same way).
+break over its neighbours. Both solvers take it at no extra cost.
+
+With ``distance="absolute"`` the smoothness is SIFT Flow's instead (Liu et al., TPAMI
+2011): ``lam (min(|dy|, T) + min(|dx|, T))`` per edge, truncated L1 (internally
+``power=1``; the squared distance is ``power=2``, and the truncation is passed as
+``T**power``).
 
 The settings (``lam``, ``truncation``, iteration limits, the solver) are checked once, by
 :func:`skcorr.flow.align`; these private functions check only the problem's arrays.
@@ -24,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._bp2d import bp_iterations
+from ._bp2d import _as_power, bp_iterations
 from ._costs import _as_label_vectors, coarsen_costs, shift_label_grid
 from ._dual import dual_bp_iterations
 
@@ -90,9 +94,12 @@ def _check_problem(costs, offsets):
     return costs, _as_label_vectors(offsets, costs.shape[:2], "offsets")
 
 
-def _trunc2(truncation):
-    """``T**2`` of a truncation ``T`` (``None``, or beyond any displacement: ``inf``)."""
-    return np.inf if truncation is None or truncation >= _NO_TRUNCATION else float(truncation) ** 2
+def _trunc2(truncation, power=2):
+    """``T**power`` of a truncation ``T`` (``None``, or beyond any displacement: ``inf``):
+    the cap of one axis's distance term, squared (``power=2``) or absolute (1)."""
+    if truncation is None or truncation >= _NO_TRUNCATION:
+        return np.inf
+    return float(truncation) ** 2 if power == 2 else float(truncation)
 
 
 # Displacement differences are bounded by the grids' sizes; a truncation this large is the
@@ -103,19 +110,24 @@ _NO_TRUNCATION = 1e9
 # --------------------------------------------------------------------------------------
 # Energy and solvers
 # --------------------------------------------------------------------------------------
-def _deformation(w, trunc2=np.inf):
-    """``sum_{(p, q)} min(dy^2, T^2) + min(dx^2, T^2)`` of displacements ``w`` (H, W, 2)."""
-    return float(sum(np.minimum(np.diff(w, axis=axis) ** 2, trunc2).sum() for axis in (0, 1)))
+def _deformation(w, trunc2=np.inf, power=2):
+    """``sum_{(p, q)} min(dy^2, T^2) + min(dx^2, T^2)`` of displacements ``w`` (H, W, 2);
+    ``min(|dy|, T) + min(|dx|, T)`` with ``power=1`` (``trunc2`` is ``T**power``)."""
+    def distance(d):
+        return d**2 if power == 2 else np.abs(d)
+
+    return float(sum(np.minimum(distance(np.diff(w, axis=axis)), trunc2).sum()
+                     for axis in (0, 1)))
 
 
-def _energy(costs, labels, lam, offsets, trunc2=np.inf):
+def _energy(costs, labels, lam, offsets, trunc2=np.inf, power=2):
     H, W = costs.shape[:2]
     i, j = np.ogrid[:H, :W]
     data = float(costs[i, j, labels[..., 0], labels[..., 1]].sum(dtype=np.float64))
-    return data, lam * _deformation(labels + offsets, trunc2)
+    return data, lam * _deformation(labels + offsets, trunc2, power)
 
 
-def bp_energy(costs, labels, lam, offsets=None, *, truncation=None):
+def bp_energy(costs, labels, lam, offsets=None, *, truncation=None, distance="squared"):
     """Data and smoothness energy of a labelling.
 
     Parameters
@@ -131,6 +143,8 @@ def bp_energy(costs, labels, lam, offsets=None, *, truncation=None):
     truncation : float or None, default=None
         Per-axis truncation ``T`` of the smoothness, in label-grid steps: an edge costs
         ``lam (min(dy^2, T^2) + min(dx^2, T^2))``. ``None``: the plain quadratic.
+    distance : {"squared", "absolute"}, default="squared"
+        ``"absolute"``: SIFT Flow's smoothness, ``lam (min(|dy|, T) + min(|dx|, T))``.
 
     Returns
     -------
@@ -142,22 +156,23 @@ def bp_energy(costs, labels, lam, offsets=None, *, truncation=None):
     labels = _as_label_vectors(labels, costs.shape[:2], "labels")
     if (labels < 0).any() or (labels >= costs.shape[2:]).any():
         raise ValueError(f"labels must lie on the {costs.shape[2:]} label grid.")
-    return _energy(costs, labels, float(lam), offsets, _trunc2(truncation))
+    power = _as_power(distance)
+    return _energy(costs, labels, float(lam), offsets, _trunc2(truncation, power), power)
 
 
-def _solve(costs, offsets, lam, max_iter, tol, patience, trunc2=np.inf):
+def _solve(costs, offsets, lam, max_iter, tol, patience, trunc2=np.inf, power=2):
     """Flat 2-D BP on a validated problem; returns ``(BPResult, messages)``."""
     costs = np.ascontiguousarray(costs, dtype=np.float64)
     H, W, Ly, Lx = costs.shape
     messages = np.zeros((4, H, W, Ly, Lx))
     flat, n_iter = bp_iterations(costs, np.ascontiguousarray(offsets, dtype=np.int64), lam,
-                                 messages, max_iter, tol, patience, trunc2)
+                                 messages, max_iter, tol, patience, trunc2, power)
     labels = np.stack(np.divmod(flat, Lx), axis=-1)
-    return BPResult(labels, labels + offsets, *_energy(costs, labels, lam, offsets, trunc2),
-                    n_iter), messages
+    return BPResult(labels, labels + offsets,
+                    *_energy(costs, labels, lam, offsets, trunc2, power), n_iter), messages
 
 
-def _solve_dual(costs, offsets, lam, max_iter, tol, patience, trunc2=np.inf):
+def _solve_dual(costs, offsets, lam, max_iter, tol, patience, trunc2=np.inf, power=2):
     """Flat dual-layer BP on a validated problem; returns ``(BPResult, messages)``.
 
     BP runs in float32; the energies are those of ``costs`` as given.
@@ -168,16 +183,16 @@ def _solve_dual(costs, offsets, lam, max_iter, tol, patience, trunc2=np.inf):
     mu = np.zeros((4, H, W, Lx), np.float32)
     mv = np.zeros((4, H, W, Ly), np.float32)
     labels, n_iter = dual_bp_iterations(costs32, offsets, np.float32(lam), mu, mv, max_iter,
-                                        tol, patience, np.float32(trunc2))
-    return BPResult(labels, labels + offsets, *_energy(costs, labels, lam, offsets, trunc2),
-                    n_iter), (mu, mv)
+                                        tol, patience, np.float32(trunc2), power)
+    return BPResult(labels, labels + offsets,
+                    *_energy(costs, labels, lam, offsets, trunc2, power), n_iter), (mu, mv)
 
 
 _SOLVE = {"2d": _solve, "dual": _solve_dual}
 
 
 def min_sum_bp(costs, lam, offsets=None, *, max_iter=100, tol=1e-6, patience=5,
-               truncation=None, return_messages=False):
+               truncation=None, distance="squared", return_messages=False):
     """Min-sum loopy belief propagation on a 4-connected grid.
 
     Minimises ``sum_p D_p(l_p) + lam * sum_{(p, q)} ||(l_p + o_p) - (l_q + o_q)||^2``
@@ -208,6 +223,9 @@ def min_sum_bp(costs, lam, offsets=None, *, max_iter=100, tol=1e-6, patience=5,
     truncation : float or None, default=None
         Per-axis truncation ``T`` of the smoothness, in label-grid steps: an edge costs
         ``lam (min(dy^2, T^2) + min(dx^2, T^2))``. ``None``: the plain quadratic.
+    distance : {"squared", "absolute"}, default="squared"
+        ``"absolute"``: SIFT Flow's smoothness ``lam (min(|dy|, T) + min(|dx|, T))``,
+        its messages by L1 distance transforms (a forward and a backward pass).
     return_messages : bool, default=False
         Also return the final messages.
 
@@ -221,14 +239,15 @@ def min_sum_bp(costs, lam, offsets=None, *, max_iter=100, tol=1e-6, patience=5,
         node ``(i, j)`` from its neighbour above (k=0), below (1), left (2), right (3);
         zero for neighbours outside the grid.
     """
+    power = _as_power(distance)
     costs, offsets = _check_problem(costs, offsets)
     result, messages = _solve(costs, offsets, float(lam), max_iter, tol, patience,
-                              _trunc2(truncation))
+                              _trunc2(truncation, power), power)
     return (result, messages) if return_messages else result
 
 
 def dual_layer_bp(costs, lam, offsets=None, *, max_iter=100, tol=1e-6, patience=5,
-                  truncation=None, return_messages=False):
+                  truncation=None, distance="squared", return_messages=False):
     """Dual-layer min-sum BP (SIFT Flow's decomposition) on a 4-connected grid.
 
     Minimises the same energy as :func:`min_sum_bp`,
@@ -261,6 +280,9 @@ def dual_layer_bp(costs, lam, offsets=None, *, max_iter=100, tol=1e-6, patience=
     truncation : float or None, default=None
         Per-axis truncation ``T`` of the smoothness, in label-grid steps: an edge costs
         ``lam (min(dy^2, T^2) + min(dx^2, T^2))``. ``None``: the plain quadratic.
+    distance : {"squared", "absolute"}, default="squared"
+        ``"absolute"``: SIFT Flow's smoothness ``lam (min(|dy|, T) + min(|dx|, T))``
+        (the same sweep, its messages the L1 transform).
     return_messages : bool, default=False
         Also return the final messages.
 
@@ -275,9 +297,10 @@ def dual_layer_bp(costs, lam, offsets=None, *, max_iter=100, tol=1e-6, patience=
         its neighbour above (k=0), below (1), left (2), right (3).
 
     """
+    power = _as_power(distance)
     costs, offsets = _check_problem(costs, offsets)
     result, messages = _solve_dual(costs, offsets, float(lam), max_iter, tol, patience,
-                                   _trunc2(truncation))
+                                   _trunc2(truncation, power), power)
     return (result, messages) if return_messages else result
 
 
@@ -288,18 +311,19 @@ def _coarsen(costs, offsets, slack):
 
 
 def _coarse_to_fine(costs, offsets, lam, levels, window, iteration, solver="dual",
-                    trunc2=np.inf):
+                    trunc2=np.inf, power=2):
     solve = _SOLVE[solver]
     H, W = costs.shape[:2]
     if levels == 0 or H * W == 1:
-        return solve(costs, offsets, lam, *iteration, trunc2)[0]
+        return solve(costs, offsets, lam, *iteration, trunc2, power)[0]
     coarse_costs, coarse_offsets = _coarsen(costs, offsets, min(window, 1))
     if not np.isfinite(coarse_costs).any(axis=(2, 3)).all():  # some block has no common label
-        return solve(costs, offsets, lam, *iteration, trunc2)[0]
+        return solve(costs, offsets, lam, *iteration, trunc2, power)[0]
     # A coarse edge stands for (up to) two fine edges between blocks of equal displacement
-    # (the labels, and so the truncation, stay in fine grid steps).
+    # (the labels, and so the truncation, stay in fine grid steps; either distance is a
+    # sum over edges, so doubling the weight holds for both).
     coarse = _coarse_to_fine(coarse_costs, coarse_offsets, 2 * lam, levels - 1, window,
-                             iteration, solver, trunc2)
+                             iteration, solver, trunc2, power)
     centers = coarse.displacements.repeat(2, axis=0).repeat(2, axis=1)[:H, :W]
     size = (2 * window + 1,) * 2
     window_costs = shift_label_grid(costs, centers - window - offsets, size)
@@ -309,19 +333,21 @@ def _coarse_to_fine(costs, offsets, lam, levels, window, iteration, solver="dual
                         axis=-1)
         centers[lost] = (best + offsets)[lost]
         window_costs = shift_label_grid(costs, centers - window - offsets, size)
-    fine = solve(window_costs, centers - window, lam, *iteration, trunc2)[0]
+    fine = solve(window_costs, centers - window, lam, *iteration, trunc2, power)[0]
     labels = fine.displacements - offsets
     candidates = [BPResult(labels, fine.displacements, fine.data_energy,
                            fine.smoothness_energy, fine.n_iter)]
     if np.isfinite(window_costs[:, :, window, window]).all():  # the upsampled coarse flow
         upsampled = centers - offsets
         candidates.append(BPResult(upsampled, centers,
-                                   *_energy(costs, upsampled, lam, offsets, trunc2), fine.n_iter))
+                                   *_energy(costs, upsampled, lam, offsets, trunc2, power),
+                                   fine.n_iter))
     return min(candidates, key=lambda r: r.energy)
 
 
 def coarse_to_fine_bp(costs, lam, offsets=None, *, levels=2, window=2, max_iter=100,
-                      tol=1e-6, patience=5, truncation=None, solver="dual"):
+                      tol=1e-6, patience=5, truncation=None, solver="dual",
+                      distance="squared"):
     """Coarse-to-fine min-sum BP: solve on blocks of nodes, refine in a window around it.
 
     One coarsening groups the node grid into 2x2 blocks that share a displacement up to
@@ -342,9 +368,9 @@ def coarse_to_fine_bp(costs, lam, offsets=None, *, levels=2, window=2, max_iter=
 
     Parameters
     ----------
-    costs, lam, offsets, max_iter, tol, patience, truncation
+    costs, lam, offsets, max_iter, tol, patience, truncation, distance
         As in :func:`min_sum_bp`; the iteration limits apply at every level, the
-        truncation (in fine label-grid steps) too.
+        truncation (in fine label-grid steps) and the distance too.
     levels : int, default=2
         Number of coarsenings; ``0`` is flat BP.
     window : int, default=2
@@ -358,6 +384,7 @@ def coarse_to_fine_bp(costs, lam, offsets=None, *, levels=2, window=2, max_iter=
         Labels on the input label grid, displacements, the energy of the input
         problem, and the iterations run at the finest level.
     """
+    power = _as_power(distance)
     costs, offsets = _check_problem(costs, offsets)
     return _coarse_to_fine(costs, offsets, float(lam), levels, window,
-                           (max_iter, tol, patience), solver, _trunc2(truncation))
+                           (max_iter, tol, patience), solver, _trunc2(truncation, power), power)
