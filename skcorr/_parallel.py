@@ -133,8 +133,8 @@ def dask_backend(address: str, timeout: float = 5.0, wait_for_workers: float = 3
             raise SchedulerLost(
                 f"Lost the dask scheduler at {address!r} during the work ({how}); check "
                 "that it is running (restart it and its workers), then run again: with a "
-                "shared --memory folder, features already computed are read, not computed "
-                "again."
+                "shared cache folder (--memory, memory=), features already computed are "
+                "read, not computed again."
             ) from exc
         if isinstance(exc, TimeoutError) and "has no worker after" in str(exc):
             raise ValueError(_no_worker(address, wait_for_workers, "during the work")) from exc
