@@ -107,8 +107,7 @@ class _FlowTransfer(BaseEstimator):
             if result is None:
                 todo.setdefault(keys[i] if store is not None else i, []).append(i)
         work = [(key, pairs[rows[0]]) for key, rows in todo.items()]
-        tasks = (delayed(_transfer_chunk)(chunk, settings, store)
-                 for chunk in chunks(work, self.n_jobs))
+        tasks = (_transfer_task(chunk, settings, store) for chunk in chunks(work, self.n_jobs))
         # Several alignments at once: one BLAS thread each, or their threads fight.
         several = effective_n_jobs(self.n_jobs) > 1
         with (threadpool_limits(1, user_api="blas") if several else nullcontext()), \
@@ -134,13 +133,29 @@ class _FlowTransfer(BaseEstimator):
         return tags
 
 
-def _transfer_chunk(chunk, settings, store):
-    """Align each ``(key, (source, target, points))`` of ``chunk`` and move its points;
-    each result goes into ``store`` (when there is one) as soon as it is computed. The
-    settings were validated by the estimator, with align's own constraints."""
+def _transfer_task(chunk, settings, store):
+    """The joblib task of a chunk of ``(key, (source, target, points))``.
+
+    Each distinct feature map of the chunk is an argument of the task of its own, so
+    that on a dask cluster joblib sends it to the cluster once per call of the
+    estimator (it scatters large arguments, and a map reports its size), however many
+    tasks use it; the chunk itself holds only keys, indices and points.
+    """
+    maps: dict = {}
+    items = [(key, maps.setdefault(id(source), (len(maps), source))[0],
+              maps.setdefault(id(target), (len(maps), target))[0], points)
+             for key, (source, target, points) in chunk]
+    return delayed(_transfer_chunk)(items, settings, store, *[m for _, m in maps.values()])
+
+
+def _transfer_chunk(items, settings, store, *maps):
+    """Align each ``(key, source index, target index, points)`` of ``items`` (indices
+    into ``maps``) and move its points; each result goes into ``store`` (when there is
+    one) as soon as it is computed. The settings were validated by the estimator, with
+    align's own constraints."""
     out = []
-    for key, (source, target, points) in chunk:
-        flow = _align_unchecked(source, target, **settings)
+    for key, source, target, points in items:
+        flow = _align_unchecked(maps[source], maps[target], **settings)
         result = (flow.transfer_points(points), flow.deformation, flow.data_energy)
         if store is not None:
             store.put(key, result)
