@@ -376,16 +376,18 @@ def evaluate_cub_detection(path, *, box_size=224, conv_layer="conv5", sift_step=
     The SVMs' ``C`` (from ``Cs``) and the prior's weight ``beta`` (from ``betas``) are
     chosen together by ``cv``-fold cross-validation over the whole training split,
     scored by ``PCK@0.1`` exactly as the test split is (every training image is held
-    out once; ties go to the smaller ``beta``, then the smaller ``C``). The folds are grouped by bird
-    class (:class:`~sklearn.model_selection.GroupKFold`): the test birds are new
-    images of the training classes, but a prior that retrieves a same-species
-    neighbour looks better on held-out images of the fitted classes than it is, and
-    the detectors too; holding out whole classes keeps the choice from favouring
-    settings that recall the species rather than find the part (a beta chosen on a few
-    random held-out images lowered the test PCK on other classes). Per fold and ``C``
-    the detector is fitted once and its held-out images predicted at every ``beta``
-    (``beta`` only weighs scores at predict time); each crop's features are computed
-    once for all folds through the detectors' feature cache (``memory``). The detector
+    out once; ties go to the smaller ``beta``, then the smaller ``C``). The folds
+    are grouped by bird class (:class:`~sklearn.model_selection.GroupKFold`), so no
+    held-out bird has birds of its species among its fold's training images: birds of
+    one species look alike, and random folds would reward a setting, above all a large
+    prior weight (whose neighbour is then a bird of the same species), for recalling
+    the species rather than for finding the part. The choice is thus made for birds
+    unlike the training ones, a conservative one (a beta chosen on a few random
+    held-out images lowered the test PCK on other classes); the cross-validated PCK
+    may well be lower than the test PCK, whose species all appear in the training
+    split. Per fold and ``C`` the detector is fitted once and its held-out images
+    predicted at every ``beta`` (``beta`` only weighs scores at predict time); each
+    crop's features are computed once for all folds through the detectors' feature cache (``memory``). The detector
     is then refitted on the whole training split with the chosen ``C``, and scored on
     the test split without the prior, with it at the chosen ``beta`` and with the
     prior alone. Predictions are mapped back to image pixels and scored with
