@@ -389,11 +389,11 @@ def evaluate_cub_detection(path, *, box_size=224, conv_layer="conv5", sift_step=
     predicted at every ``beta`` (``beta`` only weighs scores at predict time); each
     crop's features are computed once for all folds through the detectors' feature
     cache (``memory``). The detector is then refitted on the whole training split with
-    the chosen ``C``, and scored on the test split without the prior, with it at the chosen ``beta`` and with the
-    prior alone. Predictions are mapped back to image pixels and scored with
-    ``PCK@0.1`` of ``max(box w, h)``, per part and averaged over parts. Training parts
-    that lie outside their box are left out of training (NaN); test parts are all
-    scored.
+    the chosen ``C``, and scored on the test split without the prior, with it at the
+    chosen ``beta`` and with the prior alone. Predictions are mapped back to image
+    pixels and scored with ``PCK@0.1`` of ``max(box w, h)``, per part and averaged over
+    parts. Training parts that lie outside their box are left out of training (NaN);
+    test parts are all scored.
 
     Parameters
     ----------
