@@ -536,6 +536,14 @@ def _protocols() -> list:
              _option("--box-size", type=_image_side, default=160,
                      help="side, in pixels, of the square the ground-truth box crops are "
                           "rescaled to (RESULTS.md uses 160)"),
+             _option("--cv", type=_at_least(2), default=3,
+                     help="folds of the cross-validation that chooses C and the prior's beta "
+                          "on the training split, grouped by bird class (at most the number "
+                          "of classes)"),
+             _option("--Cs", dest="Cs", metavar="C", type=_number(float, 0, above=True),
+                     nargs="+", default=[0.01, 0.1, 1.0],
+                     help="candidate regularisations of the SVMs, chosen by --cv; each adds "
+                          "--cv fits per detector (default: 0.01 0.1 1)"),
          ]),
     ]
 

@@ -676,6 +676,22 @@ def test_read_annotations_json_reads_the_same_as_csv(annotated):
     assert np.isnan(from_json.keypoints[1, 1]).all()
 
 
+def test_read_annotations_json_records_read_the_same_as_csv(annotated):
+    csv_path = _write(annotated / "points.csv",
+                      "image,keypoint,x,y\nimg/b.png,tail,1,2\nimg/a.png,beak,3.5,4\n"
+                      "img/b.png,beak,5,6\n")
+    json_path = _write(annotated / "points.json", json.dumps([
+        {"image": "img/b.png", "keypoint": "tail", "x": 1, "y": 2},
+        {"y": 4, "x": 3.5, "keypoint": "beak", "image": "img/a.png", "note": "ignored"},
+        {"image": "img/b.png", "keypoint": "beak", "x": 5, "y": "6"}]))
+    from_csv, from_json = read_annotations(csv_path), read_annotations(json_path)
+    assert from_json.images == from_csv.images == [str(annotated / "img" / n)
+                                                   for n in ("b.png", "a.png")]
+    assert from_json.keypoint_names == from_csv.keypoint_names == ["tail", "beak"]
+    np.testing.assert_array_equal(from_json.keypoints, from_csv.keypoints)
+    assert np.isnan(from_json.keypoints[1, 0]).all()
+
+
 def test_write_keypoints_csv_round_trips_and_refuses_to_overwrite(annotated):
     images = [str(annotated / "img" / "a.png"), str(annotated / "img" / "c.png")]
     points = np.array([[[1.25, 2.0], [np.nan, np.nan]], [[0.0, 29.0], [39.123, 0.5]]])
@@ -746,6 +762,29 @@ def test_read_annotations_csv_errors(annotated, text, message):
     ({"images": {"img/a.png": {"beak": [None, 2]}}}, "x = None is not a finite number"),
     ({"images": {"img/a.png": {"beak": [1, 50]}}}, "lies outside"),
     ({"images": {"img/a.png": [1, 2]}}, "must map keypoint names"),
+    ("a", r'must hold an object .* or a list of records \[\{"image": "a.jpg"'),
+    ([], "annotates no image"),
+    ([{"image": "img/a.png", "keypoint": "beak", "x": 1, "y": 2}, ["img/a.png", "tail", 1, 2]],
+     r"points.json', record 1: expected an object with the fields image, keypoint, x, y"),
+    ([{"image": "img/a.png", "keypoint": "beak", "y": 2}],
+     r"record 0: lacks the field\(s\) \['x'\]; every record names image, keypoint, x, y"),
+    ([{"image": "img/zz.png", "keypoint": "beak", "x": 1, "y": 2}],
+     "record 0: image file .*zz.png.* does not exist"),
+    ([{"image": "", "keypoint": "beak", "x": 1, "y": 2}], "record 0: the image is empty"),
+    ([{"image": "img/a.png", "keypoint": None, "x": 1, "y": 2}],
+     "record 0: the keypoint name is empty"),
+    ([{"image": "img/a.png", "keypoint": " ", "x": 1, "y": 2}],
+     "record 0: the keypoint name is empty"),
+    ([{"image": "img/a.png", "keypoint": "beak", "x": 1, "y": 2},
+      {"image": "img/c.png", "keypoint": "beak", "x": 1, "y": 2},
+      {"image": "img/a.png", "keypoint": "beak", "x": 3, "y": 4}],
+     r"record 2: keypoint 'beak' of image 'img/a.png' is given again \(first at record 0\)"),
+    ([{"image": "img/a.png", "keypoint": "beak", "x": None, "y": 2}],
+     "record 0: x = None is not a finite number"),
+    ([{"image": "img/a.png", "keypoint": "beak", "x": 1, "y": True}],
+     "record 0: y = True is not a finite number"),
+    ([{"image": "img/a.png", "keypoint": "beak", "x": 1, "y": 30}],
+     r"record 0: keypoint 'beak' at \(1, 30\) lies outside image 'img/a.png' of size 40x30"),
 ])
 def test_read_annotations_json_errors(annotated, document, message):
     with pytest.raises(ValueError, match=message):
@@ -758,6 +797,9 @@ def test_read_annotations_json_refuses_repeated_keys_and_bad_json(annotated):
         read_annotations(_write(annotated / "points.json", text))
     with pytest.raises(ValueError, match="not valid JSON"):
         read_annotations(_write(annotated / "points.json", "{images"))
+    text = '[{"image": "img/a.png", "keypoint": "beak", "x": 1, "x": 2, "y": 3}]'
+    with pytest.raises(ValueError, match=r"names \['x'\] twice"):
+        read_annotations(_write(annotated / "points.json", text))
 
 
 def test_read_annotations_bad_paths(annotated):

@@ -51,10 +51,9 @@ def test_cub_sift_detector_beats_the_box_centre(cub):
 
 # --- the studies as protocols: one table each, printed in one style -----------------------
 
-@pytest.fixture(scope="module")
-def small_cub(cub_dir, tmp_path_factory):
-    """The CUB folder with 20 training and 10 test images listed (links, no copies)."""
-    folder = tmp_path_factory.mktemp("cub") / "CUB_200_2011"
+def _cub_subset(cub_dir, folder, n_train, n_test, n_classes=None):
+    """The CUB folder with the first training and test images listed (links, no copies):
+    ``n_train`` of each of the first ``n_classes`` classes, or the first ``n_train``."""
     folder.mkdir()
     for item in cub_dir.iterdir():
         if item.name != "images.txt":
@@ -62,10 +61,29 @@ def small_cub(cub_dir, tmp_path_factory):
     split = dict(line.split() for line in (cub_dir / "train_test_split.txt").read_text()
                  .splitlines() if line.strip())
     lines = [line for line in (cub_dir / "images.txt").read_text().splitlines() if line]
-    train = [line for line in lines if split[line.split()[0]] == "1"][:20]
-    test = [line for line in lines if split[line.split()[0]] == "0"][:10]
+    train = [line for line in lines if split[line.split()[0]] == "1"]
+    if n_classes is None:
+        train = train[:n_train]
+    else:
+        classes = sorted({line.split()[1].split("/")[0] for line in train})[:n_classes]
+        train = [line for c in classes
+                 for line in [t for t in train if t.split()[1].startswith(c + "/")][:n_train]]
+    test = [line for line in lines if split[line.split()[0]] == "0"][:n_test]
     (folder / "images.txt").write_text("\n".join(train + test) + "\n")
     return folder
+
+
+@pytest.fixture(scope="module")
+def small_cub(cub_dir, tmp_path_factory):
+    """The CUB folder with 20 training and 10 test images listed (links, no copies)."""
+    return _cub_subset(cub_dir, tmp_path_factory.mktemp("cub") / "CUB_200_2011", 20, 10)
+
+
+@pytest.fixture(scope="module")
+def two_class_cub(cub_dir, tmp_path_factory):
+    """The CUB folder with 10 training images of each of two classes and 10 test images."""
+    return _cub_subset(cub_dir, tmp_path_factory.mktemp("cub2") / "CUB_200_2011", 10, 10,
+                       n_classes=2)
 
 
 def test_cub_classification_protocol_is_one_table(small_cub):
@@ -94,21 +112,29 @@ def test_cub_classification_protocol_is_one_table(small_cub):
 
 
 @pytest.mark.slow
-def test_cub_detection_protocol_is_one_table(small_cub):
+def test_cub_detection_protocol_is_one_table(two_class_cub, small_cub):
     from skcorr.evaluation import evaluate_cub_detection
 
-    table = evaluate_cub_detection(small_cub, box_size=64, sift_step=4, sift_bin_size=4,
-                                   betas=[0.5], mining_rounds=0, cache_size=200)
+    table = evaluate_cub_detection(two_class_cub, box_size=64, sift_step=4, sift_bin_size=4,
+                                   betas=[0.5], Cs=[0.1], cv=2, mining_rounds=0,
+                                   cache_size=200)
     assert [(row["prior"], row["beta"]) for row in table][:2] in (
         [("no", 0.0), ("yes", 0.0)], [("no", 0.0), ("yes", 0.5)])
     assert [row["prior"] for row in table] == ["no", "yes", "only"] * 2
-    assert table[2]["beta"] == 1.0 and table[2]["validation PCK@0.1"] is None
+    assert table[2]["beta"] == 1.0 and table[2]["cv PCK@0.1"] is None
+    assert [row["C"] for row in table] == [0.1] * 6
     parts = [c for c in table.columns() if c.startswith("PCK@0.1 ")]
     assert len(parts) == 15
     for row in table:
         assert row["PCK@0.1"] == pytest.approx(np.nanmean([row[c] for c in parts]))
-    # The chosen beta is the best on the held-out training images.
+    # The chosen beta is the best by cross-validation on the training split.
     for row in table[1::3]:
-        assert row["validation PCK@0.1"] >= table[table.index(row) - 1]["validation PCK@0.1"]
-    assert len(table.notes) == 2 and "validation PCK@0.1 (%) by beta 0:" in table.notes[0]
-    assert "| features | prior | beta | PCK@0.1 (%) | validation PCK@0.1 (%) |" in str(table)
+        assert row["cv PCK@0.1"] >= table[table.index(row) - 1]["cv PCK@0.1"]
+    assert len(table.notes) == 2 and "cv PCK@0.1 (%) by C and beta C=0.1: 0:" in table.notes[0]
+    assert "2-fold cross-validation on the 20 training images, grouped by bird class " \
+           "(2 classes)" in table.title
+    assert "| features | prior | C | beta | PCK@0.1 (%) | cv PCK@0.1 (%) |" in str(table)
+    # small_cub's 20 training images are of one class: no grouped fold is possible.
+    with pytest.raises(ValueError, match="cv=2 folds need at least 2 bird classes in the "
+                                         "training split, which has 1"):
+        evaluate_cub_detection(small_cub, cv=2)

@@ -297,6 +297,17 @@ def test_cub_protocols_check_their_sizes_before_reading_data():
         evaluate_cub_classification("/no/such/folder", image_size=60000)
     with pytest.raises(ValueError, match="box_size must be"):
         evaluate_cub_detection("/no/such/folder", box_size=0)
+    for cv in (1, 0, 2.0, True, "3"):
+        with pytest.raises(ValueError, match=r"cv must be a whole number of folds, at least 2"):
+            evaluate_cub_detection("/no/such/folder", cv=cv)
+    for Cs in ((), [0.1, -1.0], [0.0], [float("nan")], "0.1", [True], None):
+        with pytest.raises(ValueError, match=r"Cs must be a non-empty sequence of positive "
+                                             r"numbers, e.g. \(0.01, 0.1, 1.0\), got "):
+            evaluate_cub_detection("/no/such/folder", Cs=Cs)
+    for betas in ([0.1, 1.5], [-0.1], "0.1", None):
+        with pytest.raises(ValueError, match="betas must be a sequence of prior weights from "
+                                             "0 to 1"):
+            evaluate_cub_detection("/no/such/folder", betas=betas)
     with pytest.raises(ValueError, match="crop_size must be"):
         evaluate_cub_transfer("/no/such/folder", crop_size=10**5)
     with pytest.raises(ValueError, match="alpha must be a number in"):
@@ -409,6 +420,9 @@ _INVALID = [
     ("cub-classify", "--image-size", _IMAGE_SIDE, []),
     ("cub-transfer", "--crop-size", _IMAGE_SIDE, []),
     ("cub-detect", "--box-size", _IMAGE_SIDE, []),
+    ("cub-detect", "--cv", st.one_of(_text(st.integers(max_value=1)), st.just("2.5"),
+                                      _NOT_FINITE), []),
+    ("cub-detect", "--Cs", st.one_of(_text(_NEGATIVE), st.just("0"), _NOT_FINITE), []),
     ("pf-willow", "--levels", st.one_of(_text(st.integers(max_value=-1)), _NOT_FINITE), []),
     ("cub-transfer", "--levels", _text(st.integers(max_value=-1)), []),
     ("pf-willow", "--radius", st.one_of(_text(st.integers(max_value=-1)), _NOT_FINITE), []),

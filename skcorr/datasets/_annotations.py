@@ -19,6 +19,13 @@ The JSON format maps each image file to its visible keypoints::
 
     {"images": {"birds/a.jpg": {"beak": [120.5, 88], "tail": [30, 140.25]},
                 "birds/b.jpg": {"beak": [97, 61]}}}
+
+or lists one record per visible keypoint, with the fields of the CSV format (other
+fields are ignored)::
+
+    [{"image": "birds/a.jpg", "keypoint": "beak", "x": 120.5, "y": 88},
+     {"image": "birds/a.jpg", "keypoint": "tail", "x": 30, "y": 140.25},
+     {"image": "birds/b.jpg", "keypoint": "beak", "x": 97, "y": 61}]
 """
 
 from __future__ import annotations
@@ -51,11 +58,12 @@ def read_annotations(path) -> Bunch:
     ----------
     path : str or path-like
         A ``.csv`` file with the header row ``image,keypoint,x,y`` and one row per
-        visible keypoint, or a ``.json`` file ``{"images": {"a.jpg": {"beak": [x, y],
-        ...}, ...}}`` (see :mod:`skcorr.datasets._annotations` and the user guide's
-        "Your own images"). Image paths are relative to the file's folder; coordinates
-        are 0-based ``(x, y)`` pixels of the image as displayed (EXIF orientation
-        applied).
+        visible keypoint, or a ``.json`` file, either ``{"images": {"a.jpg": {"beak":
+        [x, y], ...}, ...}}`` or a list of records with the CSV's fields, ``[{"image":
+        "a.jpg", "keypoint": "beak", "x": 10.5, "y": 20}, ...]`` (see
+        :mod:`skcorr.datasets._annotations` and the user guide's "Your own images").
+        Image paths are relative to the file's folder; coordinates are 0-based ``(x,
+        y)`` pixels of the image as displayed (EXIF orientation applied).
 
     Returns
     -------
@@ -73,7 +81,8 @@ def read_annotations(path) -> Bunch:
         If the file is malformed: a missing column, an empty field, a coordinate that is
         not a finite number, a repeated ``(image, keypoint)``, an image file that does
         not exist or cannot be read, or a point outside its image. The message names the
-        file and the line (CSV) or the image (JSON).
+        file and the line (CSV), the image (JSON object) or the record, counted from 0
+        (JSON list).
 
     Examples
     --------
@@ -155,12 +164,15 @@ def _json_records(path: Path, text: str) -> list[tuple[str, str, str, object, ob
         document = json.loads(text, object_pairs_hook=refuse_repeats)
     except json.JSONDecodeError as exc:
         raise ValueError(f"Annotation file {str(path)!r} is not valid JSON ({exc}).") from None
+    if isinstance(document, list):
+        return _json_list_records(path, document)
     images = document.get("images") if isinstance(document, dict) else None
     if not isinstance(images, dict):
         raise ValueError(
             f"Annotation file {str(path)!r} must hold an object with the key \"images\" "
             'mapping each image file to its keypoints, {"images": {"a.jpg": {"beak": '
-            "[x, y], ...}, ...}}."
+            '[x, y], ...}, ...}}, or a list of records [{"image": "a.jpg", "keypoint": '
+            '"beak", "x": 10.5, "y": 20}, ...].'
         )
     records = []
     for image, points in images.items():
@@ -175,6 +187,29 @@ def _json_records(path: Path, text: str) -> list[tuple[str, str, str, object, ob
             records.append((where, image, name, *point))
         if not points:  # an annotated image with no visible keypoint still counts
             records.append((f"image {image!r}", image, None, None, None))
+    return records
+
+
+def _json_list_records(path: Path, document: list) -> list[tuple[str, str, str, object,
+                                                                 object]]:
+    """``(where, image, keypoint, x, y)`` per record of a JSON list, ``where`` its index."""
+    records = []
+    for i, record in enumerate(document):
+        example = '{"image": "a.jpg", "keypoint": "beak", "x": 10.5, "y": 20}'
+        if not isinstance(record, dict):
+            raise ValueError(f"Annotation file {str(path)!r}, record {i}: expected an object "
+                             f"with the fields {', '.join(CSV_COLUMNS)}, e.g. {example}, got "
+                             f"{record!r}.")
+        missing = [name for name in CSV_COLUMNS if name not in record]
+        if missing:
+            raise ValueError(f"Annotation file {str(path)!r}, record {i}: lacks the field(s) "
+                             f"{missing}; every record names {', '.join(CSV_COLUMNS)}, e.g. "
+                             f"{example}.")
+        if record["keypoint"] is None:  # None marks an image without keypoints, below
+            raise ValueError(f"Annotation file {str(path)!r}, record {i}: the keypoint name "
+                             "is empty.")
+        records.append((f"record {i}", record["image"], record["keypoint"], record["x"],
+                        record["y"]))
     return records
 
 

@@ -5,7 +5,9 @@ Each function takes the ``CUB_200_2011`` folder and returns a :class:`ResultTabl
 
 from __future__ import annotations
 
+import contextlib
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -312,10 +314,55 @@ def evaluate_cub_classification(path, *, layers=None, sift_radii=(4, 8, 12, 16, 
     return table
 
 
+def _check_folds(cv) -> int:
+    """``cv`` of :func:`evaluate_cub_detection`: a whole number of folds, at least 2."""
+    if isinstance(cv, bool) or not isinstance(cv, (int, np.integer)) or cv < 2:
+        raise ValueError(f"cv must be a whole number of folds, at least 2, got {cv!r}.")
+    return int(cv)
+
+
+def _check_positive_grid(values, name: str) -> list[float]:
+    """A non-empty sequence of positive finite numbers (``Cs``), as floats, in order."""
+    try:
+        grid = [float(v) for v in values]
+    except (TypeError, ValueError):
+        grid = None
+    if (not grid or isinstance(values, (str, bytes))
+            or any(isinstance(v, bool) for v in values)
+            or not all(np.isfinite(v) and v > 0 for v in grid)):
+        raise ValueError(f"{name} must be a non-empty sequence of positive numbers, "
+                         f"e.g. (0.01, 0.1, 1.0), got {values!r}.")
+    return list(dict.fromkeys(grid))
+
+
+def _check_betas(betas) -> list[float]:
+    """Candidate prior weights in [0, 1], sorted, with 0 (no prior) among them."""
+    try:
+        grid = [float(b) for b in betas]
+    except (TypeError, ValueError):
+        grid = None
+    if grid is None or isinstance(betas, (str, bytes)) or not all(0 <= b <= 1 for b in grid):
+        raise ValueError(f"betas must be a sequence of prior weights from 0 to 1, "
+                         f"got {betas!r}.")
+    return sorted({0.0, *grid})
+
+
+def _grouped_folds(groups, cv: int) -> list:
+    """(fit, held-out) positions of ``cv`` grouped folds: no group on both sides."""
+    from sklearn.model_selection import GroupKFold
+
+    n_groups = len(np.unique(groups))
+    if n_groups < cv:
+        raise ValueError(
+            f"cv={cv} folds need at least {cv} bird classes in the training split, which "
+            f"has {n_groups}; lower cv (at least 2) or list images of more classes.")
+    return list(GroupKFold(n_splits=cv).split(np.zeros(len(groups)), groups=groups))
+
+
 def evaluate_cub_detection(path, *, box_size=224, conv_layer="conv5", sift_step=8,
                            sift_bin_size=8, betas=(0.0, 0.05, 0.1, 0.2, 0.3, 0.5),
-                           sigma=None, C=0.1, neighborhood=3, mining_rounds=3,
-                           cache_size=3000, validation_fraction=1 / 3,
+                           sigma=None, Cs=(0.01, 0.1, 1.0), cv=3, neighborhood=3,
+                           mining_rounds=3, cache_size=3000, memory=None,
                            backbone="efficientnet_lite0", weights="default", sift=True,
                            random_state=0, verbose=False) -> ResultTable:
     """``PCK@0.1`` of sliding-window part detectors on CUB (the paper's Study 4).
@@ -324,48 +371,81 @@ def evaluate_cub_detection(path, *, box_size=224, conv_layer="conv5", sift_step=
     ``box_size x box_size``. A :class:`~skcorr.keypoints.SlidingKeypointDetector`
     per feature (convnet ``conv_layer``; dense SIFT with ``sift_step`` /
     ``sift_bin_size``) is trained on the training split, with and without a
-    :class:`~skcorr.keypoints.GaussianNNPrior` (``pool5`` neighbours). ``beta`` is
-    chosen from ``betas`` on a held-out ``validation_fraction`` of the training
-    split (detector fitted on the rest), then the detector is refitted on the whole
-    training split. Predictions are mapped back to image pixels and scored with ``PCK@0.1``
-    of ``max(box w, h)``, per part and averaged over parts. Training parts that lie
-    outside their box are left out of training (NaN); test parts are all scored.
+    :class:`~skcorr.keypoints.GaussianNNPrior` (``pool5`` neighbours).
+
+    The SVMs' ``C`` (from ``Cs``) and the prior's weight ``beta`` (from ``betas``) are
+    chosen together by ``cv``-fold cross-validation over the whole training split,
+    scored by ``PCK@0.1`` exactly as the test split is (every training image is held
+    out once; ties go to the smaller ``beta``, then the smaller ``C``). The folds
+    are grouped by bird class (:class:`~sklearn.model_selection.GroupKFold`), so no
+    held-out bird has birds of its species among its fold's training images: birds of
+    one species look alike, and random folds would reward a setting, above all a large
+    prior weight (whose neighbour is then a bird of the same species), for recalling
+    the species rather than for finding the part. The choice is thus made for birds
+    unlike the training ones, a conservative one (a beta chosen on a few random
+    held-out images lowered the test PCK on other classes); the cross-validated PCK
+    may well be lower than the test PCK, whose species all appear in the training
+    split. Per fold and ``C`` the detector is fitted once and its held-out images
+    predicted at every ``beta`` (``beta`` only weighs scores at predict time); each
+    crop's features are computed once for all folds through the detectors' feature
+    cache (``memory``). The detector is then refitted on the whole training split with
+    the chosen ``C``, and scored on the test split without the prior, with it at the
+    chosen ``beta`` and with the prior alone. Predictions are mapped back to image
+    pixels and scored with ``PCK@0.1`` of ``max(box w, h)``, per part and averaged over
+    parts. Training parts that lie outside their box are left out of training (NaN);
+    test parts are all scored.
 
     Parameters
     ----------
     path : str or path
         The ``CUB_200_2011`` folder.
-    box_size : int
-    conv_layer : str or list of str
+    box_size : int, default=224
+    conv_layer : str or list of str, default="conv5"
         Layer of ``backbone`` for the convnet detector; a list such as
         ``["stage5", "stage6"]`` makes hypercolumns.
-    sift_step, sift_bin_size : int
+    sift_step, sift_bin_size : int, default=8, 8
         Dense SIFT grid, in pixels of the box frame (the paper: 8 and 8).
-    betas : sequence of float in [0, 1]
+    betas : sequence of float in [0, 1], default=(0.0, 0.05, 0.1, 0.2, 0.3, 0.5)
         Candidate prior weights (0 is added if missing).
-    sigma : float or None
+    sigma : float or None, default=None
         The prior's standard deviation in box-frame pixels; ``None``: the paper's 22
         px scaled by ``box_size / 224``.
-    C, neighborhood, mining_rounds, cache_size
+    Cs : sequence of positive float, default=(0.01, 0.1, 1.0)
+        Candidate regularisations of the SVMs; each costs ``cv`` fits per feature.
+    cv : int, default=3
+        Folds of the cross-validation, at least 2 and at most the number of bird
+        classes in the training split.
+    neighborhood, mining_rounds, cache_size : int, default=3, 3, 3000
         Passed to the detectors.
-    validation_fraction : float
-        Share of training images held out to choose beta.
-    backbone, weights : str
+    memory : None, str or joblib.Memory, default=None
+        Feature cache of the detectors and the prior (see
+        :class:`~skcorr.keypoints.SlidingKeypointDetector`); ``None``: a temporary
+        folder, removed at the end.
+    backbone, weights : str, default="efficientnet_lite0", "default"
         Passed to the convnet extractors (the detector's and the prior's).
     sift : bool, default=True
         Also train and score the dense-SIFT detector (the baseline); ``False`` skips it.
-    random_state : int
-    verbose : bool
-        Progress bars on stderr (cropping, features, mining) and a line per row.
+    random_state : int, default=0
+    verbose : bool, default=False
+        Progress bars on stderr (cropping, features, mining) and a line per fit and row.
 
     Returns
     -------
     table : ResultTable
         Three rows per feature: ``"features"``, ``"prior"`` (``"no"``, ``"yes"`` with
-        the chosen beta, ``"only"``: the prior alone, beta = 1), ``"beta"``,
-        ``"PCK@0.1"`` (the mean over parts), ``"validation PCK@0.1"`` (at that beta, on
-        the held-out training images; ``None`` for ``"only"``) and ``"PCK@0.1 <part>"``
-        per part. The notes give the validation PCK of every beta and the seconds.
+        the chosen beta, ``"only"``: the prior alone, beta = 1), ``"C"`` (chosen),
+        ``"beta"``, ``"PCK@0.1"`` (the mean over parts), ``"cv PCK@0.1"`` (the
+        cross-validated PCK of that ``C`` and ``beta``; ``None`` for ``"only"``) and
+        ``"PCK@0.1 <part>"`` per part. The notes give the cross-validated PCK of every
+        ``(C, beta)`` and the seconds. The attribute ``cv_scores`` maps each feature's
+        name to ``{(C, beta): cv PCK@0.1}``.
+
+    Raises
+    ------
+    ValueError
+        If ``cv`` is not a whole number of at least 2 or exceeds the number of bird
+        classes in the training split, ``Cs`` is empty or not positive, or a beta lies
+        outside [0, 1].
 
     Examples
     --------
@@ -383,18 +463,18 @@ def evaluate_cub_detection(path, *, box_size=224, conv_layer="conv5", sift_step=
     from ..keypoints import GaussianNNPrior, SlidingKeypointDetector
 
     box_size = _check_size(box_size, "box_size")
+    cv = _check_folds(cv)
+    Cs = _check_positive_grid(Cs, "Cs")
+    betas = _check_betas(betas)
     data = load_cub(path)
+    train = np.flatnonzero(data.split == "train")
+    test = np.flatnonzero(data.split == "test")
+    folds = [(train[fit], train[held_out])
+             for fit, held_out in _grouped_folds(data.labels[train], cv)]
     crops, crop_kp, transforms = _crops(data.images, data.keypoints, data.boxes,
                                         size=box_size, verbose=verbose)
     inside = (crop_kp >= -0.5).all(axis=2) & (crop_kp <= box_size - 0.5).all(axis=2)
     fit_kp = np.where(inside[..., None], crop_kp, np.nan)
-    train = np.flatnonzero(data.split == "train")
-    test = np.flatnonzero(data.split == "test")
-    rng = np.random.default_rng(random_state)
-    shuffled = rng.permutation(train)
-    n_val = max(1, int(round(validation_fraction * len(train))))
-    val, sub = np.sort(shuffled[:n_val]), np.sort(shuffled[n_val:])
-    betas = sorted({0.0, *map(float, betas)})
     sigma = 22.0 * box_size / 224 if sigma is None else float(sigma)
 
     def take(index):
@@ -418,41 +498,59 @@ def evaluate_cub_detection(path, *, box_size=224, conv_layer="conv5", sift_step=
         feature_sets.append((f"dsift(step={sift_step},bin={sift_bin_size})",
                              DenseSIFT(mode="dense", step=sift_step, bin_size=sift_bin_size,
                                        verbose=verbose)))
+    classes = len(np.unique(data.labels[train]))
     table = ResultTable(title=f"CUB-200-2011 part detection in ground-truth boxes rescaled to "
-                              f"{box_size} px, PCK@0.1 of the box; beta chosen on "
-                              f"{len(val)} held-out training images",
+                              f"{box_size} px, PCK@0.1 of the box; C and beta chosen by "
+                              f"{cv}-fold cross-validation on the {len(train)} training "
+                              f"images, grouped by bird class ({classes} classes)",
                         name="cub-detect")
-    with table.keep_on_interrupt():  # an interrupted run keeps its finished rows
+    table.cv_scores = {}
+    with contextlib.ExitStack() as stack, table.keep_on_interrupt():
+        if memory is None:  # every crop's features once, for all folds and settings
+            memory = stack.enter_context(tempfile.TemporaryDirectory(
+                prefix="skcorr-cub-detect-"))
         for name, features in feature_sets:
-            det = SlidingKeypointDetector(features=features, box_size=box_size, C=C,
-                                          neighborhood=neighborhood, mining_rounds=mining_rounds,
-                                          cache_size=cache_size, prior=prior, beta=0.0,
+            det = SlidingKeypointDetector(features=features, box_size=box_size,
+                                          neighborhood=neighborhood,
+                                          mining_rounds=mining_rounds, cache_size=cache_size,
+                                          prior=prior, beta=0.0, memory=memory,
                                           random_state=random_state, verbose=verbose)
-            # beta on held-out training images
-            det.fit(take(sub), fit_kp[sub])
-            validation = {b: float(pck(val, det.set_params(beta=b).predict(take(val))))
-                          for b in betas}
-            best_beta = max(betas, key=lambda b: (validation[b], -b))
             start = time.perf_counter()
-            det.set_params(beta=0.0).fit(take(train), fit_kp[train])
+            # One held-out prediction per training image, C and beta: PCK over them all.
+            predicted = {(C, b): np.full((len(crops),) + crop_kp.shape[1:], np.nan)
+                         for C in Cs for b in betas}
+            for C in Cs:
+                for k, (fit, held_out) in enumerate(folds):
+                    det.set_params(C=C, beta=0.0).fit(take(fit), fit_kp[fit])
+                    for b in betas:
+                        predicted[C, b][held_out] = det.set_params(beta=b).predict(
+                            take(held_out))
+                    _say(f"{name}: C={C:g}, fold {k + 1} of {cv} done", verbose)
+            scores = {key: float(pck(train, value[train])) for key, value in predicted.items()}
+            best_C, best_beta = max(scores, key=lambda key: (scores[key], -key[1], -key[0]))
+            cv_seconds = time.perf_counter() - start
+            table.cv_scores[name] = scores
+            start = time.perf_counter()
+            det.set_params(C=best_C, beta=0.0).fit(take(train), fit_kp[train])
             fit_seconds = time.perf_counter() - start
             table.notes.append(
-                f"{name}: validation PCK@0.1 (%) by beta "
-                + ", ".join(f"{b:g}: {100 * v:.1f}" for b, v in validation.items())
-                + f"; fit {fit_seconds:.1f} s")
+                f"{name}: cv PCK@0.1 (%) by C and beta "
+                + "; ".join(f"C={C:g}: " + ", ".join(f"{b:g}: {100 * scores[C, b]:.1f}"
+                                                   for b in betas) for C in Cs)
+                + f"; cross-validation {cv_seconds:.1f} s, fit {fit_seconds:.1f} s")
             for label, beta in (("no", 0.0), ("yes", best_beta), ("only", 1.0)):
                 start = time.perf_counter()
                 predicted = det.set_params(beta=beta).predict(take(test))
                 seconds = (time.perf_counter() - start) / len(test)
                 per_part = pck(test, predicted, average=None)
                 table.append({
-                    "features": name, "prior": label, "beta": beta,
+                    "features": name, "prior": label, "C": best_C, "beta": beta,
                     "PCK@0.1": float(np.nanmean(per_part)),
-                    "validation PCK@0.1": validation.get(beta) if label != "only" else None,
+                    "cv PCK@0.1": scores[best_C, beta] if label != "only" else None,
                     **{f"PCK@0.1 {part}": float(value)
                        for part, value in zip(data.keypoint_names, per_part, strict=True)},
                 })
                 table.notes[-1] += f", predict {seconds:.4f} s per image (prior {label})"
-                _say(f"{name}, prior={label}, beta={beta:g}: PCK@0.1 "
+                _say(f"{name}, prior={label}, C={best_C:g}, beta={beta:g}: PCK@0.1 "
                      f"{100 * table[-1]['PCK@0.1']:.1f}%", verbose)
     return table
