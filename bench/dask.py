@@ -85,7 +85,8 @@ def separate_cluster(n_workers: int = 2):
     try:
         processes.append(subprocess.Popen(
             [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
-             "--port", "0", "--no-dashboard", "--scheduler-file", str(info)],
+             "--port", "0", "--no-dashboard", "--dashboard-address", "127.0.0.1:0",
+             "--scheduler-file", str(info)],
             stdout=logs[0], stderr=subprocess.STDOUT))
         deadline = time.monotonic() + 120
         while not info.exists() or not info.read_text().strip():
@@ -96,8 +97,9 @@ def separate_cluster(n_workers: int = 2):
         address = json.loads(info.read_text())["address"]
         processes.append(subprocess.Popen(
             [sys.executable, "-m", "distributed.cli.dask_worker", "--nworkers",
-             str(n_workers), "--nthreads", "1", "--no-dashboard", "--host", "127.0.0.1",
-             "--scheduler-file", str(info)], stdout=logs[1], stderr=subprocess.STDOUT))
+             str(n_workers), "--nthreads", "1", "--no-dashboard", "--dashboard-address",
+             "127.0.0.1:0", "--host", "127.0.0.1", "--scheduler-file", str(info)],
+            stdout=logs[1], stderr=subprocess.STDOUT))
         with Client(address, timeout="30s") as client:
             client.wait_for_workers(n_workers, timeout=120)
         yield address

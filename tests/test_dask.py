@@ -234,8 +234,10 @@ def separate_cluster(tmp_path, n_workers=2):
         return processes[-1]
 
     try:
+        # --dashboard-address: the health-check server listens on every interface otherwise
         scheduler = start("distributed.cli.dask_scheduler", "--host", "127.0.0.1",
-                          "--port", "0", "--no-dashboard", "--scheduler-file", str(info))
+                          "--port", "0", "--no-dashboard", "--dashboard-address",
+                          "127.0.0.1:0", "--scheduler-file", str(info))
         deadline = time.monotonic() + 60
         while not info.exists() or not info.read_text().strip():
             assert time.monotonic() < deadline, "the scheduler did not start within 60 s"
@@ -244,8 +246,8 @@ def separate_cluster(tmp_path, n_workers=2):
         address = json.loads(info.read_text())["address"]
         if n_workers:
             start("distributed.cli.dask_worker", "--nworkers", str(n_workers), "--nthreads",
-                  "1", "--no-dashboard", "--host", "127.0.0.1", "--scheduler-file",
-                  str(info))
+                  "1", "--no-dashboard", "--dashboard-address", "127.0.0.1:0", "--host",
+                  "127.0.0.1", "--scheduler-file", str(info))
             with distributed.Client(address, timeout="20s") as client:
                 client.wait_for_workers(n_workers, timeout=60)
         yield address, scheduler
