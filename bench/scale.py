@@ -21,6 +21,7 @@ import platform
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -33,12 +34,14 @@ class ForwardCounter:
 
     def __init__(self):
         self.images = self.probes = 0
+        self._lock = threading.Lock()  # images run in threads: += is not atomic
 
     def __call__(self, module, inputs, output):
         if isinstance(module, torch.nn.Conv2d) and module.in_channels == 3:
             constant = inputs[0].flatten(2).std(dim=2).amax(dim=1) == 0
-            self.probes += int(constant.sum())
-            self.images += int((~constant).sum())
+            with self._lock:
+                self.probes += int(constant.sum())
+                self.images += int((~constant).sum())
 
 
 def bench_search(root: Path) -> None:

@@ -1,6 +1,7 @@
 """Scale-out: the feature cache, joblib parallelism (local and dask), the CLI options."""
 
 import socket
+import threading
 
 import joblib
 import numpy as np
@@ -43,13 +44,15 @@ class ForwardCounter:
 
     def __init__(self):
         self.images = self.probes = 0
+        self._lock = threading.Lock()  # images run in threads: += is not atomic
 
     def __call__(self, module, inputs, output):
         if isinstance(module, torch.nn.Conv2d) and module.in_channels == 3:
             x = inputs[0]
             constant = x.flatten(2).std(dim=2).amax(dim=1) == 0
-            self.probes += int(constant.sum())
-            self.images += int((~constant).sum())
+            with self._lock:
+                self.probes += int(constant.sum())
+                self.images += int((~constant).sum())
 
     def __enter__(self):
         self._handle = torch.nn.modules.module.register_module_forward_hook(self)
