@@ -10,7 +10,7 @@ settings (the keyword arguments of :func:`skcorr.flow.align`):
   truncation none | 3 and prices none | 0.2 (sub-cell matches on), picked these
   settings (mean PCK@0.1 of the held-out categories 76.2); the nested version of the
   same search, which never scores a setting on the category it was chosen on, gives
-  72.7 against 66.0 for the paper's settings.
+  72.8 against 66.1 for the paper's settings.
 * ``"paper"``: Long et al. (2014)'s flow: one layer (conv5), 320 px, the plain quadratic
   smoothness with ``lam = 0.1``, matches on the grid nodes.
 """
