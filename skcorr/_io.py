@@ -20,7 +20,7 @@ __all__ = ["atomic_path", "check_output_folder", "unique_names", "write_text"]
 
 
 @contextmanager
-def atomic_path(path) -> Iterator[Path]:
+def atomic_path(path, *, durable: bool = True) -> Iterator[Path]:
     """A temporary path to write instead of ``path``; renamed onto it on success.
 
     The temporary file lies in the same folder (so the rename stays on one file system),
@@ -28,7 +28,9 @@ def atomic_path(path) -> Iterator[Path]:
     that choose the format from the extension. It is created empty, with the permissions
     a new file would get. A ``path`` that is a symbolic link is written through: the file
     it points to gets the content and the link stays. An :class:`OSError` about the
-    temporary file is raised about ``path``, the file the caller asked for.
+    temporary file is raised about ``path``, the file the caller asked for. With
+    ``durable=False`` the file is not flushed to disk before the rename (for caches,
+    whose entries are only computed again if a crash loses them).
     """
     path = Path(path)
     if path.is_symlink():  # write the file the link points to, keep the link
@@ -40,8 +42,9 @@ def atomic_path(path) -> Iterator[Path]:
         raise _about(exc, tmp, path) from exc
     try:
         yield tmp
-        with open(tmp, "rb+") as handle:  # on disk before the rename makes it visible
-            os.fsync(handle.fileno())
+        if durable:
+            with open(tmp, "rb+") as handle:  # on disk before the rename makes it visible
+                os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException as exc:  # KeyboardInterrupt included: never leave the temporary file
         with suppress(FileNotFoundError):

@@ -43,3 +43,24 @@ def cub_dir(data_root) -> Path:
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+@pytest.fixture(scope="module")
+def weights_file(tmp_path_factory):
+    """A random EfficientNet-Lite0 saved to a file, so that every fit loads the same net."""
+    import torch
+
+    from skcorr.backbones import load_network
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("weights") / "random-lite0.pt"
+    torch.save(load_network("efficientnet_lite0", None).state_dict(), path)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def category():
+    """Nine small images of one affine-warped category, with keypoints."""
+    from skcorr.datasets import make_affine_category
+
+    return make_affine_category(9, height=64, random_state=0)

@@ -76,6 +76,15 @@ def min_sum_bp_reference(costs, lam, offsets, n_iter, trunc2=np.inf, power=2):
     return labels, messages.reshape(4, H, W, Ly, Lx)
 
 
+def random_problem(rng, shape, labels, inf_fraction=0.2):
+    """Random data costs in [0, 4) with a share of forbidden (infinite) labels; every
+    node keeps its first label finite."""
+    costs = rng.uniform(0, 4, size=shape + labels)
+    costs[rng.random(costs.shape) < inf_fraction] = np.inf
+    costs[..., 0, 0] = np.minimum(costs[..., 0, 0], 4.0)
+    return costs
+
+
 def dual_bp_reference(costs, lam, offsets, n_iter, trunc2=np.inf, power=2):
     """Run ``n_iter`` checkerboard dual-layer min-sum BP iterations by brute force.
 

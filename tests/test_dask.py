@@ -23,9 +23,7 @@ from sklearn.model_selection import GridSearchCV
 
 from skcorr import ConvColumnExtractor, FlowAligner
 from skcorr._parallel import SchedulerLost, chunks, dask_backend
-from skcorr.backbones import load_network
 from skcorr.cli import main
-from skcorr.datasets import make_affine_category
 from skcorr.metrics import pck_scorer
 
 distributed = pytest.importorskip("distributed")
@@ -41,19 +39,6 @@ def cluster():
         with distributed.Client(local) as client:
             client.wait_for_workers(2, timeout=60)
         yield local.scheduler_address
-
-
-@pytest.fixture(scope="module")
-def weights_file(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("weights") / "random-lite0.pt"
-    torch.save(load_network("efficientnet_lite0", None).state_dict(), path)
-    return str(path)
-
-
-@pytest.fixture(scope="module")
-def category():
-    return make_affine_category(9, height=64, random_state=0)
 
 
 @pytest.fixture(scope="module")

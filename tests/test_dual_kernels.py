@@ -7,17 +7,9 @@ rows end mid-vector unless their width is a multiple of 8.
 
 import numpy as np
 import pytest
-from flow_reference import dual_bp_reference
+from flow_reference import dual_bp_reference, random_problem
 
 from skcorr.flow._mrf._solve import bp_energy, dual_layer_bp
-
-
-def random_problem(rng, shape, labels, inf_fraction=0.2):
-    costs = rng.uniform(0, 4, size=shape + labels)
-    costs[rng.random(costs.shape) < inf_fraction] = np.inf
-    costs[..., 0, 0] = np.minimum(costs[..., 0, 0], 4.0)  # every node keeps a finite label
-    return costs
-
 
 # (Ly, Lx): one label, one whole vector, a vector and one, three vectors, eight, and
 # beyond the registers in either axis
@@ -26,21 +18,24 @@ LABELS = [(1, 3), (8, 9), (5, 17), (64, 2), (3, 70), (70, 9)]
 
 @pytest.mark.parametrize("labels", LABELS)
 @pytest.mark.parametrize("truncation", [None, 2.0])
-def test_messages_match_brute_force_on_every_label_width(labels, truncation):
+@pytest.mark.parametrize("distance, power", [("squared", 2), ("absolute", 1)])
+def test_messages_match_brute_force_on_every_label_width(labels, truncation, distance, power):
+    # the squared distance transform and SIFT Flow's L1 one (energy="sift-flow")
     rng = np.random.default_rng(sum(labels))
     shape = (3, 4)
     costs = random_problem(rng, shape, labels)
     # neighbours' offsets up to 18 apart: message shifts far beyond the label rows
     offsets = rng.integers(-9, 10, size=shape + (2,))
     result, (mu, mv) = dual_layer_bp(costs, 0.4, offsets, max_iter=3, tol=0, patience=0,
-                                     truncation=truncation, return_messages=True)
-    trunc2 = np.inf if truncation is None else truncation**2
-    ref_mu, ref_mv = dual_bp_reference(costs, 0.4, offsets, result.n_iter, trunc2)
+                                     truncation=truncation, distance=distance,
+                                     return_messages=True)
+    cap = np.inf if truncation is None else truncation**power
+    ref_mu, ref_mv = dual_bp_reference(costs, 0.4, offsets, result.n_iter, cap, power=power)
     assert result.n_iter == 3
     np.testing.assert_allclose(mu, ref_mu, rtol=1e-5, atol=1e-4)
     np.testing.assert_allclose(mv, ref_mv, rtol=1e-5, atol=1e-4)
-    assert result.energy == pytest.approx(sum(bp_energy(costs, result.labels, 0.4, offsets,
-                                                        truncation=truncation)))
+    assert result.energy == pytest.approx(sum(bp_energy(
+        costs, result.labels, 0.4, offsets, truncation=truncation, distance=distance)))
 
 
 @pytest.mark.parametrize("labels", LABELS)

@@ -51,7 +51,7 @@ def test_entries_round_trip_and_damaged_ones_are_dropped(tmp_path):
     assert store.get(key, 3) is None and not path.exists()
     np.save(path, np.array([{"x": 1}], dtype=object), allow_pickle=True)  # a pickle
     assert store.get(key, 3) is None and not path.exists()
-    assert not list(tmp_path.rglob("*.tmp"))
+    assert not list(tmp_path.rglob(".*.tmp*"))
 
 
 def test_keys_follow_content_and_settings():

@@ -12,27 +12,12 @@ from sklearn.model_selection import GridSearchCV
 from sklearn.utils import Bunch
 
 from skcorr import ConvColumnExtractor, FlowAligner, KeypointClassifier, SlidingKeypointDetector
-from skcorr.backbones import load_network
 from skcorr.cli import main
-from skcorr.datasets import crop_to_boxes, make_affine_category
+from skcorr.datasets import crop_to_boxes
 from skcorr.evaluation import pair_samples, transfer_pck_table
 from skcorr.features import keypoint_samples
 from skcorr.flow import PairTransfer
 from skcorr.metrics import pck_scorer
-
-
-@pytest.fixture(scope="module")
-def weights_file(tmp_path_factory):
-    """A random EfficientNet-Lite0 saved to a file, so that every fit loads the same net."""
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("weights") / "random-lite0.pt"
-    torch.save(load_network("efficientnet_lite0", None).state_dict(), path)
-    return str(path)
-
-
-@pytest.fixture(scope="module")
-def category():
-    return make_affine_category(9, height=64, random_state=0)
 
 
 class ForwardCounter:

@@ -6,10 +6,10 @@ import itertools
 import numpy as np
 import pytest
 from flow_reference import (
-    dual_bp_reference,
     exhaustive_minimum,
     l1_transform_reference,
     min_sum_bp_reference,
+    random_problem,
     sift_flow_energy,
     subcell_reference,
 )
@@ -35,13 +35,6 @@ from skcorr.flow._mrf._solve import (
     min_sum_bp,
 )
 from skcorr.flow._settings import flow_settings
-
-
-def random_problem(rng, shape, labels, inf_fraction=0.2):
-    costs = rng.uniform(0, 4, size=shape + labels)
-    costs[rng.random(costs.shape) < inf_fraction] = np.inf
-    costs[..., 0, 0] = np.minimum(costs[..., 0, 0], 4.0)  # every node keeps a finite label
-    return costs
 
 
 def feature_map(columns):
@@ -82,25 +75,6 @@ def test_l1_distance_transform_2d_is_separable_l1():
 # --------------------------------------------------------------------------------------
 # BP's messages and solutions
 # --------------------------------------------------------------------------------------
-@pytest.mark.parametrize("labels", [(1, 3), (8, 9), (5, 17), (3, 70), (70, 9)])
-@pytest.mark.parametrize("truncation", [None, 2.0])
-def test_dual_messages_are_the_l1_transform(labels, truncation):
-    # every label width the vector kernels take a separate path for
-    rng = np.random.default_rng(sum(labels))
-    shape = (3, 4)
-    costs = random_problem(rng, shape, labels)
-    offsets = rng.integers(-9, 10, size=shape + (2,))
-    result, (mu, mv) = dual_layer_bp(costs, 0.4, offsets, max_iter=3, tol=0, patience=0,
-                                     truncation=truncation, distance="absolute",
-                                     return_messages=True)
-    trunc = np.inf if truncation is None else truncation
-    ref_mu, ref_mv = dual_bp_reference(costs, 0.4, offsets, result.n_iter, trunc, power=1)
-    np.testing.assert_allclose(mu, ref_mu, rtol=1e-5, atol=1e-4)
-    np.testing.assert_allclose(mv, ref_mv, rtol=1e-5, atol=1e-4)
-    assert result.energy == pytest.approx(sum(bp_energy(
-        costs, result.labels, 0.4, offsets, truncation=truncation, distance="absolute")))
-
-
 @pytest.mark.parametrize("seed", range(4))
 @pytest.mark.parametrize("truncation", [None, 1.5])
 def test_2d_messages_are_the_l1_transform(seed, truncation):

@@ -253,21 +253,21 @@ class ConvColumnExtractor(FeatureTransformer):
         if built is None:
             network = create_feature_extractor(load_network(spec, self.weights),
                                                return_nodes=self.layers_).eval()
-            if key is None:
+            if key is None:  # random weights: this fit's own, never memoised
                 self.network_ = network.to(self.device_)
                 self._channels = self._probe_channels()
             else:
                 digest = weights_digest(network)
                 self._use_copy(network, digest)
-                built = (network, self._probe_channels(), digest)
+                self._channels = self._probe_channels()
                 with _NETWORKS_LOCK:
-                    _NETWORKS[key] = built
+                    _NETWORKS[key] = (network, list(self._channels), digest)
                     while len(_NETWORKS) > _MAX_NETWORKS:
                         _NETWORKS.popitem(last=False)
         else:
-            self._use_copy(built[0], built[2])
-        if built is not None:
-            self._channels = list(built[1])
+            network, channels, digest = built
+            self._use_copy(network, digest)
+            self._channels = list(channels)
         self.n_features_out_ = sum(self._channels)
         return self
 

@@ -17,12 +17,12 @@ to write, to read and to remove.
 from __future__ import annotations
 
 import hashlib
-import os
-import secrets
 from contextlib import suppress
 from pathlib import Path
 
 import numpy as np
+
+from .._io import atomic_path
 
 __all__ = ["FlowStore", "map_digest"]
 
@@ -96,12 +96,5 @@ class FlowStore:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         # A cache entry needs no fsync: one lost in a crash is only computed again.
-        tmp = path.with_name(f".{key}.{secrets.token_hex(4)}.tmp")
-        try:
-            with open(tmp, "wb") as handle:
-                np.save(handle, values, allow_pickle=False)
-            os.replace(tmp, path)
-        except BaseException:
-            with suppress(OSError):
-                tmp.unlink()
-            raise
+        with atomic_path(path, durable=False) as tmp:
+            np.save(tmp, values, allow_pickle=False)
