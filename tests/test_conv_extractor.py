@@ -1,5 +1,6 @@
 """ConvColumnExtractor: columns at keypoints, dense grids, global vectors, sklearn API."""
 
+import copy
 import os
 import pickle
 
@@ -141,6 +142,37 @@ def test_clone_pickle_and_cpu_reload(random_stage2, image):
     np.testing.assert_allclose(restored.transform(X), random_stage2.transform(X))
     assert restored.device_ == "cpu"
     assert clone(random_stage2).get_params() == random_stage2.get_params()
+
+
+def test_unpickled_extractors_build_the_network_once_and_own_their_weights(
+        random_stage2, image, monkeypatch):
+    """A dask worker unpickles every extractor sent to it: the traced network is built
+    once per process, each copy gets weights of its own."""
+    from skcorr.features import _conv
+
+    built = []
+    original = _conv.load_network
+    monkeypatch.setattr(_conv, "load_network",
+                        lambda *a, **k: built.append(a) or original(*a, **k))
+    monkeypatch.setattr(_conv, "_SKELETONS", type(_conv._SKELETONS)())
+    payload = pickle.dumps(random_stage2)
+    first, second = pickle.loads(payload), pickle.loads(payload)
+    assert len(built) == 1
+    expected = random_stage2.extract_dense([image])[0].features
+    np.testing.assert_array_equal(first.extract_dense([image])[0].features, expected)
+    with torch.no_grad():
+        for parameter in first.network_.parameters():
+            parameter.mul_(2.0)
+    np.testing.assert_array_equal(second.extract_dense([image])[0].features, expected)
+    assert not np.array_equal(first.extract_dense([image])[0].features, expected)
+
+
+def test_a_shallow_copy_shares_the_network_and_keeps_its_own_parameters(random_stage2):
+    copied = copy.copy(random_stage2)
+    assert copied.network_ is random_stage2.network_
+    copied.memory = "elsewhere"
+    assert random_stage2.memory is None
+    assert copy.deepcopy(random_stage2).network_ is not random_stage2.network_
 
 
 def _marked_images(n, rng):

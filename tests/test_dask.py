@@ -149,6 +149,77 @@ def test_features_are_computed_on_the_workers_into_the_shared_cache(
     np.testing.assert_array_equal(means, [m.features.mean(axis=(0, 1)) for m in local[:3]])
 
 
+def test_a_network_goes_to_the_cluster_once_whatever_the_cache_folder(
+        cluster, weights_file, image_files, tmp_path):
+    """Each task brings the caller's cache folder; the scattered extractor is shared."""
+    from skcorr.features import _base
+
+    ext = ConvColumnExtractor(layer="stage3", weights=weights_file, mode="dense").fit()
+    folders = [tmp_path / "a", tmp_path / "b"]
+    with dask_backend(cluster, timeout=20) as client:
+        _base._SCATTERED.clear()
+        maps = []
+        for folder in [None, *folders]:
+            maps.append(ext.set_params(memory=None if folder is None else str(folder))
+                        .extract_dense(image_files[:3]))
+        scattered = [key for key in _base._SCATTERED if key[0] == client.id]
+    assert len(scattered) == 1
+    assert ext.memory == str(folders[1])  # the caller's extractor is left as it was
+    for folder in folders:  # each call's features went into its own folder
+        assert len(list(folder.rglob("*.pkl"))) == 3
+    assert _maps_equal(maps[0], maps[1]) and _maps_equal(maps[0], maps[2])
+
+
+_PAGE_FAULTS = """
+import resource, numpy as np
+from skcorr._parallel import reuse_freed_memory
+
+def faults():  # pages faulted in while blocks of 1 and 2 MiB are made and freed
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(100):
+        a, b = np.ones(1 << 18), np.ones(1 << 17)
+        del a, b
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+before = faults()
+changed = reuse_freed_memory()
+faults()
+print(before, changed, faults())
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator")
+@pytest.mark.parametrize("trim", ["65536", None])
+def test_reuse_freed_memory_stops_mapping_fresh_pages_for_each_block(trim):
+    env = {key: value for key, value in os.environ.items()
+           if key != "MALLOC_TRIM_THRESHOLD_"}
+    if trim is not None:  # as dask's nanny starts its workers
+        env["MALLOC_TRIM_THRESHOLD_"] = trim
+    out = subprocess.run([sys.executable, "-c", _PAGE_FAULTS], env=env, check=True,
+                         capture_output=True, text=True, timeout=120).stdout.split()
+    before, changed, after = int(out[0]), out[1] == "True", int(out[2])
+    if trim is None:  # glibc adapts by itself: nothing to change
+        assert not changed and before < 10_000
+    else:  # 768 pages per round before: every block mapped and faulted in afresh
+        assert changed and before > 50_000 and after < before / 20
+
+
+def test_workers_reuse_freed_memory_once_skcorr_sends_them_work(cluster, weights_file,
+                                                                image_files):
+    """dask's nanny sets MALLOC_TRIM_THRESHOLD_, which made forward passes 2x slower."""
+    def state():
+        import os
+
+        from skcorr import _parallel
+        return "MALLOC_TRIM_THRESHOLD_" in os.environ, _parallel._REUSING
+
+    ext = ConvColumnExtractor(layer="stage3", weights=weights_file, mode="dense").fit()
+    with dask_backend(cluster, timeout=20) as client:
+        ext.extract_dense(image_files[:2])
+        states = client.run(state)
+    assert list(states.values()) == [(True, True)] * 2
+
+
 def test_a_path_the_workers_cannot_read_is_explained(cluster, weights_file, tmp_path):
     ext = ConvColumnExtractor(layer="stage3", weights=weights_file, mode="dense").fit()
     missing = str(tmp_path / "nowhere.png")

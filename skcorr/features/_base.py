@@ -265,6 +265,13 @@ class FeatureTransformer(TransformerMixin, BaseEstimator):
     #: Parameters that do not change the features (left out of the cache key).
     _cache_ignored = frozenset({"memory", "device", "batch_size", "mode", "verbose"})
 
+    def __copy__(self):
+        # Shares every attribute, the fitted network included: the default copy goes
+        # through pickling's __getstate__ / __setstate__, which rebuild the network.
+        new = type(self).__new__(type(self))
+        new.__dict__.update(self.__dict__)
+        return new
+
     # -- the API ----------------------------------------------------------------------
     def transform(self, X):
         """Features of ``X`` in the transformer's ``mode``.
@@ -584,24 +591,30 @@ def _points_chunk(transformer, chunk, remote=False) -> list:
     return transformer._cached_at_points(rgbs, [points for _, points in chunk])
 
 
-def _remote(function, transformer, chunk, *args):
-    """A task on a dask worker: ``function`` there, with the worker's hints on errors."""
+def _remote(function, transformer, memory, chunk, *args):
+    """A task on a dask worker: ``function`` there, with the client's ``memory`` (the
+    scattered transformer is shared by every call, whatever its cache folder) and the
+    worker's hints on errors."""
+    transformer = copy.copy(transformer)  # shallow: the network is shared, not copied
+    transformer.memory = memory
     return function(transformer, chunk, *args, remote=True)
 
 
 #: Transformers sent to dask clusters: (client id, token) -> the scattered copy's future,
-#: so that a transformer is sent once per cluster, not once per call; the last few kept.
+#: so that a network is sent once per cluster, not once per call or per cache folder;
+#: the last few kept.
 _SCATTERED: dict = {}
 _SCATTERED_KEPT = 4
 
 
 def _scattered(client, transformer):
     """A future of ``transformer`` on every worker of ``client``'s cluster (sent once)."""
-    token = (client.id, signature(transformer, frozenset({"verbose"}),
+    token = (client.id, signature(transformer, frozenset({"verbose", "memory"}),
                                   ("dask", _CACHE_FORMAT, transformer._cache_identity())))
     future = _SCATTERED.get(token)
     if future is None or future.status != "finished":
         remote = copy.copy(transformer)
+        remote.memory = None  # each task brings the caller's (see _remote)
         if "verbose" in remote.get_params(deep=False):
             remote.set_params(verbose=False)  # the client shows the progress
         future = client.scatter(remote, broadcast=True, hash=False)
@@ -618,7 +631,8 @@ def _on_dask(client, transformer, function, items, args, progress) -> list:
     size = min(transformer._chunk_size(), len(chunks(items, None)[0]))
     parts = list(_chunks(items, size))
     remote = _scattered(client, transformer)
-    futures = [client.submit(_remote, function, remote, part, *args, pure=False)
+    memory = getattr(transformer, "memory", None)
+    futures = [client.submit(_remote, function, remote, memory, part, *args, pure=False)
                for part in parts]
     position = {future.key: i for i, future in enumerate(futures)}
     results: list = [None] * len(parts)

@@ -34,6 +34,11 @@ _NETWORKS: OrderedDict = OrderedDict()
 _NETWORKS_LOCK = threading.Lock()
 _MAX_NETWORKS = 4
 
+# Traced networks without their weights, by backbone and layers, for unpickling: an
+# extractor sent to a dask worker gets a copy with the weights it carries, instead of
+# building and tracing the network again each time one arrives.
+_SKELETONS: OrderedDict = OrderedDict()
+
 
 def _copy_module(module, memo: dict):
     """A copy of ``module`` with parameters, buffers, submodules and hooks of its own.
@@ -451,12 +456,26 @@ class ConvColumnExtractor(FeatureTransformer):
         network_state = state.pop("_network_state", None)
         super().__setstate__(state)
         if network_state is not None:
-            spec = get_backbone(self.backbone)
-            network = create_feature_extractor(load_network(spec, None),
-                                               return_nodes=self.layers_)
+            network = _skeleton(get_backbone(self.backbone), self.layers_)
             network.load_state_dict(network_state)
             self.device_ = _resolve_device(self.device, fallback=True)
             self.network_ = network.to(self.device_).eval()
+
+
+def _skeleton(spec, layers) -> torch.nn.Module:
+    """A network of ``spec`` truncated at ``layers``, with weights of its own to overwrite."""
+    key = (spec.name, tuple(layers))
+    with _NETWORKS_LOCK:
+        skeleton = _SKELETONS.get(key)
+        if skeleton is not None:
+            _SKELETONS.move_to_end(key)
+    if skeleton is None:
+        skeleton = create_feature_extractor(load_network(spec, None), return_nodes=list(layers))
+        with _NETWORKS_LOCK:
+            _SKELETONS[key] = skeleton
+            while len(_SKELETONS) > _MAX_NETWORKS:
+                _SKELETONS.popitem(last=False)
+    return _copy_module(skeleton, {})
 
 
 @contextlib.contextmanager
