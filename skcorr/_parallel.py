@@ -17,12 +17,15 @@ import logging
 import math
 import numbers
 import os
+import shutil
 import sys
+import tempfile
 import threading
 
 import joblib
 
-__all__ = ["SchedulerLost", "chunks", "dask_backend", "dask_client", "reuse_freed_memory"]
+__all__ = ["SchedulerLost", "chunks", "dask_backend", "dask_client", "reuse_freed_memory",
+           "scratch_folder"]
 
 #: Seconds between two checks that the scheduler still answers, during the work.
 HEARTBEAT_INTERVAL = 5.0
@@ -400,3 +403,32 @@ def chunks(items, n_jobs):
         n_workers = joblib.effective_n_jobs(n_jobs)
         size = 1 if n_workers == 1 else max(1, -(-n // (CHUNKS_PER_THREAD * n_workers)))
     return [items[start:start + size] for start in range(0, n, size)]
+
+
+@contextlib.contextmanager
+def scratch_folder(prefix: str = "skcorr-"):
+    """A temporary folder (e.g. a feature cache for one command), removed at the end.
+
+    Under a dask scheduler the workers write into the same path; on machines that do
+    not share the client's disk each worker has made a folder of its own there, so the
+    workers remove it too.
+
+    Parameters
+    ----------
+    prefix : str, default="skcorr-"
+        The start of the folder's name.
+
+    Yields
+    ------
+    folder : str
+        The folder's path.
+    """
+    client = dask_client()
+    folder = None
+    try:
+        with tempfile.TemporaryDirectory(prefix=prefix) as folder:
+            yield folder
+    finally:
+        if client is not None and folder is not None and client.status == "running":
+            with contextlib.suppress(Exception):  # a lost cluster has nothing to remove
+                client.run(shutil.rmtree, folder, True)

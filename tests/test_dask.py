@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -271,6 +272,43 @@ def test_chunks_under_a_scheduler_come_from_the_cluster_not_n_jobs(cluster):
     assert sum(sizes[1]) == 900
     assert max(sizes[1]) <= 9  # the progress bar moves by 1 % at most
     assert 16 <= len(sizes[1]) <= 100  # eight chunks per worker thread or more
+
+
+def test_a_scratch_folder_is_removed_on_the_workers_too(cluster, monkeypatch):
+    """On machines of their own, workers make the client's scratch path themselves."""
+    from skcorr import _parallel
+
+    def make(folder):
+        os.makedirs(folder, exist_ok=True)
+        with open(os.path.join(folder, f"{os.getpid()}.pkl"), "wb") as file:
+            file.write(b"features")
+
+    class ClientOnlyFolder:
+        """A folder whose removal on the client leaves the path on the workers' disk
+        (here, the same disk)."""
+
+        def __init__(self, prefix):
+            self.name = tempfile.mkdtemp(prefix=prefix)
+
+        def __enter__(self):
+            return self.name
+
+        def __exit__(self, *exc):
+            pass
+
+    with dask_backend(cluster, timeout=20) as client:
+        with _parallel.scratch_folder("skcorr-test-") as folder:
+            client.run(make, folder)
+            assert len(os.listdir(folder)) == 2
+        assert not os.path.exists(folder)
+        monkeypatch.setattr(_parallel.tempfile, "TemporaryDirectory", ClientOnlyFolder)
+        with _parallel.scratch_folder("skcorr-test-") as folder:
+            client.run(make, folder)
+        assert not os.path.exists(folder)  # removed by the workers
+    with _parallel.scratch_folder("skcorr-test-") as folder:  # no cluster: not removed
+        pass
+    assert os.path.isdir(folder)
+    os.rmdir(folder)
 
 
 # --- a scheduler that fails -------------------------------------------------------------------

@@ -95,6 +95,26 @@ def test_cache_keys_are_image_content_and_weights(tmp_path):
     assert not np.allclose(uncached, b)
 
 
+def test_features_of_another_kind_of_device_are_not_served(tmp_path, monkeypatch):
+    """GPU kernels round differently: entries computed on one are kept apart."""
+    from skcorr.features import _conv
+
+    image = np.random.default_rng(1).integers(0, 255, (48, 64, 3), dtype=np.uint8)
+    torch.manual_seed(0)
+    ext = ConvColumnExtractor(layer="stage2", weights=None, mode="global",
+                              memory=str(tmp_path / "cache")).fit()
+    on_cpu = ext.transform([image])
+    monkeypatch.setattr(_conv, "_device_kind", lambda device: "cuda:Some GPU")
+    with ForwardCounter() as counter:
+        again = ext.transform([image])
+    assert counter.images == 1  # computed, not read from the CPU's entry
+    np.testing.assert_array_equal(again, on_cpu)
+    monkeypatch.undo()
+    with ForwardCounter() as counter:
+        ext.transform([image])
+    assert counter.images == 0
+
+
 def test_unwritable_cache_folder_is_one_clear_error(tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import sys
-import tempfile
 import time
 
 import numpy as np
@@ -16,6 +15,7 @@ from tqdm.auto import tqdm
 
 from .._geometry import rescale_points, resize_longer_side
 from .._image import as_rgb
+from .._parallel import scratch_folder
 from .._validation import check_alpha, check_n_jobs
 from ..features import MAX_IMAGE_SIZE
 from ..metrics import pck_score, pck_scorer
@@ -507,8 +507,7 @@ def evaluate_cub_detection(path, *, box_size=224, conv_layer="conv5", sift_step=
     table.cv_scores = {}
     with contextlib.ExitStack() as stack, table.keep_on_interrupt():
         if memory is None:  # every crop's features once, for all folds and settings
-            memory = stack.enter_context(tempfile.TemporaryDirectory(
-                prefix="skcorr-cub-detect-"))
+            memory = stack.enter_context(scratch_folder("skcorr-cub-detect-"))
         for name, features in feature_sets:
             det = SlidingKeypointDetector(features=features, box_size=box_size,
                                           neighborhood=neighborhood,

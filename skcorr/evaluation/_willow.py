@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import contextlib
-import tempfile
 import time
 
+from .._parallel import scratch_folder
 from ..flow import PairTransfer
 from ._cv import cross_validated_transfer
 from ._defaults import CV_LAMS, TUNED_LAM
@@ -148,7 +148,7 @@ def evaluate_pf_willow(path, *, method="flow", features="conv",
         table = transfer_pck_table(dataset, identity_transfer, alphas=alphas,
                                    reference=reference)
     else:
-        own = tempfile.TemporaryDirectory() if memory is None else None
+        own = scratch_folder("skcorr-pf-willow-") if memory is None else None
         with own or contextlib.nullcontext(memory) as cache:
             estimator = PairTransfer(extractor, **flow, n_jobs=n_jobs, memory=cache,
                                      verbose=verbose)

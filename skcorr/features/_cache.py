@@ -2,11 +2,12 @@
 
 A transformer with ``memory`` set (a folder or a :class:`joblib.Memory`) stores the
 features of every image it computes and serves them again to any transformer with the
-same *signature*: the class, every parameter that changes the output (not the device,
-the batch size or the mode) and, for convnets, a digest of the network's weights (so a
-weights file is known by its content, and two random initialisations never share
-entries). Images are known by a digest of their RGB pixels, never by their path: a file
-whose content changes gets new features.
+same *signature*: the class, every parameter that changes the output (not the batch
+size or the mode) and, for convnets, a digest of the network's weights (so a weights
+file is known by its content, and two random initialisations never share entries) and
+the kind of device (the CPU, or the model of GPU, whose kernels round differently).
+Images are known by a digest of their RGB pixels, never by their path: a file whose
+content changes gets new features.
 
 Entries are written by :class:`joblib.Memory` (one pickle per image and feature kind),
 so several processes, or the workers of a cluster sharing the folder, may read and

@@ -139,7 +139,8 @@ class ConvColumnExtractor(FeatureTransformer):
     memory : None, str or joblib.Memory, default=None
         Cache of features (as ``Pipeline(memory=...)``): a folder or a
         :class:`joblib.Memory`. Features are keyed by the image's pixels, the weights'
-        content and every parameter that changes them (not ``device`` or
+        content, the kind of device that computed them (the CPU, or the model of GPU:
+        their kernels round differently) and every parameter that changes them (not
         ``batch_size``), so clones in a grid search share them.
     verbose : bool, default=False
         Show a progress bar over the images on stderr while features are computed, once
@@ -210,7 +211,7 @@ class ConvColumnExtractor(FeatureTransformer):
         self.verbose = verbose
 
     def _cache_identity(self):
-        return weights_digest(self.network_)
+        return weights_digest(self.network_), _device_kind(self.device_)
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X=None, y=None):
@@ -507,6 +508,15 @@ def _check_layer_weights(weights, n_layers: int) -> np.ndarray:
     if not np.all(np.isfinite(array)) or np.any(array < 0) or not np.any(array > 0):
         raise ValueError(f"layer_weights must be finite, >= 0 and not all 0, got {weights!r}.")
     return array
+
+
+def _device_kind(device: str) -> str:
+    """``"cpu"``, or the model of GPU: features computed on different kinds differ by
+    rounding, so the cache keeps them apart."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return f"cuda:{torch.cuda.get_device_name(device)}"
+    return device.type
 
 
 def _resolve_device(device: str, fallback: bool = False) -> str:
