@@ -315,9 +315,10 @@ def test_a_scratch_folder_is_removed_on_the_workers_too(cluster, monkeypatch):
 
 
 @contextlib.contextmanager
-def separate_cluster(tmp_path, n_workers=2):
+def separate_cluster(tmp_path, n_workers=2, preload=()):
     """A scheduler and single-threaded workers in processes of their own (as a user starts
-    them on several machines), on 127.0.0.1 without dashboards; killed at the end."""
+    them on several machines, importing the ``preload`` modules as they start), on
+    127.0.0.1 without dashboards; killed at the end."""
     info = tmp_path / "scheduler.json"
     processes = []
 
@@ -341,7 +342,8 @@ def separate_cluster(tmp_path, n_workers=2):
         if n_workers:
             start("distributed.cli.dask_worker", "--nworkers", str(n_workers), "--nthreads",
                   "1", "--no-dashboard", "--dashboard-address", "127.0.0.1:0", "--host",
-                  "127.0.0.1", "--scheduler-file", str(info))
+                  "127.0.0.1", "--scheduler-file", str(info),
+                  *[arg for module in preload for arg in ("--preload", module)])
             with distributed.Client(address, timeout="20s") as client:
                 client.wait_for_workers(n_workers, timeout=60)
         yield address, scheduler
@@ -356,6 +358,17 @@ def separate_cluster(tmp_path, n_workers=2):
 def _slow(seconds):
     time.sleep(seconds)
     return seconds
+
+
+def test_the_recipes_workers_import_torch_and_skcorr_as_they_start(tmp_path):
+    """scaling.rst: ``dask worker ... --preload skcorr.features``."""
+    def imported():
+        return {name: name in sys.modules for name in ("torch", "skcorr.features")}
+
+    with separate_cluster(tmp_path, n_workers=1, preload=("skcorr.features",)) as (address, _):
+        with distributed.Client(address, timeout="20s") as client:
+            assert list(client.run(imported).values()) == [
+                {"torch": True, "skcorr.features": True}]
 
 
 def test_a_frozen_scheduler_is_reported_within_the_time_limit(tmp_path):
