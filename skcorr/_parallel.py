@@ -292,7 +292,9 @@ def dask_client():
     """The dask client that joblib's active backend runs on, or None when it is not dask.
 
     Inside a dask task it is None too: the work is already spread, and nested work
-    runs where it is.
+    runs where it is. The first time it finds a client, it prepares the cluster's
+    workers for skcorr's work (:func:`reuse_freed_memory` on each, also on those that
+    join later).
 
     Returns
     -------
