@@ -24,8 +24,8 @@ import threading
 
 import joblib
 
-__all__ = ["SchedulerLost", "chunks", "dask_backend", "dask_client", "reuse_freed_memory",
-           "scratch_folder"]
+__all__ = ["SchedulerLost", "chunks", "dask_backend", "dask_client", "parallel",
+           "reuse_freed_memory", "scratch_folder"]
 
 #: Seconds between two checks that the scheduler still answers, during the work.
 HEARTBEAT_INTERVAL = 5.0
@@ -386,6 +386,19 @@ def _in_dask_task() -> bool:
     except ValueError:
         return False
     return True
+
+
+def parallel(n_jobs, **kwargs) -> joblib.Parallel:
+    """The ``joblib.Parallel`` of skcorr's own loops (``kwargs`` are its other arguments).
+
+    Inside a task of a dask cluster (a fit of a grid search sent to a worker, say) the
+    loop runs in that task, one item after the other: joblib would send each item to the
+    cluster again, a round trip per item, while the work is already spread.
+    """
+    if _in_dask_task():
+        with joblib.parallel_config(backend="sequential"):
+            return joblib.Parallel(n_jobs=1, **kwargs)
+    return joblib.Parallel(n_jobs=n_jobs, **kwargs)
 
 
 def chunks(items, n_jobs):

@@ -8,6 +8,7 @@ Every cluster here listens on 127.0.0.1 only, has no dashboard, and stops by its
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -258,6 +259,21 @@ def test_a_cache_filled_on_the_cluster_gives_the_scores_of_one_filled_here(
         cluster_maps, here_maps = (ext.extract_dense(image_files) for ext in read)
     assert counter.count == 0  # both read from their caches
     assert _maps_equal(cluster_maps, here_maps)
+
+
+def test_a_search_fit_on_a_worker_aligns_its_pairs_there(
+        cluster, weights_file, image_files, category, tmp_path):
+    """Nested joblib loops ran each chunk as a task of its own, the fit's task waiting."""
+    with dask_backend(cluster, timeout=20) as client, \
+            distributed.get_task_stream(client=client) as stream:
+        search = _lam_search(weights_file, str(tmp_path)).fit(image_files,
+                                                              category.keypoints)
+    names = [str(task["key"]) for task in stream.data]
+    # joblib's tasks are batches: "batch_of__fit_and_score_2_calls-..."
+    fits = [re.search(r"_fit_and_score_(\d+)_calls", name) for name in names]
+    assert sum(int(fit.group(1)) for fit in fits if fit) == 3 * 3  # candidates x folds
+    assert not any("_transfer_chunk" in name for name in names)
+    assert np.isfinite(search.cv_results_["mean_test_score"]).all()
 
 
 # --- chunks follow the cluster --------------------------------------------------------------

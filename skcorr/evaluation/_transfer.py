@@ -11,14 +11,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from joblib import Parallel, delayed
+from joblib import delayed
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
 from .._geometry import rescale_points
 from .._image import image_size
-from .._parallel import chunks
+from .._parallel import chunks, parallel
 from .._validation import check_alpha
 from ..metrics import image_boxes, pck_score
 from ._defaults import TUNED_LAM
@@ -191,7 +191,7 @@ def _predict_pairs_parallel(dataset, pairs, predict_fn, n_jobs, verbose) -> np.n
     """Predictions (n_pairs, K, 2) of ``predict_fn`` over the pairs, in chunks via joblib."""
     keypoints, images = dataset.keypoints, dataset.images
     parts = chunks(pairs, n_jobs)
-    results = Parallel(n_jobs=n_jobs, prefer="threads", return_as="generator")(
+    results = parallel(n_jobs, prefer="threads", return_as="generator")(
         delayed(_predict_pairs)(predict_fn, [(images[s], images[t], keypoints[s])
                                              for s, t in chunk]) for chunk in parts)
     predictions = np.empty((len(pairs), *keypoints.shape[1:]))

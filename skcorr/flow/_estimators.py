@@ -19,7 +19,7 @@ import os
 from contextlib import nullcontext
 
 import numpy as np
-from joblib import Parallel, delayed, effective_n_jobs
+from joblib import delayed, effective_n_jobs
 from sklearn.base import BaseEstimator, _fit_context, clone
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, check_memory
@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from .._array import l2_normalize
 from .._image import check_images
-from .._parallel import chunks
+from .._parallel import chunks, parallel
 from .._validation import N_JOBS_CONSTRAINT, check_image_keypoints, pass_memory
 from ..features import ConvColumnExtractor
 from ..metrics import pck_score
@@ -113,7 +113,7 @@ class _FlowTransfer(BaseEstimator):
         with (threadpool_limits(1, user_api="blas") if several else nullcontext()), \
                 tqdm(total=len(work), desc="aligning", leave=False,
                      disable=not self.verbose or not work) as progress:
-            done = Parallel(n_jobs=self.n_jobs, prefer="threads", return_as="generator")(
+            done = parallel(self.n_jobs, prefer="threads", return_as="generator")(
                 tasks)
             for chunk in done:
                 for key, result in chunk:

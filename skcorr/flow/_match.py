@@ -249,8 +249,10 @@ def match_files(pairs, output, *, preset: str = "best", overwrite: bool = False,
     folders : list of Path
         The folder of each pair, in order.
     """
-    from joblib import Parallel, delayed
+    from joblib import delayed
     from tqdm.auto import tqdm
+
+    from .._parallel import parallel
 
     pairs = _check_pairs(pairs)
     output = check_output_folder(output, overwrite, fix="overwrite=True (--overwrite)")
@@ -272,7 +274,7 @@ def match_files(pairs, output, *, preset: str = "best", overwrite: bool = False,
                 maps.update(zip(chunk, extractor.extract_dense(chunk), strict=True))
                 bar.update(len(chunk))
         tasks = (delayed(_align_pair)(maps[s], maps[t], align_settings, True) for s, t in pairs)
-        results = Parallel(n_jobs=n_jobs, prefer="threads", return_as="generator")(tasks)
+        results = parallel(n_jobs, prefer="threads", return_as="generator")(tasks)
         record = {"preset": preset, **feature_settings, **align_settings}
         for (source, target), name, (flow, seconds) in zip(
                 pairs, names, tqdm(results, total=len(pairs), desc="pairs", unit="pair",

@@ -9,7 +9,7 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from joblib import Parallel, delayed
+from joblib import delayed
 from sklearn.base import BaseEstimator, _fit_context, clone
 from sklearn.linear_model import LogisticRegression
 from sklearn.svm import LinearSVC
@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from .._geometry import rescale_points, resize
 from .._image import as_rgb, check_images
+from .._parallel import parallel
 from .._validation import N_JOBS_CONSTRAINT, pass_memory
 from ..features import ConvColumnExtractor
 from ._base import FeaturesMixin
@@ -369,7 +370,7 @@ class SlidingKeypointDetector(FeaturesMixin, CropKeypointsMixin, BaseEstimator):
         tasks = (delayed(_fit_linear)(svc, self._descriptors(Fp, s.positives),
                                       self._descriptors(Fp, s.cache))
                  for s in samples.values())
-        fitted = Parallel(n_jobs=self.n_jobs, prefer="threads")(tasks)
+        fitted = parallel(self.n_jobs, prefer="threads")(tasks)
         for k, (coef, intercept) in zip(samples, fitted, strict=True):
             self.coef_[k], self.intercept_[k] = coef, intercept
 
