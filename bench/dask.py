@@ -2,7 +2,8 @@
 
     PYTHONPATH=. SKCORR_DATA=../shared/data .venv/bin/python bench/dask.py [--part ...]
 
-(``--part features``, ``willow`` or ``all``; PYTHONPATH=. runs this checkout's skcorr.)
+(``--part features``, ``willow``, ``aligner`` or ``all``; PYTHONPATH=. runs this
+checkout's skcorr.)
 
 * ``features``: extraction of PF-WILLOW images in one process, the issue-24 way (each
   forward pass on one thread, the images over the cores in threads; features the same
@@ -12,13 +13,16 @@
   process and a fresh (cold) ``--memory`` folder each, with ``--n-jobs 1`` and
   ``--n-jobs 2`` locally and with ``--scheduler`` on a scheduler and two
   single-threaded worker processes started as separate processes on 127.0.0.1 (no
-  dashboard), as a user with several machines starts them. For the cluster run: the
+  dashboard), as a user with several machines starts them: once on workers just started,
+  then three turns of the three (medians reported: the machine is shared), then once on
+  workers started with ``--preload skcorr.features``. For the last cluster run: the
   bytes the client sent (every TCP write of its dask connections) against the size of
   the feature maps, the seconds of each kind of task on the workers (dask's task
   stream), and from those a projection of SPair-71k's 12,234 test pairs on 1, 8 and 64
   workers. The CSV tables must be byte-identical.
 * ``aligner``: FlowAligner fit on 40 and predict on 40 PF-WILLOW images and a
-  GridSearchCV over lam, locally (n_jobs 1 and 2) and on the cluster; identical outputs.
+  GridSearchCV over lam, locally (n_jobs 1 and 2) and on the warm cluster, three turns;
+  identical outputs.
 """
 
 from __future__ import annotations
@@ -119,7 +123,7 @@ def _run(command: list[str]) -> float:
     return time.perf_counter() - start
 
 
-def bench_willow(root: Path) -> None:
+def bench_willow(root: Path, repeats: int = 3) -> None:
     from distributed import Client, get_task_stream
 
     from skcorr.datasets import load_pf_willow
@@ -127,44 +131,54 @@ def bench_willow(root: Path) -> None:
     out = Path(tempfile.mkdtemp(prefix="skcorr-bench-willow-"))
     base = [sys.executable, str(Path(__file__).resolve()), "--cli", "evaluate", "pf-willow",
             "--features", "conv", "--data", str(root / "PF-WILLOW"), "--quiet"]
-    print("| skcorr evaluate pf-willow --features conv, cold cache | wall (s) | "
-          "wall / wall of --n-jobs 1 | wall / wall of --n-jobs 2 |")
-    print("|---|---|---|---|")
-    walls = {}
-    for name in ("n1", "n2"):
-        walls[name] = _run(base + ["--n-jobs", name[1], "--output", str(out / name)])
-    for name in ("n1", "n2"):
-        print(f"| --n-jobs {name[1]} (local) | {walls[name]:.1f} | "
-              f"{walls[name] / walls['n1']:.2f} | {walls[name] / walls['n2']:.2f} |",
-              flush=True)
+    walls: dict = {}
     sent_file = out / "sent.json"
+    start = time.perf_counter()
     with separate_cluster(2) as address:
+        started = time.perf_counter() - start
         # First on workers just started (their first task imports torch and skcorr and
-        # builds the network), then again on the same workers, each with a cold cache.
-        for name, what in (("dask-fresh", "workers just started"),
-                           ("dask", "the same workers again")):
+        # builds the network); then, in turns, --n-jobs 1, --n-jobs 2 and the same
+        # workers again, each with a cold cache (the machine is shared: medians of the turns).
+        walls["dask-fresh"] = [_run(base + ["--scheduler", address, "--output",
+                                            str(out / "dask-fresh")])]
+        for turn in range(repeats):
+            for name in ("n1", "n2"):
+                walls.setdefault(name, []).append(_run(
+                    base + ["--n-jobs", name[1], "--output", str(out / f"{name}-{turn}")]))
             with Client(address, timeout="30s") as watcher, \
                     get_task_stream(client=watcher) as ts:
-                walls[name] = _run(base + ["--scheduler", address, "--output", str(out / name),
-                                           "--bytes-to", str(sent_file)])
+                walls.setdefault("dask", []).append(_run(
+                    base + ["--scheduler", address, "--output", str(out / f"dask-{turn}"),
+                            "--bytes-to", str(sent_file)]))
                 stream = ts.data
-            print(f"| --scheduler, 2 single-thread worker processes ({what}) | "
-                  f"{walls[name]:.1f} | {walls[name] / walls['n1']:.2f} | "
-                  f"{walls[name] / walls['n2']:.2f} |", flush=True)
     # The recipe's workers: torch and skcorr imported as they start, not in the first run.
     start = time.perf_counter()
     with separate_cluster(2, preload=("skcorr.features",)) as address:
-        started = time.perf_counter() - start
-        name = "dask-preload"
-        walls[name] = _run(base + ["--scheduler", address, "--output", str(out / name)])
-        print(f"| --scheduler, workers just started with --preload skcorr.features (their "
-              f"start: {started:.1f} s) | {walls[name]:.1f} | {walls[name] / walls['n1']:.2f} "
-              f"| {walls[name] / walls['n2']:.2f} |", flush=True)
+        preloaded = time.perf_counter() - start
+        walls["dask-preload"] = [_run(base + ["--scheduler", address, "--output",
+                                              str(out / "dask-preload")])]
+    rows = {
+        "n1": "--n-jobs 1 (local)",
+        "n2": "--n-jobs 2 (local)",
+        "dask-fresh": f"--scheduler, 2 one-thread worker processes just started (their "
+                      f"start: {started:.1f} s)",
+        "dask": "--scheduler, the same workers again",
+        "dask-preload": f"--scheduler, workers just started with --preload skcorr.features "
+                        f"(their start: {preloaded:.1f} s)",
+    }
+    median = {name: float(np.median(values)) for name, values in walls.items()}
+    print("| skcorr evaluate pf-willow --features conv, cold cache | wall (s), median | "
+          "each run (s) | / --n-jobs 1 | / --n-jobs 2 |")
+    print("|---|---:|---|---:|---:|")
+    for name, label in rows.items():
+        print(f"| {label} | {median[name]:.1f} | {' '.join(f'{w:.1f}' for w in walls[name])} "
+              f"| {median[name] / median['n1']:.2f} | {median[name] / median['n2']:.2f} |")
     print()
-    tables = {name: b"".join(path.read_bytes() for path in sorted((out / name).glob("*.csv")))
-              for name in ("n1", "n2", "dask-fresh", "dask", "dask-preload")}
-    print(f"CSV tables byte-identical: {len(set(tables.values())) == 1}\n")
-    print("The second cluster run:\n")
+    tables = {folder.name: b"".join(path.read_bytes() for path in sorted(folder.glob("*.csv")))
+              for folder in out.iterdir() if folder.is_dir()}
+    print(f"CSV tables byte-identical: {len(set(tables.values())) == 1} ({len(tables)} "
+          "runs)\n")
+    print("The last run on the same workers:\n")
 
     dataset = load_pf_willow(root / "PF-WILLOW")
     sent = json.loads(sent_file.read_text())
@@ -183,7 +197,7 @@ def bench_willow(root: Path) -> None:
         kinds[kind] = kinds.get(kind, 0.0) + seconds
     n_images, n_pairs = len(dataset.images), len(dataset.pairs)
     busy = sum(kinds.values())
-    client_side = walls["dask"] - busy / 2
+    client_side = walls["dask"][-1] - busy / 2
     per_image = kinds.get("features", 0.0) / n_images
     per_pair = kinds.get("alignments", 0.0) / n_pairs
     print("| task kind | worker-seconds | per item (s) |")
@@ -192,7 +206,7 @@ def bench_willow(root: Path) -> None:
           f"{per_image:.3f} |")
     print(f"| alignments ({n_pairs} pairs) | {kinds.get('alignments', 0.0):.1f} | "
           f"{per_pair:.4f} |")
-    print(f"\nwall {walls['dask']:.1f} s = {busy / 2:.1f} s of work over 2 workers + "
+    print(f"\nwall {walls['dask'][-1]:.1f} s = {busy / 2:.1f} s of work over 2 workers + "
           f"{client_side:.1f} s on the client and in transit (start-up, loading the data "
           "set, sending the network, collecting the maps)\n")
     print(f"Projection, SPair-71k test ({SPAIR_TEST_PAIRS} pairs, at most {SPAIR_IMAGES} "
@@ -205,10 +219,10 @@ def bench_willow(root: Path) -> None:
     print()
 
 
-def bench_aligner(root: Path, n_train: int = 40, n_test: int = 40) -> None:
+def bench_aligner(root: Path, n_train: int = 40, n_test: int = 40, repeats: int = 3) -> None:
     """FlowAligner fit on 40 and predict on 40 PF-WILLOW images, then a GridSearchCV over
     lam on the 40: locally with n_jobs 1 and 2, and on the separate cluster (warmed
-    first), each with a fresh memory folder; the outputs must be identical."""
+    first), in turns, each with a fresh memory folder; the outputs must be identical."""
     from sklearn.model_selection import GridSearchCV
 
     from skcorr import FlowAligner
@@ -223,8 +237,6 @@ def bench_aligner(root: Path, n_train: int = 40, n_test: int = 40) -> None:
     print(f"FlowAligner(n_neighbors=5, n_top=2) fit on {n_train} and predict on {n_test} "
           "PF-WILLOW images, then GridSearchCV over lam in (0.05, 0.2), cv=2, on the "
           "training images; default features; a fresh memory folder each\n")
-    print("| run | fit + predict (s) | search (s) |")
-    print("|---|---|---|")
 
     def run(n_jobs):
         memory = tempfile.mkdtemp(prefix="skcorr-bench-aligner-")
@@ -240,23 +252,29 @@ def bench_aligner(root: Path, n_train: int = 40, n_test: int = 40) -> None:
         end = time.perf_counter()
         return middle - start, end - middle, predicted, search.cv_results_["mean_test_score"]
 
-    results = {}
-    for name, n_jobs in (("--n-jobs 1 (local)", 1), ("--n-jobs 2 (local)", 2)):
-        results[name] = run(n_jobs)
-        print(f"| {name} | {results[name][0]:.1f} | {results[name][1]:.1f} |", flush=True)
-    with separate_cluster(2) as address, dask_backend(address, timeout=30):
-        FlowAligner(n_neighbors=1, n_top=1).fit(images[:2], data.keypoints[:2]).predict(
-            images[2:4])  # warm the workers: imports, networks, compiled kernels
-        # Then twice: a worker's first search fit builds the networks there (the warm-up
-        # only unpickled the extractors); the second run finds them built.
-        for what in ("warm", "the same workers again"):
-            name = f"dask cluster, 2 one-thread workers ({what})"
-            results[name] = run(None)
-            print(f"| {name} | {results[name][0]:.1f} | {results[name][1]:.1f} |",
-                  flush=True)
-    first = next(iter(results.values()))
-    same = all(np.array_equal(r[2], first[2]) and np.array_equal(r[3], first[3])
-               for r in results.values())
+    results: dict = {}
+    with separate_cluster(2) as address:
+        with dask_backend(address, timeout=30):
+            FlowAligner(n_neighbors=1, n_top=1).fit(images[:2], data.keypoints[:2]).predict(
+                images[2:4])  # warm the workers: imports, extractors, compiled kernels
+        # In turns (the machine is shared: medians of the turns).
+        for _ in range(repeats):
+            for name, n_jobs in (("--n-jobs 1 (local)", 1), ("--n-jobs 2 (local)", 2),
+                                 ("dask cluster, 2 one-thread workers (warm)", None)):
+                with (dask_backend(address, timeout=30) if n_jobs is None
+                      else contextlib.nullcontext()):
+                    results.setdefault(name, []).append(run(n_jobs))
+    print("| run | fit + predict (s), median | each | search (s), median | each |")
+    print("|---|---:|---|---:|---|")
+    for name, runs in results.items():
+        cells = []
+        for column in (0, 1):
+            values = [r[column] for r in runs]
+            cells += [f"{np.median(values):.1f}", " ".join(f"{v:.1f}" for v in values)]
+        print(f"| {name} | {' | '.join(cells)} |")
+    every = [r for runs in results.values() for r in runs]
+    same = all(np.array_equal(r[2], every[0][2]) and np.array_equal(r[3], every[0][3])
+               for r in every)
     print(f"\npredictions and cross-validated scores identical: {same}\n")
 
 
