@@ -21,12 +21,11 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from sklearn.model_selection import GridSearchCV
+from search_helpers import ForwardCounter, lam_search
 
-from skcorr import ConvColumnExtractor, FlowAligner
+from skcorr import ConvColumnExtractor
 from skcorr._parallel import SchedulerLost, chunks, dask_backend
 from skcorr.cli import main
-from skcorr.metrics import pck_scorer
 
 distributed = pytest.importorskip("distributed")
 
@@ -62,26 +61,6 @@ def torch_threads(n):
         yield
     finally:
         torch.set_num_threads(saved)
-
-
-class ImagesThroughTheNetwork:
-    """Counts the images that enter any network's first convolution in this process
-    (the extractor's fit runs a constant probe image: not counted)."""
-
-    def __init__(self):
-        self.count = 0
-
-    def __call__(self, module, inputs, output):
-        if isinstance(module, torch.nn.Conv2d) and module.in_channels == 3:
-            x = inputs[0]
-            self.count += int((x.flatten(2).std(dim=2).amax(dim=1) > 0).sum())
-
-    def __enter__(self):
-        self._handle = torch.nn.modules.module.register_module_forward_hook(self)
-        return self
-
-    def __exit__(self, *exc):
-        self._handle.remove()
 
 
 def _maps_equal(a, b):
@@ -126,7 +105,7 @@ def test_features_are_computed_on_the_workers_into_the_shared_cache(
     cache = tmp_path / "cache"
     ext = ConvColumnExtractor(layer="stage3", weights=weights_file, mode="dense",
                               memory=str(cache)).fit()
-    with ImagesThroughTheNetwork() as here, dask_backend(cluster, timeout=20) as client:
+    with ForwardCounter() as here, dask_backend(cluster, timeout=20) as client:
         before = client.run(lambda dask_worker: dask_worker.state.executed_count)
         maps = ext.extract_dense(image_files)
         points = ext.set_params(mode="keypoints").extract_at(
@@ -134,13 +113,13 @@ def test_features_are_computed_on_the_workers_into_the_shared_cache(
                      dtype=object))
         means = ext.extract_global(image_files[:3])
         after = client.run(lambda dask_worker: dask_worker.state.executed_count)
-    assert here.count == 0  # not one image went through the network on the client
+    assert here.images == 0  # not one image went through the network on the client
     assert all(after[w] > before[w] for w in after)  # both workers extracted
     assert any(cache.rglob("*.pkl"))
     # The workers filled the cache: the client reads it and computes nothing.
-    with ImagesThroughTheNetwork() as here:
+    with ForwardCounter() as here:
         again = ext.extract_dense(image_files)
-    assert here.count == 0 and _maps_equal(again, maps)
+    assert here.images == 0 and _maps_equal(again, maps)
     # ... and the features are those the client computes itself, on its threads.
     with torch_threads(2):
         local = ConvColumnExtractor(layer="stage3", weights=weights_file,
@@ -230,24 +209,15 @@ def test_a_path_the_workers_cannot_read_is_explained(cluster, weights_file, tmp_
             ext.extract_dense([missing])
 
 
-def _lam_search(weights, memory):
-    aligner = FlowAligner(
-        features=ConvColumnExtractor(layer="stage3", weights=weights, mode="dense"),
-        retrieval=ConvColumnExtractor(layer="stage2", weights=weights, mode="global"),
-        n_neighbors=2, n_top=1, levels=0, max_iter=5, memory=memory)
-    return GridSearchCV(aligner, {"lam": [0.0, 0.1, 1.0]}, cv=3,
-                        scoring=pck_scorer(alpha=0.1))
-
-
 def test_a_cache_filled_on_the_cluster_gives_the_scores_of_one_filled_here(
         cluster, weights_file, image_files, category, tmp_path):
     """The issue's test: a lam search scores the same whichever side filled the cache."""
     on_cluster, here = tmp_path / "cluster", tmp_path / "here"
     with dask_backend(cluster, timeout=20):
-        remote = _lam_search(weights_file, str(on_cluster)).fit(image_files,
+        remote = lam_search(weights_file, str(on_cluster)).fit(image_files,
                                                                 category.keypoints)
     with torch_threads(2):
-        local = _lam_search(weights_file, str(here)).fit(image_files, category.keypoints)
+        local = lam_search(weights_file, str(here)).fit(image_files, category.keypoints)
     np.testing.assert_array_equal(remote.cv_results_["mean_test_score"],
                                   local.cv_results_["mean_test_score"])
     # The caches hold the same features, bit for bit (the old code's differed by ~1e-7).
@@ -255,9 +225,9 @@ def test_a_cache_filled_on_the_cluster_gives_the_scores_of_one_filled_here(
         assert any(memory.rglob("*.pkl"))
     read = [ConvColumnExtractor(layer="stage3", weights=weights_file, mode="dense",
                                 memory=str(memory)).fit() for memory in (on_cluster, here)]
-    with ImagesThroughTheNetwork() as counter:
+    with ForwardCounter() as counter:
         cluster_maps, here_maps = (ext.extract_dense(image_files) for ext in read)
-    assert counter.count == 0  # both read from their caches
+    assert counter.images == 0  # both read from their caches
     assert _maps_equal(cluster_maps, here_maps)
 
 
@@ -266,7 +236,7 @@ def test_a_search_fit_on_a_worker_aligns_its_pairs_there(
     """Nested joblib loops ran each chunk as a task of its own, the fit's task waiting."""
     with dask_backend(cluster, timeout=20) as client, \
             distributed.get_task_stream(client=client) as stream:
-        search = _lam_search(weights_file, str(tmp_path)).fit(image_files,
+        search = lam_search(weights_file, str(tmp_path)).fit(image_files,
                                                               category.keypoints)
     names = [str(task["key"]) for task in stream.data]
     # joblib's tasks are batches: "batch_of__fit_and_score_2_calls-..."

@@ -1,14 +1,13 @@
 """Scale-out: the feature cache, joblib parallelism (local and dask), the CLI options."""
 
 import socket
-import threading
 
 import joblib
 import numpy as np
 import pytest
 import torch
 from PIL import Image
-from sklearn.model_selection import GridSearchCV
+from search_helpers import ForwardCounter, lam_search
 from sklearn.utils import Bunch
 
 from skcorr import ConvColumnExtractor, FlowAligner, KeypointClassifier, SlidingKeypointDetector
@@ -17,55 +16,18 @@ from skcorr.datasets import crop_to_boxes
 from skcorr.evaluation import pair_samples, transfer_pck_table
 from skcorr.features import keypoint_samples
 from skcorr.flow import PairTransfer
-from skcorr.metrics import pck_scorer
-
-
-class ForwardCounter:
-    """Counts images through the first convolution (3 input channels) of any network.
-
-    The extractor's fit runs a constant probe image to learn the column width; it is
-    counted apart (``probes``).
-    """
-
-    def __init__(self):
-        self.images = self.probes = 0
-        self._lock = threading.Lock()  # images run in threads: += is not atomic
-
-    def __call__(self, module, inputs, output):
-        if isinstance(module, torch.nn.Conv2d) and module.in_channels == 3:
-            x = inputs[0]
-            constant = x.flatten(2).std(dim=2).amax(dim=1) == 0
-            with self._lock:
-                self.probes += int(constant.sum())
-                self.images += int((~constant).sum())
-
-    def __enter__(self):
-        self._handle = torch.nn.modules.module.register_module_forward_hook(self)
-        return self
-
-    def __exit__(self, *exc):
-        self._handle.remove()
-
-
-def _aligner_search(weights, memory):
-    aligner = FlowAligner(
-        features=ConvColumnExtractor(layer="stage3", weights=weights, mode="dense"),
-        retrieval=ConvColumnExtractor(layer="stage2", weights=weights, mode="global"),
-        n_neighbors=2, n_top=1, levels=0, max_iter=5, memory=memory)
-    return GridSearchCV(aligner, {"lam": [0.0, 0.1, 1.0]}, cv=3,
-                        scoring=pck_scorer(alpha=0.1))
 
 
 def test_grid_search_extracts_each_image_once_per_feature_kind(tmp_path, weights_file,
                                                                category):
     images, keypoints = category.images, category.keypoints
     with ForwardCounter() as cached:
-        search = _aligner_search(weights_file, tmp_path / "cache").fit(images, keypoints)
+        search = lam_search(weights_file, tmp_path / "cache").fit(images, keypoints)
     # Two feature kinds (dense stage3 for the flow, global stage2 for retrieval).
     assert cached.images == 2 * len(images)
     assert cached.probes <= 2 * (3 * 3 + 1)  # one per fit of each extractor
     with ForwardCounter() as uncached:
-        plain = _aligner_search(weights_file, None).fit(images, keypoints)
+        plain = lam_search(weights_file, None).fit(images, keypoints)
     assert uncached.images > 3 * cached.images  # every candidate and fold recomputes
     np.testing.assert_allclose(search.cv_results_["mean_test_score"],
                                plain.cv_results_["mean_test_score"])
